@@ -1,0 +1,30 @@
+/*
+ * tapegrad — tape-based reverse-mode automatic differentiation in C.
+ *
+ * Build a computation from primitive ops; each records a node on a per-thread
+ * Wengert tape; tg_backward(y) sweeps the tape in reverse and fills the gradients.
+ *
+ *     #include <tapegrad.h>
+ *
+ *     tg_tensor *x1 = tg_scalar(TG_F64, 2.0), *x2 = tg_scalar(TG_F64, 5.0);
+ *     tg_requires_grad(x1, true);
+ *     tg_requires_grad(x2, true);
+ *     tg_tensor *y = tg_add(tg_sin(x1), tg_mul(x1, x2));
+ *     if (!y || tg_backward(y) != 0) fprintf(stderr, "%s\n", tg_error());
+ *     printf("dy/dx1 = %g\n", tg_item(x1->grad));        // cos(2) + 5
+ *     tg_tape_reset();
+ *     tg_tensor_free(x1);
+ *     tg_tensor_free(x2);
+ *
+ * Modules: tensor.h (tensors, memory), tape.h (tape, backward, errors), ops.h
+ * (primitive ops), gradcheck.h (finite-difference checks).
+ */
+#ifndef TAPEGRAD_H
+#define TAPEGRAD_H
+
+#include "tapegrad/tensor.h"
+#include "tapegrad/tape.h"
+#include "tapegrad/ops.h"
+#include "tapegrad/gradcheck.h"
+
+#endif

@@ -1,0 +1,124 @@
+/*
+ * tapegrad/ops.h — primitive differentiable ops.
+ *
+ * Every op checks its inputs, allocates its result on the tape (a tape tensor, see
+ * tensor.h), computes it, and — when grad mode is on and an input requires a gradient
+ * — records a node whose backward is written with these same ops, so gradients can be
+ * differentiated again (tg_grad with TG_CREATE_GRAPH).
+ *
+ *     // f(x) = a*x^2 + b, on F64 tensors a, x, b
+ *     tg_tensor *f = tg_add(tg_mul(a, tg_square(x)), b);
+ *
+ * Rules shared by every op:
+ *   - Binary elementwise ops broadcast like NumPy: shapes are aligned on the right and
+ *     a dimension of 1 stretches; the result has the broadcast shape.
+ *   - Both operands must have the same dtype (no silent promotion; use tg_cast).
+ *     Differentiable ops take F32 or F64 only.
+ *   - Errors: on bad input the op returns NULL and sets tg_error() to a message naming
+ *     the op and the shapes, e.g. "tg_matmul: inner dimensions differ: [3,4] @ [5,2]".
+ *     Given a NULL input an op returns NULL without overwriting an earlier message, so
+ *     a whole forward pass can be written without checks and tested once at the end.
+ *   - The result is a tape tensor: released by tg_tape_reset(), never freed by you.
+ */
+#ifndef TAPEGRAD_OPS_H
+#define TAPEGRAD_OPS_H
+
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- binary elementwise, broadcasting ---- */
+tg_tensor *tg_add(tg_tensor *a, tg_tensor *b);     /* a + b */
+tg_tensor *tg_sub(tg_tensor *a, tg_tensor *b);     /* a - b */
+tg_tensor *tg_mul(tg_tensor *a, tg_tensor *b);     /* a * b */
+tg_tensor *tg_div(tg_tensor *a, tg_tensor *b);     /* a / b */
+/* a^b. d/da = b a^(b-1); d/db = a^b log(a), taken as 0 where a = 0 and b >= 0 (as
+ * PyTorch does), NaN where a < 0. */
+tg_tensor *tg_pow(tg_tensor *a, tg_tensor *b);
+/* max(a, b) / min(a, b) elementwise. On a tie the gradient is split evenly: each
+ * input receives half (as in PyTorch). */
+tg_tensor *tg_maximum(tg_tensor *a, tg_tensor *b);
+tg_tensor *tg_minimum(tg_tensor *a, tg_tensor *b);
+
+/* ---- unary elementwise ---- */
+tg_tensor *tg_neg(tg_tensor *x);     /* -x */
+tg_tensor *tg_exp(tg_tensor *x);     /* e^x;                d = e^x */
+tg_tensor *tg_log(tg_tensor *x);     /* ln x;               d = 1/x */
+tg_tensor *tg_sin(tg_tensor *x);     /* sin x;              d = cos x */
+tg_tensor *tg_cos(tg_tensor *x);     /* cos x;              d = -sin x */
+tg_tensor *tg_tanh(tg_tensor *x);    /* tanh x;             d = 1 - tanh^2 x */
+tg_tensor *tg_sigmoid(tg_tensor *x); /* 1/(1+e^-x), stable for large |x|; d = s(1-s) */
+tg_tensor *tg_relu(tg_tensor *x);    /* max{0,x};           d = 1 if x > 0 else 0 */
+tg_tensor *tg_sqrt(tg_tensor *x);    /* sqrt x;             d = 1/(2 sqrt x) */
+tg_tensor *tg_abs(tg_tensor *x);     /* |x|;                d = sign x (0 at 0) */
+tg_tensor *tg_square(tg_tensor *x);  /* x^2;                d = 2x */
+
+/* ---- with a scalar constant c ---- */
+tg_tensor *tg_add_scalar(tg_tensor *x, double c); /* x + c */
+tg_tensor *tg_mul_scalar(tg_tensor *x, double c); /* x * c */
+tg_tensor *tg_pow_scalar(tg_tensor *x, double c); /* x^c; d = c x^(c-1) */
+
+/* ---- reductions ----
+ * axis in [-ndim, ndim) (negative counts from the end) or TG_ALL for every axis.
+ * keepdim keeps the reduced axis with size 1; with TG_ALL and !keepdim the result is
+ * 0-d. Reducing an empty axis: sum gives 0, mean NaN, max and logsumexp an error. */
+enum { TG_ALL = 127 };
+tg_tensor *tg_sum(tg_tensor *x, int axis, bool keepdim);  /* sum_i x_i */
+tg_tensor *tg_mean(tg_tensor *x, int axis, bool keepdim); /* (1/n) sum_i x_i */
+/* max_i x_i. The gradient goes to one maximal element only: the first one (lowest
+ * index along the axis, or in row-major order for TG_ALL), like tg_argmax. NaN
+ * propagates. */
+tg_tensor *tg_max(tg_tensor *x, int axis, bool keepdim);
+/* log sum_i e^(x_i), computed as m + log sum_i e^(x_i - m) with m = max_i x_i, so it
+ * is exact for large inputs (1e4) and does not overflow; d/dx_i = softmax(x)_i. */
+tg_tensor *tg_logsumexp(tg_tensor *x, int axis, bool keepdim);
+
+/* ---- matrix products (OpenBLAS gemm) ----
+ * tg_matmul: C = A B for A [..., m, k] and B [..., k, n]; both need ndim >= 2. The
+ * leading (batch) dimensions broadcast like NumPy. Result [..., m, n].
+ * tg_matmul_t: C = op(A) op(B) where op transposes the last two dimensions when the
+ * flag is set; the transpose is passed to gemm, never copied. */
+tg_tensor *tg_matmul(tg_tensor *a, tg_tensor *b);
+tg_tensor *tg_matmul_t(tg_tensor *a, tg_tensor *b, bool trans_a, bool trans_b);
+
+/* ---- shape ---- */
+/* Same elements, new shape (numel must match). One entry may be -1 (inferred). */
+tg_tensor *tg_reshape(tg_tensor *x, int ndim, const int64_t *shape);
+/* Swaps dimensions dim0 and dim1 (negative counts from the end); copies. */
+tg_tensor *tg_transpose(tg_tensor *x, int dim0, int dim1);
+/* Stretches x to shape by NumPy broadcasting (x's shape must be broadcastable to it). */
+tg_tensor *tg_broadcast_to(tg_tensor *x, int ndim, const int64_t *shape);
+/* The reverse of broadcast_to: sums x over the dimensions that broadcasting to x's
+ * shape would have stretched, giving shape. The gradient of a broadcast. */
+tg_tensor *tg_sum_to(tg_tensor *x, int ndim, const int64_t *shape);
+/* Elements start <= i < stop along axis (0 <= start <= stop <= shape[axis]; negative
+ * start/stop count from the end). */
+tg_tensor *tg_slice(tg_tensor *x, int axis, int64_t start, int64_t stop);
+/* Joins n >= 1 tensors along axis; they must agree in dtype and every other dim. */
+tg_tensor *tg_concat(int n, tg_tensor *const *xs, int axis);
+/* y = x with axis restricted to the entries index[0..k): y.shape[axis] = k.
+ * index: I64, 1-D, each value in [0, shape[axis]); repeats allowed (their gradients
+ * add up). */
+tg_tensor *tg_index_select(tg_tensor *x, int axis, const tg_tensor *index);
+/* y[i][j][k] = x[i][index[i][j][k]][k] (for axis 1; likewise for any axis): index is
+ * I64 with x's ndim and, on every other axis, the same size as x; y has index's shape. */
+tg_tensor *tg_gather(tg_tensor *x, int axis, const tg_tensor *index);
+/* cond ? a : b elementwise, broadcasting all three. cond is any dtype; nonzero is
+ * true. Not differentiable in cond. */
+tg_tensor *tg_where(const tg_tensor *cond, tg_tensor *a, tg_tensor *b);
+/* Converts to dtype dt. Differentiable between F32 and F64 (the gradient is cast
+ * back); casting to or from I64 records nothing (truncates toward zero). */
+tg_tensor *tg_cast(tg_tensor *x, tg_dtype dt);
+/* The same values with no history and requires_grad off: a constant for the tape.
+ * Shares x's data (do not write to it). */
+tg_tensor *tg_detach(tg_tensor *x);
+/* Index of the maximum along axis (first on ties), as I64; axis reduced (or TG_ALL:
+ * a 0-d flat index). Not differentiable. */
+tg_tensor *tg_argmax(tg_tensor *x, int axis);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,114 @@
+/*
+ * tapegrad/tape.h — the Wengert tape, backward sweeps and gradients.
+ *
+ * Every op (ops.h) appends one node to a per-thread tape when grad mode is on and at
+ * least one of its inputs requires a gradient. Nodes sit in creation order, which is
+ * already a valid topological order, so backward is one sweep in reverse: no graph
+ * search, no sort.
+ *
+ *     tg_tensor *x1 = tg_scalar(TG_F64, 2.0), *x2 = tg_scalar(TG_F64, 5.0);
+ *     tg_requires_grad(x1, true);
+ *     tg_requires_grad(x2, true);
+ *     tg_tensor *y = tg_add(tg_sin(x1), tg_mul(x1, x2));   // y = sin(x1) + x1*x2
+ *     tg_backward(y);                // x1->grad = cos(x1) + x2, x2->grad = x1
+ *     tg_tape_reset();               // releases y and every intermediate
+ *
+ * Memory: tape tensors and nodes live in an arena of blocks that double in size.
+ * tg_tape_reset() releases everything on the tape but keeps the blocks, so a training
+ * loop reaches a steady state in which a step allocates nothing. tg_tape_mark() and
+ * tg_tape_rewind() release only what was made after the mark.
+ *
+ * Gradients: tg_backward(y) adds d y / d t into t->grad for every tensor t on the
+ * path from the leaves to y that requires a gradient. For a persistent leaf, ->grad is
+ * a persistent tensor that survives tg_tape_reset() until tg_zero_grad(); for a tape
+ * tensor (an intermediate) it is a tape tensor. Calling backward twice before a reset
+ * adds the gradients up. tg_grad() returns gradients without touching ->grad.
+ *
+ * Threads: the tape, the grad mode and the error message are per thread. A persistent
+ * tensor that requires a gradient must not be used in backward sweeps of two threads
+ * at once.
+ */
+#ifndef TAPEGRAD_TAPE_H
+#define TAPEGRAD_TAPE_H
+
+#include <stdio.h>
+
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Backward from y, which must have exactly one element: seeds dy = 1 and adds the
+ * gradient of y into ->grad of every tensor that requires one. Returns 0, or -1 with
+ * tg_error() set (y NULL, y with more than one element, y not on the tape's graph
+ * is fine: it simply does nothing, allocation failure). */
+int tg_backward(tg_tensor *y);
+
+/* Backward from y with the given seed dy (same shape and dtype as y). */
+int tg_backward_seeded(tg_tensor *y, const tg_tensor *dy);
+
+enum { TG_CREATE_GRAPH = 1 };
+
+/* The functional form (like torch.autograd.grad): computes
+ *     dxs_out[j] = sum_i  dys[i]^T  d ys[i] / d xs[j]
+ * for j < nx, without touching any ->grad. dys may be NULL (every seed is ones), and
+ * each dys[i] must have ys[i]'s shape and dtype. dxs_out[j] is a tape tensor of
+ * xs[j]'s shape; it is a tensor of zeros when ys does not depend on xs[j].
+ * With TG_CREATE_GRAPH the sweep itself is recorded on the tape, so the results can be
+ * differentiated again (Hessian-vector products, gradient penalties). Without it the
+ * results carry no history. Returns 0, or -1 with tg_error() set. */
+int tg_grad(int ny, tg_tensor *const *ys, tg_tensor *const *dys, int nx, tg_tensor *const *xs,
+            tg_tensor **dxs_out, unsigned flags);
+
+/* Releases every tape tensor and node of this thread; keeps the arena's blocks.
+ * Every tape tensor pointer, including intermediates' ->grad, becomes invalid. */
+void tg_tape_reset(void);
+
+/* A position on the tape, for tg_tape_rewind(). */
+size_t tg_tape_mark(void);
+
+/* Releases every tape tensor and node made after mark was taken (a mark taken after
+ * a reset or a rewind to an earlier point is invalid and ignored). */
+void tg_tape_rewind(size_t mark);
+
+/* Frees the arena's blocks too (tg_tape_reset plus returning memory to the system).
+ * Call it at the end of a thread or program for a leak-free exit. */
+void tg_tape_free(void);
+
+/* Number of nodes on this thread's tape. */
+size_t tg_tape_size(void);
+
+/* Bytes of arena memory reserved (held in blocks) and in use by this thread's tape. */
+size_t tg_tape_bytes_reserved(void);
+size_t tg_tape_bytes_used(void);
+
+/* Turns recording on or off for this thread; returns the previous mode. With it off
+ * (inference, optimizer updates) ops only compute. On by default. */
+bool tg_set_grad_enabled(bool on);
+bool tg_is_grad_enabled(void);
+
+/* Zeroes t->grad: a persistent gradient is filled with zeros (its memory is kept),
+ * a tape gradient is dropped. NULL is fine. */
+void tg_zero_grad(tg_tensor *t);
+
+/* Prints the Wengert list, one node a line, e.g.
+ *     t4 = add(t2, t3)            [] f64
+ * Leaves are printed by name (tg_tensor_set_name) or as p<address-hash>. */
+void tg_tape_print(FILE *out);
+
+/* Writes the graph in Graphviz DOT: leaves as boxes, op results as ellipses labelled
+ * with the op, edges from inputs to results. Returns 0, or -1 on a write error. */
+int tg_tape_dot(FILE *out);
+
+/* The thread's last error message, e.g. "tg_matmul: inner dimensions differ: [3,4] @
+ * [5,2]", or NULL when there is none. Valid until the next call that sets an error. */
+const char *tg_error(void);
+
+/* Forgets the thread's error message. */
+void tg_clear_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,304 @@
+/* tape.c — the per-thread arena and Wengert tape: allocation, recording, reset,
+ * mark/rewind, grad mode, printing. The backward sweep is in backward.c. */
+#include <string.h>
+
+#include "internal.h"
+
+/* The arena is a list of blocks used in order; each new block doubles the last.
+ * A position is base(block) + offset, where base is the total capacity of the blocks
+ * before it, so positions grow monotonically across blocks and a mark is one number. */
+typedef struct {
+    char *mem;  /* 64-byte aligned start */
+    char *raw;  /* what the allocator returned */
+    size_t cap; /* usable bytes */
+    size_t base;
+} arena_block;
+
+enum { FIRST_BLOCK = 64 * 1024, ALIGN = 64 };
+
+typedef struct {
+    arena_block *blocks;
+    int nblocks, cap_blocks;
+    int cur;       /* block being filled */
+    size_t off;    /* offset in blocks[cur] */
+    tg__node *last; /* newest node */
+    size_t nnodes;
+    int32_t next_id;
+    bool grad_off; /* grad mode is on by default, so store its negation */
+} tape_state;
+
+static _Thread_local tape_state tape;
+
+static size_t position(void) {
+    return tape.nblocks ? tape.blocks[tape.cur].base + tape.off : 0;
+}
+
+static bool add_block(size_t min_size) {
+    if (tape.nblocks == tape.cap_blocks) {
+        int ncap = tape.cap_blocks ? tape.cap_blocks * 2 : 16;
+        arena_block *nb = tg__alloc((size_t)ncap * sizeof *nb);
+        if (!nb) return false;
+        if (tape.nblocks) memcpy(nb, tape.blocks, (size_t)tape.nblocks * sizeof *nb);
+        tg__release(tape.blocks);
+        tape.blocks = nb;
+        tape.cap_blocks = ncap;
+    }
+    size_t cap = tape.nblocks ? tape.blocks[tape.nblocks - 1].cap * 2 : FIRST_BLOCK;
+    while (cap < min_size) cap *= 2;
+    char *raw = tg__alloc(cap + ALIGN);
+    if (!raw) return false;
+    arena_block *b = &tape.blocks[tape.nblocks];
+    b->raw = raw;
+    b->mem = (char *)(((uintptr_t)raw + ALIGN - 1) & ~(uintptr_t)(ALIGN - 1));
+    b->cap = cap;
+    b->base = tape.nblocks ? tape.blocks[tape.nblocks - 1].base + tape.blocks[tape.nblocks - 1].cap
+                           : 0;
+    tape.nblocks++;
+    return true;
+}
+
+void *tg__arena_alloc(size_t size) {
+    size = (size + ALIGN - 1) & ~(size_t)(ALIGN - 1);
+    if (size == 0) size = ALIGN;
+    for (;;) {
+        if (tape.nblocks && tape.off + size <= tape.blocks[tape.cur].cap) {
+            void *p = tape.blocks[tape.cur].mem + tape.off;
+            tape.off += size;
+            return p;
+        }
+        /* The rest of this block is skipped; positions stay monotonic. */
+        if (tape.nblocks && tape.cur + 1 < tape.nblocks) {
+            tape.cur++;
+            tape.off = 0;
+            continue;
+        }
+        if (!add_block(size)) return NULL;
+        if (tape.nblocks > 1) {
+            tape.cur = tape.nblocks - 1;
+            tape.off = 0;
+        }
+    }
+}
+
+#define HDR_BYTES ((sizeof(tg_tensor) + ALIGN - 1) & ~(size_t)(ALIGN - 1))
+
+static tg_tensor *tape_header(tg_dtype dt, int ndim, const int64_t *shape, size_t data_bytes) {
+    char *mem = tg__arena_alloc(HDR_BYTES + data_bytes);
+    if (!mem) return NULL;
+    tg_tensor *t = (tg_tensor *)mem;
+    t->dtype = dt;
+    t->ndim = ndim;
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= (t->shape[i] = shape[i]);
+    for (int i = ndim; i < TG_MAX_DIMS; i++) t->shape[i] = 1;
+    t->numel = n;
+    t->data = mem + HDR_BYTES;
+    t->grad = NULL;
+    t->requires_grad = false;
+    t->tg__persistent = false;
+    t->tg__view = false;
+    t->tg__id = tape.next_id++;
+    t->tg__node = NULL;
+    t->tg__acc = NULL;
+    t->tg__name[0] = '\0';
+    return t;
+}
+
+tg_tensor *tg__tape_tensor(tg_dtype dt, int ndim, const int64_t *shape) {
+    return tape_header(dt, ndim, shape, (size_t)tg__numel(ndim, shape) * tg_dtype_size(dt));
+}
+
+tg_tensor *tg__tape_zeros(tg_dtype dt, int ndim, const int64_t *shape) {
+    tg_tensor *t = tg__tape_tensor(dt, ndim, shape);
+    if (t) memset(t->data, 0, (size_t)t->numel * tg_dtype_size(dt));
+    return t;
+}
+
+tg_tensor *tg__tape_view(tg_tensor *x, int ndim, const int64_t *shape) {
+    tg_tensor *t = tape_header(x->dtype, ndim, shape, 0);
+    if (!t) return NULL;
+    t->data = x->data;
+    t->tg__view = true;
+    return t;
+}
+
+tg_tensor *tg__tape_full(tg_dtype dt, int ndim, const int64_t *shape, double value) {
+    tg_tensor *t = tg__tape_tensor(dt, ndim, shape);
+    if (!t) return NULL;
+    if (dt == TG_F64) {
+        double *d = t->data;
+        for (int64_t i = 0; i < t->numel; i++) d[i] = value;
+    } else if (dt == TG_F32) {
+        float *d = t->data;
+        for (int64_t i = 0; i < t->numel; i++) d[i] = (float)value;
+    } else {
+        int64_t *d = t->data;
+        for (int64_t i = 0; i < t->numel; i++) d[i] = (int64_t)value;
+    }
+    return t;
+}
+
+tg_tensor *tg__ones_like(const tg_tensor *x) {
+    return tg__tape_full(x->dtype, x->ndim, x->shape, 1.0);
+}
+
+/* ---- recording ---- */
+
+bool tg__should_record(int nin, tg_tensor *const *in) {
+    if (tape.grad_off) return false;
+    for (int i = 0; i < nin; i++)
+        if (in[i] && in[i]->requires_grad) return true;
+    return false;
+}
+
+tg__node *tg__record(const char *op, tg_tensor *y, int nin, tg_tensor *const *in,
+                     tg__backward_fn backward) {
+    if (!tg__should_record(nin, in)) return NULL;
+    size_t pos = position();
+    tg__node *n = tg__arena_alloc(sizeof *n);
+    if (!n) return TG__RECORD_FAILED;
+    if (nin <= TG__NODE_INLINE) {
+        n->in = n->inline_in;
+    } else {
+        n->in = tg__arena_alloc((size_t)nin * sizeof *n->in);
+        if (!n->in) return TG__RECORD_FAILED;
+    }
+    for (int i = 0; i < nin; i++) n->in[i] = in[i];
+    n->prev = tape.last;
+    n->pos = pos;
+    n->op = op;
+    n->backward = backward;
+    n->out = y;
+    n->nin = nin;
+    n->aux[0] = n->aux[1] = NULL;
+    n->d[0] = n->d[1] = 0;
+    n->i[0] = n->i[1] = n->i[2] = n->i[3] = 0;
+    n->extra = NULL;
+    tape.last = n;
+    tape.nnodes++;
+    y->requires_grad = true;
+    y->tg__node = n;
+    return n;
+}
+
+tg__node *tg__tape_last(void) { return tape.last; }
+
+/* ---- reset, mark, rewind ---- */
+
+void tg_tape_reset(void) {
+    tape.cur = 0;
+    tape.off = 0;
+    tape.last = NULL;
+    tape.nnodes = 0;
+    tape.next_id = 0;
+}
+
+size_t tg_tape_mark(void) { return position(); }
+
+void tg_tape_rewind(size_t mark) {
+    if (mark > position()) return;
+    while (tape.last && tape.last->pos >= mark) {
+        tape.last = tape.last->prev;
+        tape.nnodes--;
+    }
+    if (!tape.nblocks) return;
+    int b = 0;
+    while (b + 1 < tape.nblocks && tape.blocks[b + 1].base <= mark) b++;
+    tape.cur = b;
+    tape.off = mark - tape.blocks[b].base;
+}
+
+void tg_tape_free(void) {
+    for (int i = 0; i < tape.nblocks; i++) tg__release(tape.blocks[i].raw);
+    tg__release(tape.blocks);
+    bool off = tape.grad_off;
+    memset(&tape, 0, sizeof tape);
+    tape.grad_off = off;
+}
+
+size_t tg_tape_size(void) { return tape.nnodes; }
+
+size_t tg_tape_bytes_reserved(void) {
+    size_t s = 0;
+    for (int i = 0; i < tape.nblocks; i++) s += tape.blocks[i].cap;
+    return s;
+}
+
+size_t tg_tape_bytes_used(void) { return position(); }
+
+bool tg_set_grad_enabled(bool on) {
+    bool prev = !tape.grad_off;
+    tape.grad_off = !on;
+    return prev;
+}
+
+bool tg_is_grad_enabled(void) { return !tape.grad_off; }
+
+/* ---- printing ---- */
+
+static const char *label(const tg_tensor *t, char *buf, size_t len) {
+    if (t->tg__name[0])
+        snprintf(buf, len, "%s", t->tg__name);
+    else if (t->tg__persistent)
+        snprintf(buf, len, "p%04x", (unsigned)(((uintptr_t)t >> 6) & 0xffff));
+    else
+        snprintf(buf, len, "t%d", (int)t->tg__id);
+    return buf;
+}
+
+/* The nodes oldest first, in a temporary array (the list is linked newest first). */
+static tg__node **nodes_in_order(size_t *count) {
+    *count = tape.nnodes;
+    tg__node **v = tg__alloc((tape.nnodes ? tape.nnodes : 1) * sizeof *v);
+    if (!v) return NULL;
+    size_t i = tape.nnodes;
+    for (tg__node *n = tape.last; n; n = n->prev) v[--i] = n;
+    return v;
+}
+
+void tg_tape_print(FILE *out) {
+    if (!out) return;
+    size_t count;
+    tg__node **v = nodes_in_order(&count);
+    if (!v) return;
+    char a[32], b[32];
+    for (size_t k = 0; k < count; k++) {
+        tg__node *n = v[k];
+        char args[256];
+        size_t pos = 0;
+        args[0] = '\0';
+        for (int i = 0; i < n->nin && pos < sizeof args - 40; i++)
+            pos += (size_t)snprintf(args + pos, sizeof args - pos, "%s%s", i ? ", " : "",
+                                    label(n->in[i], a, sizeof a));
+        char lhs[300];
+        snprintf(lhs, sizeof lhs, "%s = %s(%s)", label(n->out, b, sizeof b), n->op, args);
+        fprintf(out, "%-32s %s %s\n", lhs, tg__shp(n->out), tg_dtype_name(n->out->dtype));
+    }
+    tg__release(v);
+}
+
+int tg_tape_dot(FILE *out) {
+    if (!out) return tg__fail_int("tg_tape_dot: output stream is NULL");
+    size_t count;
+    tg__node **v = nodes_in_order(&count);
+    if (!v) return -1;
+    char a[32], b[32];
+    int rc = fprintf(out, "digraph tape {\n  rankdir=BT;\n  node [fontname=\"monospace\"];\n");
+    for (size_t k = 0; k < count && rc >= 0; k++) {
+        tg__node *n = v[k];
+        rc = fprintf(out, "  \"%p\" [shape=ellipse, label=\"%s = %s\\n%s %s\"];\n", (void *)n->out,
+                     label(n->out, b, sizeof b), n->op, tg__shp(n->out),
+                     tg_dtype_name(n->out->dtype));
+        for (int i = 0; i < n->nin && rc >= 0; i++) {
+            tg_tensor *x = n->in[i];
+            if (!x->tg__node)
+                rc = fprintf(out, "  \"%p\" [shape=box, label=\"%s\\n%s %s\"];\n", (void *)x,
+                             label(x, a, sizeof a), tg__shp(x), tg_dtype_name(x->dtype));
+            if (rc >= 0) rc = fprintf(out, "  \"%p\" -> \"%p\";\n", (void *)x, (void *)n->out);
+        }
+    }
+    if (rc >= 0) rc = fprintf(out, "}\n");
+    tg__release(v);
+    if (rc < 0 || ferror(out)) return tg__fail_int("tg_tape_dot: write error");
+    return 0;
+}

@@ -1,0 +1,225 @@
+/* tensor.c — persistent tensors, the allocator hook, element access. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* ---- allocator hook ---- */
+
+static void *default_alloc(size_t size, void *ud) {
+    (void)ud;
+    return malloc(size);
+}
+static void default_release(void *p, void *ud) {
+    (void)ud;
+    free(p);
+}
+static tg_allocator allocator = {default_alloc, default_release, NULL};
+
+void tg_set_allocator(const tg_allocator *a) {
+    if (a && a->alloc && a->release)
+        allocator = *a;
+    else
+        allocator = (tg_allocator){default_alloc, default_release, NULL};
+}
+
+void *tg__alloc(size_t size) {
+    void *p = allocator.alloc(size ? size : 1, allocator.ud);
+    if (!p) tg__fail("tapegrad: out of memory (allocating %zu bytes)", size);
+    return p;
+}
+
+void tg__release(void *p) {
+    if (p) allocator.release(p, allocator.ud);
+}
+
+/* ---- shapes ---- */
+
+size_t tg_dtype_size(tg_dtype dt) {
+    switch (dt) {
+    case TG_F32: return 4;
+    case TG_F64: return 8;
+    case TG_I64: return 8;
+    }
+    return 0;
+}
+
+const char *tg_dtype_name(tg_dtype dt) {
+    switch (dt) {
+    case TG_F32: return "f32";
+    case TG_F64: return "f64";
+    case TG_I64: return "i64";
+    }
+    return "?";
+}
+
+int64_t tg__numel(int ndim, const int64_t *shape) {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    return n;
+}
+
+bool tg__shape_eq(int na, const int64_t *sa, int nb, const int64_t *sb) {
+    if (na != nb) return false;
+    for (int i = 0; i < na; i++)
+        if (sa[i] != sb[i]) return false;
+    return true;
+}
+
+bool tg_same_shape(const tg_tensor *a, const tg_tensor *b) {
+    return a && b && tg__shape_eq(a->ndim, a->shape, b->ndim, b->shape);
+}
+
+/* Validates (dt, ndim, shape) for a constructor named op; on success *bytes is the
+ * data size. Rejects sizes whose byte count would overflow. */
+static bool check_shape(const char *op, tg_dtype dt, int ndim, const int64_t *shape,
+                        size_t *bytes) {
+    if (tg_dtype_size(dt) == 0) return tg__fail("%s: invalid dtype %d", op, (int)dt), false;
+    if (ndim < 0 || ndim > TG_MAX_DIMS)
+        return tg__fail("%s: ndim %d outside [0, %d]", op, ndim, TG_MAX_DIMS), false;
+    if (ndim > 0 && !shape) return tg__fail("%s: shape is NULL with ndim %d", op, ndim), false;
+    uint64_t n = 1;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0)
+            return tg__fail("%s: negative dimension in shape %s", op, tg__shp_raw(ndim, shape)),
+                   false;
+        if (shape[i] && n > (UINT64_MAX / 16) / (uint64_t)shape[i])
+            return tg__fail("%s: shape %s is too large", op, tg__shp_raw(ndim, shape)), false;
+        n *= (uint64_t)shape[i];
+    }
+    if (n > (SIZE_MAX - 256) / tg_dtype_size(dt))
+        return tg__fail("%s: shape %s is too large", op, tg__shp_raw(ndim, shape)), false;
+    *bytes = (size_t)n * tg_dtype_size(dt);
+    return true;
+}
+
+/* Fills the header fields shared by both kinds of tensor. */
+static void init_header(tg_tensor *t, tg_dtype dt, int ndim, const int64_t *shape) {
+    t->dtype = dt;
+    t->ndim = ndim;
+    for (int i = 0; i < TG_MAX_DIMS; i++) t->shape[i] = i < ndim ? shape[i] : 1;
+    t->numel = tg__numel(ndim, shape);
+    t->grad = NULL;
+    t->requires_grad = false;
+    t->tg__persistent = false;
+    t->tg__view = false;
+    t->tg__id = -1;
+    t->tg__node = NULL;
+    t->tg__acc = NULL;
+    t->tg__name[0] = '\0';
+}
+
+#define HDR_BYTES ((sizeof(tg_tensor) + 63) & ~(size_t)63)
+
+/* One allocation holds the header and (64-byte aligned) data; the data pointer is
+ * aligned by hand because the hook promises only malloc alignment. */
+static tg_tensor *persistent_new(const char *op, tg_dtype dt, int ndim, const int64_t *shape) {
+    size_t bytes;
+    if (!check_shape(op, dt, ndim, shape, &bytes)) return NULL;
+    char *mem = tg__alloc(HDR_BYTES + 64 + bytes);
+    if (!mem) return NULL;
+    tg_tensor *t = (tg_tensor *)mem;
+    init_header(t, dt, ndim, shape);
+    uintptr_t d = ((uintptr_t)(mem + sizeof(tg_tensor)) + 63) & ~(uintptr_t)63;
+    t->data = (void *)d;
+    t->tg__persistent = true;
+    return t;
+}
+
+tg_tensor *tg_tensor_new(tg_dtype dt, int ndim, const int64_t *shape) {
+    tg_tensor *t = persistent_new("tg_tensor_new", dt, ndim, shape);
+    if (t) memset(t->data, 0, (size_t)t->numel * tg_dtype_size(dt));
+    return t;
+}
+
+tg_tensor *tg_tensor_from(tg_dtype dt, int ndim, const int64_t *shape, const void *data) {
+    tg_tensor *t = persistent_new("tg_tensor_from", dt, ndim, shape);
+    if (!t) return NULL;
+    size_t bytes = (size_t)t->numel * tg_dtype_size(dt);
+    if (bytes && !data) {
+        tg_tensor_free(t);
+        return tg__fail("tg_tensor_from: data is NULL for shape %s", tg__shp_raw(ndim, shape));
+    }
+    if (bytes) memcpy(t->data, data, bytes);
+    return t;
+}
+
+tg_tensor *tg_scalar(tg_dtype dt, double value) {
+    tg_tensor *t = persistent_new("tg_scalar", dt, 0, NULL);
+    if (t) tg__set(t, 0, value);
+    return t;
+}
+
+tg_tensor *tg_tensor_clone(const tg_tensor *src) {
+    if (!src) return tg__fail_soft("tg_tensor_clone: input is NULL");
+    tg_tensor *t = tg_tensor_from(src->dtype, src->ndim, src->shape, src->data);
+    if (t) t->requires_grad = src->requires_grad;
+    return t;
+}
+
+void tg_tensor_free(tg_tensor *t) {
+    if (!t || !t->tg__persistent) return;
+    tg_tensor_free(t->grad);
+    t->tg__persistent = false; /* a use after free of the header fails the check above */
+    tg__release(t);
+}
+
+void tg_requires_grad(tg_tensor *t, bool on) {
+    if (!t) return;
+    if (on && t->dtype == TG_I64) {
+        tg__fail("tg_requires_grad: an i64 tensor %s cannot require a gradient", tg__shp(t));
+        return;
+    }
+    t->requires_grad = on;
+}
+
+double tg_item(const tg_tensor *t) {
+    if (!t) return tg__fail_soft("tg_item: input is NULL"), NAN;
+    if (t->numel != 1)
+        return tg__fail("tg_item: tensor %s has %lld elements, not 1", tg__shp(t),
+                        (long long)t->numel),
+               NAN;
+    return tg__get(t, 0);
+}
+
+double tg_tensor_get(const tg_tensor *t, int64_t i) {
+    if (!t) return tg__fail_soft("tg_tensor_get: input is NULL"), NAN;
+    if (i < 0 || i >= t->numel)
+        return tg__fail("tg_tensor_get: index %lld out of range for %s", (long long)i, tg__shp(t)),
+               NAN;
+    return tg__get(t, i);
+}
+
+int tg_tensor_set(tg_tensor *t, int64_t i, double value) {
+    if (!t) return tg__fail_soft("tg_tensor_set: input is NULL"), -1;
+    if (i < 0 || i >= t->numel)
+        return tg__fail_int("tg_tensor_set: index %lld out of range for %s", (long long)i,
+                            tg__shp(t));
+    tg__set(t, i, value);
+    return 0;
+}
+
+int tg_tensor_fill(tg_tensor *t, double value) {
+    if (!t) return tg__fail_soft("tg_tensor_fill: input is NULL"), -1;
+    for (int64_t i = 0; i < t->numel; i++) tg__set(t, i, value);
+    return 0;
+}
+
+void tg_tensor_set_name(tg_tensor *t, const char *name) {
+    if (!t) return;
+    snprintf(t->tg__name, sizeof t->tg__name, "%s", name ? name : "");
+}
+
+void tg__accumulate_into(tg_tensor *dst, const tg_tensor *src) {
+    int64_t n = dst->numel;
+    if (dst->dtype == TG_F64) {
+        double *d = dst->data;
+        const double *s = src->data;
+        for (int64_t i = 0; i < n; i++) d[i] += s[i];
+    } else {
+        float *d = dst->data;
+        const float *s = src->data;
+        for (int64_t i = 0; i < n; i++) d[i] += s[i];
+    }
+}
