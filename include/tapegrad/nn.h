@@ -1,0 +1,205 @@
+/*
+ * tapegrad/nn.h — layers, losses, regularizers, initializers and a small model.
+ *
+ * Everything here is composed from the primitive ops of ops.h: no layer or loss has a
+ * hand-written backward, so gradients (and second derivatives) come from the tape.
+ *
+ *     tg_seed(0);
+ *     tg_model *m = tg_model_new();
+ *     tg_model_add(m, tg_nn_linear(2, 100, TG_F32));
+ *     tg_model_add(m, tg_nn_relu());
+ *     tg_model_add(m, tg_nn_linear(100, 3, TG_F32));
+ *     tg_optim *opt = tg_adam(...);                   // see optim.h
+ *     tg_fit_opts fo = {.batch_size = 20, .epochs = 200, .shuffle = true,
+ *                       .loss = tg_loss_cross_entropy, .optim = opt};
+ *     tg_model_fit(m, X, y, &fo, NULL);
+ *     printf("accuracy %.3f\n", tg_model_accuracy(m, X, y));
+ *
+ * Ownership: a module owns its parameters (persistent tensors); a model owns the
+ * modules added to it. Forward results are tape tensors.
+ */
+#ifndef TAPEGRAD_NN_H
+#define TAPEGRAD_NN_H
+
+#include "ops.h"
+#include "tape.h"
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tg_optim tg_optim; /* optim.h */
+
+/* ---------------- layers ----------------
+ * A module is one layer: a forward function plus the persistent tensors it owns (its
+ * learnable parameters, which have requires_grad set, and buffers such as batch norm's
+ * running statistics). Forward passes never modify their input, and always return a
+ * tape tensor, even when the layer computes the identity (dropout in eval mode). A
+ * layer with parameters accepts inputs of its own dtype only (no silent promotion). */
+
+typedef struct tg_module tg_module;
+
+/* y = x W + b with W [in, out] and b [out]; x is [N, in] (or [..., N, in]: leading
+ * dimensions are batch dimensions and carry over to y). Parameters are initialised as
+ * PyTorch's nn.Linear does: W and b uniform in [-1/sqrt(in), 1/sqrt(in)], drawn (W
+ * first, row-major, then b) from the generator seeded by tg_seed(). State "weight",
+ * "bias". NULL with tg_error() set on in/out < 1 or a non-float dtype. Free with
+ * tg_module_free (or hand it to a model). */
+tg_module *tg_nn_linear(int64_t in, int64_t out, tg_dtype dt);
+/* DropConnect: in training mode each forward drops every weight of W independently
+ * with probability p (and scales the kept ones by 1/(1-p)), drawing a fresh mask from
+ * the thread's generator; identity in eval mode. p = 0 turns it off (the default).
+ * p in [0, 1). Returns 0, or -1 with tg_error() set if m is NULL or not a Linear, or p
+ * is out of range (or NaN). */
+int tg_nn_linear_set_dropconnect(tg_module *m, double p);
+/* Activations, for inputs of any shape and either float dtype:
+ *     relu(x) = max(x, 0)          (gradient 0 at x = 0)
+ *     sigmoid(x) = 1 / (1 + e^-x)
+ *     tanh(x)
+ *     leaky_relu(x) = x for x > 0, slope x otherwise (gradient slope at x = 0, as in
+ *                     PyTorch); NULL when slope is not finite. */
+tg_module *tg_nn_relu(void);
+tg_module *tg_nn_sigmoid(void);
+tg_module *tg_nn_tanh(void);
+tg_module *tg_nn_leaky_relu(double slope);
+/* Inverted dropout: in training, zeroes each element with probability p and scales the
+ * rest by 1/(1-p) (a fresh mask from the thread's generator every forward), so the
+ * expected output is the input; identity in eval mode and for p = 0. p in [0, 1):
+ * NULL with tg_error() set otherwise. */
+tg_module *tg_nn_dropout(double p);
+/* Batch normalisation over the batch axis of x [N, features], PyTorch semantics:
+ *   training:  y = (x - mean_n x) / sqrt(var_n x + eps) * weight + bias, with the
+ *              biased batch variance; then, outside the tape,
+ *              running_mean = 0.9 running_mean + 0.1 mean_n x and
+ *              running_var  = 0.9 running_var  + 0.1 var_n x * N / (N - 1).
+ *              N = 1 is an error ("expected more than 1 value per channel").
+ *   eval:      y = (x - running_mean) / sqrt(running_var + eps) * weight + bias.
+ * eps = 1e-5; weight starts at ones, bias at zeros, running_mean at zeros, running_var
+ * at ones. State "weight", "bias" (learnable), "running_mean", "running_var". */
+tg_module *tg_nn_batchnorm1d(int64_t features, tg_dtype dt);
+
+/* Runs the module on x. Returns a tape tensor, or NULL with tg_error() set on bad
+ * input, naming the layer and the shapes, e.g.
+ * "tg_nn_linear: input [4,3] does not match in_features 2". A NULL x (or m) returns
+ * NULL without overwriting an earlier message, so layers chain without checks. */
+tg_tensor *tg_module_forward(tg_module *m, tg_tensor *x);
+/* Writes up to cap learnable parameters into out and returns how many the module has
+ * (so a call with cap 0, out NULL, counts them). The tensors stay owned by the module.
+ * -1 with tg_error() set on a NULL module, cap < 0, or out NULL with cap > 0. */
+int tg_module_params(tg_module *m, tg_tensor **out, int cap);
+/* Like tg_module_params, but lists every state tensor, the learnable parameters first
+ * and then the buffers, each with its name ("weight", "bias", "running_mean",
+ * "running_var": static strings) in names (which may be NULL). */
+int tg_module_state(tg_module *m, const char **names, tg_tensor **out, int cap);
+/* Training mode (the default) or eval mode (dropout and DropConnect off, batch norm
+ * uses and keeps its running statistics). NULL is ignored. */
+void tg_module_train(tg_module *m, bool training);
+/* True when m is in training mode (false for NULL). */
+bool tg_module_is_training(const tg_module *m);
+/* "linear", "relu", "sigmoid", "tanh", "leaky_relu", "dropout", "batchnorm1d"; NULL for
+ * a NULL module. */
+const char *tg_module_kind(const tg_module *m);
+/* Frees the module and its state tensors (after tg_tape_reset() if the tape refers to
+ * them). NULL is fine. */
+void tg_module_free(tg_module *m);
+
+/* ---------------- losses (mean over the batch) ----------------
+ * Each returns a 0-d tape tensor, or NULL with tg_error() set. Labels and targets are
+ * constants: they are never modified and never differentiated (a target that requires
+ * a gradient is treated as a constant; its ->grad stays untouched). Scores/logits are
+ * [N, C] with N, C >= 1 and labels I64 [N] with values in [0, C), checked one by one:
+ * "tg_loss_cross_entropy: label 7 out of range for 3 classes at row 2". */
+
+/* Softmax cross-entropy: mean_n [ logsumexp(logits_n) - logits_n[y_n] ]; exact for
+ * large logits. Equals torch.nn.functional.cross_entropy. */
+tg_tensor *tg_loss_cross_entropy(tg_tensor *logits, const tg_tensor *labels);
+/* Multiclass hinge (Weston-Watkins SVM): mean_n sum_{j != y_n} max(0, s_j - s_{y_n} + 1).
+ * (torch.nn.functional.multi_margin_loss also divides by C.) */
+tg_tensor *tg_loss_hinge(tg_tensor *scores, const tg_tensor *labels);
+/* Mean squared error: mean of (pred - target)^2 over every element. pred and target
+ * have the same shape (no broadcasting), the same float dtype, and at least one
+ * element. */
+tg_tensor *tg_loss_mse(tg_tensor *pred, const tg_tensor *target);
+/* Binary cross-entropy on logits: mean of max(x,0) - x t + log(1 + e^-|x|). Never
+ * overflows and is exact at |x| = 1000; the gradient is sigmoid(x) - t (per element,
+ * over the count) everywhere, x = 0 included. target has logits' shape and dtype,
+ * values in [0, 1] (checked). */
+tg_tensor *tg_loss_bce_with_logits(tg_tensor *logits, const tg_tensor *target);
+
+/* ---------------- regularizers ----------------
+ * Differentiable penalties over n >= 1 float tensors of one dtype (any shapes), for
+ * adding to a loss: a 0-d tape tensor, or NULL with tg_error() set on n < 1, a NULL
+ * array or entry, a non-float entry, or mixed dtypes. */
+tg_tensor *tg_l1_penalty(int n, tg_tensor *const *params); /* sum over params of sum |w| */
+tg_tensor *tg_l2_penalty(int n, tg_tensor *const *params); /* sum over params of sum w^2 */
+
+/* ---------------- initializers ----------------
+ * One generator per thread (xoshiro256**, its state filled from the seed by
+ * splitmix64), seeded by tg_seed() (a thread that never calls it uses seed 0), so runs
+ * are reproducible: the same seed gives the same numbers. Initializers fill any float
+ * tensor (persistent ones: do not write to a tape tensor an op has used) and return 0,
+ * or -1 with tg_error() set on a NULL or non-float tensor or a bad argument.
+ * fan_in/fan_out of a [in, out] weight are in and out; of a 1-D tensor both are its
+ * size; of a 0-d tensor 1; tensors of more dimensions are refused by the fan-based
+ * initializers. */
+void tg_seed(uint64_t seed);
+/* The thread's generator: a uniform double in [0, 1) (a multiple of 2^-53) and a
+ * standard normal (Marsaglia's polar method). */
+double tg_rand_uniform(void);
+double tg_rand_normal(void);
+int tg_init_normal(tg_tensor *t, double mean, double std);  /* N(mean, std^2); std >= 0 */
+int tg_init_uniform(tg_tensor *t, double lo, double hi);    /* U[lo, hi); lo <= hi */
+int tg_init_zeros(tg_tensor *t);
+int tg_init_constant(tg_tensor *t, double c);
+int tg_init_xavier_uniform(tg_tensor *t); /* U(-a, a), a = sqrt(6 / (fan_in + fan_out)) */
+int tg_init_xavier_normal(tg_tensor *t);  /* N(0, 2 / (fan_in + fan_out)) */
+int tg_init_kaiming_uniform(tg_tensor *t); /* U(-b, b), b = sqrt(6 / fan_in) (ReLU gain) */
+int tg_init_kaiming_normal(tg_tensor *t);  /* N(0, 2 / fan_in) */
+
+/* ---------------- the model ---------------- */
+
+typedef struct tg_model tg_model;
+typedef tg_tensor *(*tg_loss_fn)(tg_tensor *pred, const tg_tensor *target);
+typedef struct {
+    int64_t batch_size; /* 0: the whole data set */
+    int epochs;         /* >= 1 */
+    bool shuffle;       /* reshuffle every epoch with a generator seeded by seed */
+    uint64_t seed;
+    tg_loss_fn loss;    /* required */
+    tg_optim *optim;    /* required; built over tg_model_params */
+    int verbose;        /* 0: silent; 1: one line per epoch; 2: also one per step */
+} tg_fit_opts;
+
+tg_model *tg_model_new(void);
+/* Appends a layer; the model takes ownership (also on failure, when it frees it). */
+int tg_model_add(tg_model *m, tg_module *layer);
+int tg_model_params(tg_model *m, tg_tensor **out, int cap); /* all layers' params, in order */
+/* Runs the layers in order on x (a tape tensor results). */
+tg_tensor *tg_model_forward(tg_model *m, tg_tensor *x);
+/* Trains in minibatches for o->epochs epochs; each step resets the tape to where it was
+ * on entry, so the tape stays bounded. Parameters are never re-initialised: calling fit
+ * again resumes training. epoch_loss (may be NULL) receives the mean loss of each epoch.
+ * Returns 0, or -1 with tg_error() set. */
+int tg_model_fit(tg_model *m, const tg_tensor *X, const tg_tensor *y, const tg_fit_opts *o,
+                 double *epoch_loss);
+/* The model's output on X as a new persistent tensor (free it with tg_tensor_free);
+ * runs in batches, in eval mode and without recording, and leaves the tape and the
+ * modules' training flags as it found them. */
+tg_tensor *tg_model_predict(tg_model *m, const tg_tensor *X);
+/* Fraction of rows of X whose argmax prediction equals labels (I64 [N]); NaN on error. */
+double tg_model_accuracy(tg_model *m, const tg_tensor *X, const tg_tensor *labels);
+void tg_model_train(tg_model *m, bool training); /* every layer */
+/* Writes every layer's state as safetensors ("<layer index>.<name>", e.g. "0.weight")
+ * to a temporary file renamed over path, so a crash never leaves a broken file. */
+int tg_model_save(const tg_model *m, const char *path);
+/* Reads a file written by tg_model_save into a model of the same architecture. On a
+ * missing, truncated, corrupted or mismatched file returns -1 with tg_error() set and
+ * leaves the model untouched. */
+int tg_model_load(tg_model *m, const char *path);
+void tg_model_free(tg_model *m); /* frees the layers; NULL is fine */
+
+#ifdef __cplusplus
+}
+#endif
+#endif
