@@ -1,0 +1,208 @@
+/* layers.c — Linear, the activations, Dropout and BatchNorm1d.
+ *
+ * Every forward is a composition of ops from ops.h, so the tape differentiates it
+ * (twice, if asked). The only raw loops write constants the tape never differentiates:
+ * the random masks of dropout and DropConnect, the sign mask of leaky ReLU, and batch
+ * norm's running statistics. */
+#include <math.h>
+
+#include "nn_internal.h"
+
+tg_tensor *tg__dropout_mask(tg_dtype dt, int ndim, const int64_t *shape, double p) {
+    tg_tensor *mask = tg__tape_tensor(dt, ndim, shape);
+    if (!mask) return NULL;
+    double keep = 1.0 / (1.0 - p);
+    for (int64_t i = 0; i < mask->numel; i++)
+        tg__set(mask, i, tg_rand_uniform() < p ? 0.0 : keep);
+    return mask;
+}
+
+/* The identity as a tape tensor (a reshape to the same shape: shares x's data and
+ * passes the gradient through), so that a layer that does nothing still returns a
+ * tape tensor and never the caller's own tensor. */
+static tg_tensor *identity(tg_tensor *x) {
+    return tg_reshape(x, x->ndim, x->shape);
+}
+
+static bool valid_prob(double p) {
+    return p >= 0.0 && p < 1.0;
+} /* false for NaN */
+
+/* ================= Linear ================= */
+
+static tg_tensor *linear_forward(tg_module *m, tg_tensor *x) {
+    if (x->ndim < 2)
+        return tg__fail("tg_nn_linear: input %s must be [N, %lld] (at least 2-D)", tg__shp(x),
+                        (long long)m->in);
+    if (x->shape[x->ndim - 1] != m->in)
+        return tg__fail("tg_nn_linear: input %s does not match in_features %lld", tg__shp(x),
+                        (long long)m->in);
+    tg_tensor *w = m->state[0];
+    if (m->training && m->p > 0.0) {
+        tg_tensor *mask = tg__dropout_mask(w->dtype, w->ndim, w->shape, m->p);
+        if (!mask) return NULL;
+        w = tg_mul(w, mask);
+    }
+    return tg_add(tg_matmul(x, w), m->state[1]);
+}
+
+tg_module *tg_nn_linear(int64_t in, int64_t out, tg_dtype dt) {
+    if (in < 1 || out < 1)
+        return tg__fail("tg_nn_linear: needs in_features >= 1 and out_features >= 1, got %lld "
+                        "and %lld",
+                        (long long)in, (long long)out);
+    if (dt != TG_F32 && dt != TG_F64)
+        return tg__fail("tg_nn_linear: dtype must be f32 or f64, got %s", tg_dtype_name(dt));
+    tg_module *m = tg__module_alloc(TG__MOD_LINEAR, "linear", linear_forward);
+    if (!m) return NULL;
+    m->dtype = dt;
+    m->in = in;
+    m->out = out;
+    m->state[0] = tg_tensor_new(dt, TG_SHAPE(in, out));
+    m->state[1] = tg_tensor_new(dt, TG_SHAPE(out));
+    m->nparams = m->nstate = 2;
+    m->state_names[0] = "weight";
+    m->state_names[1] = "bias";
+    if (!m->state[0] || !m->state[1]) {
+        tg_module_free(m);
+        return NULL;
+    }
+    /* PyTorch's nn.Linear: both bounds are 1/sqrt(fan_in). */
+    double bound = 1.0 / sqrt((double)in);
+    for (int i = 0; i < 2; i++) {
+        tg_init_uniform(m->state[i], -bound, bound);
+        tg_requires_grad(m->state[i], true);
+    }
+    return m;
+}
+
+int tg_nn_linear_set_dropconnect(tg_module *m, double p) {
+    if (!m) return tg__fail_soft("tg_nn_linear_set_dropconnect: module is NULL"), -1;
+    if (m->kind != TG__MOD_LINEAR)
+        return tg__fail_int("tg_nn_linear_set_dropconnect: module is a %s, not a linear", m->name);
+    if (!valid_prob(p))
+        return tg__fail_int("tg_nn_linear_set_dropconnect: p must be in [0, 1), got %g", p);
+    m->p = p;
+    return 0;
+}
+
+/* ================= activations ================= */
+
+static tg_tensor *relu_forward(tg_module *m, tg_tensor *x) {
+    return tg_relu(x);
+}
+static tg_tensor *sigmoid_forward(tg_module *m, tg_tensor *x) {
+    return tg_sigmoid(x);
+}
+static tg_tensor *tanh_forward(tg_module *m, tg_tensor *x) {
+    return tg_tanh(x);
+}
+
+/* where(x > 0, x, slope x): the gradient is 1 for x > 0 and slope otherwise, as in
+ * PyTorch (the slope also at x = 0). */
+static tg_tensor *leaky_relu_forward(tg_module *m, tg_tensor *x) {
+    tg_tensor *pos = tg__tape_tensor(x->dtype, x->ndim, x->shape);
+    if (!pos) return NULL;
+    for (int64_t i = 0; i < x->numel; i++)
+        tg__set(pos, i, tg__get(x, i) > 0.0 ? 1.0 : 0.0);
+    return tg_where(pos, x, tg_mul_scalar(x, m->p));
+}
+
+tg_module *tg_nn_relu(void) {
+    return tg__module_alloc(TG__MOD_RELU, "relu", relu_forward);
+}
+
+tg_module *tg_nn_sigmoid(void) {
+    return tg__module_alloc(TG__MOD_SIGMOID, "sigmoid", sigmoid_forward);
+}
+
+tg_module *tg_nn_tanh(void) {
+    return tg__module_alloc(TG__MOD_TANH, "tanh", tanh_forward);
+}
+
+tg_module *tg_nn_leaky_relu(double slope) {
+    if (!isfinite(slope)) return tg__fail("tg_nn_leaky_relu: slope must be finite, got %g", slope);
+    tg_module *m = tg__module_alloc(TG__MOD_LEAKY_RELU, "leaky_relu", leaky_relu_forward);
+    if (m) m->p = slope;
+    return m;
+}
+
+/* ================= Dropout ================= */
+
+static tg_tensor *dropout_forward(tg_module *m, tg_tensor *x) {
+    if (!m->training || m->p == 0.0) return identity(x);
+    tg_tensor *mask = tg__dropout_mask(x->dtype, x->ndim, x->shape, m->p);
+    return mask ? tg_mul(x, mask) : NULL;
+}
+
+tg_module *tg_nn_dropout(double p) {
+    if (!valid_prob(p)) return tg__fail("tg_nn_dropout: p must be in [0, 1), got %g", p);
+    tg_module *m = tg__module_alloc(TG__MOD_DROPOUT, "dropout", dropout_forward);
+    if (m) m->p = p;
+    return m;
+}
+
+/* ================= BatchNorm1d ================= */
+
+/* Training:  mu = mean_n x,  var = mean_n (x - mu)^2  (biased),
+ *            y = (x - mu) / sqrt(var + eps) * weight + bias,
+ *            running <- (1 - momentum) running + momentum batch  (var unbiased: N/(N-1)).
+ * Eval:      y = (x - running_mean) / sqrt(running_var + eps) * weight + bias. */
+static tg_tensor *batchnorm_forward(tg_module *m, tg_tensor *x) {
+    if (x->ndim != 2 || x->shape[1] != m->in)
+        return tg__fail("tg_nn_batchnorm1d: input %s does not match [N, %lld]", tg__shp(x),
+                        (long long)m->in);
+    tg_tensor *w = m->state[0], *b = m->state[1], *rmean = m->state[2], *rvar = m->state[3];
+    int64_t n = x->shape[0];
+    tg_tensor *xhat;
+    if (m->training) {
+        if (n < 2)
+            return tg__fail("tg_nn_batchnorm1d: expected more than 1 value per channel when "
+                            "training, got input %s",
+                            tg__shp(x));
+        tg_tensor *mu = tg_mean(x, 0, true);
+        tg_tensor *xc = tg_sub(x, mu);
+        tg_tensor *var = tg_mean(tg_square(xc), 0, true);
+        xhat = tg_div(xc, tg_sqrt(tg_add_scalar(var, m->eps)));
+        if (!xhat) return NULL;
+        /* Running statistics: buffers, updated outside the tape. */
+        double unbias = (double)n / (double)(n - 1);
+        for (int64_t j = 0; j < m->in; j++) {
+            double rm = tg__get(rmean, j), rv = tg__get(rvar, j);
+            tg__set(rmean, j, (1.0 - m->momentum) * rm + m->momentum * tg__get(mu, j));
+            tg__set(rvar, j, (1.0 - m->momentum) * rv + m->momentum * tg__get(var, j) * unbias);
+        }
+    } else {
+        xhat = tg_div(tg_sub(x, rmean), tg_sqrt(tg_add_scalar(rvar, m->eps)));
+    }
+    return tg_add(tg_mul(xhat, w), b);
+}
+
+tg_module *tg_nn_batchnorm1d(int64_t features, tg_dtype dt) {
+    if (features < 1)
+        return tg__fail("tg_nn_batchnorm1d: needs features >= 1, got %lld", (long long)features);
+    if (dt != TG_F32 && dt != TG_F64)
+        return tg__fail("tg_nn_batchnorm1d: dtype must be f32 or f64, got %s", tg_dtype_name(dt));
+    tg_module *m = tg__module_alloc(TG__MOD_BATCHNORM1D, "batchnorm1d", batchnorm_forward);
+    if (!m) return NULL;
+    m->dtype = dt;
+    m->in = m->out = features;
+    m->momentum = 0.1;
+    m->eps = 1e-5;
+    static const char *const names[4] = {"weight", "bias", "running_mean", "running_var"};
+    m->nparams = 2;
+    m->nstate = 4;
+    for (int i = 0; i < 4; i++) {
+        m->state_names[i] = names[i];
+        m->state[i] = tg_tensor_new(dt, TG_SHAPE(features));
+    }
+    if (!m->state[0] || !m->state[1] || !m->state[2] || !m->state[3]) {
+        tg_module_free(m);
+        return NULL;
+    }
+    tg_init_constant(m->state[0], 1.0);
+    tg_init_constant(m->state[3], 1.0);
+    tg_requires_grad(m->state[0], true);
+    tg_requires_grad(m->state[1], true);
+    return m;
+}

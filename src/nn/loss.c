@@ -1,0 +1,153 @@
+/* loss.c — losses (each the mean over the batch) and the L1/L2 penalties.
+ *
+ * Each is a composition of ops, so its gradient comes from the tape. Targets and labels
+ * are constants of the loss: they are read, never written, and a target that happens to
+ * require a gradient is detached rather than differentiated (its ->grad is untouched). */
+#include <math.h>
+
+#include "nn_internal.h"
+
+/* Checks scores [N, C] (float, N >= 1, C >= 1) and labels I64 [N] with values in
+ * [0, C). */
+static bool check_class_inputs(const char *op, const tg_tensor *scores, const tg_tensor *labels) {
+    if (!tg__check_nonnull(op, scores) || !tg__check_nonnull(op, labels)) return false;
+    if (!tg__check_float(op, scores)) return false;
+    if (scores->ndim != 2 || scores->shape[0] < 1 || scores->shape[1] < 1) {
+        tg__fail("%s: scores must be [N, C] with N >= 1 and C >= 1, got %s", op, tg__shp(scores));
+        return false;
+    }
+    if (labels->dtype != TG_I64) {
+        tg__fail("%s: labels must be i64, got %s %s", op, tg_dtype_name(labels->dtype),
+                 tg__shp(labels));
+        return false;
+    }
+    if (labels->ndim != 1 || labels->shape[0] != scores->shape[0]) {
+        tg__fail("%s: labels %s do not match scores %s (want [%lld])", op, tg__shp(labels),
+                 tg__shp(scores), (long long)scores->shape[0]);
+        return false;
+    }
+    const int64_t *y = labels->data;
+    int64_t c = scores->shape[1];
+    for (int64_t i = 0; i < labels->numel; i++)
+        if (y[i] < 0 || y[i] >= c) {
+            tg__fail("%s: label %lld out of range for %lld classes at row %lld", op,
+                     (long long)y[i], (long long)c, (long long)i);
+            return false;
+        }
+    return true;
+}
+
+/* labels [N] as an I64 tape tensor [N, 1], the index for tg_gather along axis 1. */
+static tg_tensor *label_column(const tg_tensor *labels) {
+    tg_tensor *idx = tg__tape_tensor(TG_I64, TG_SHAPE(labels->shape[0], 1));
+    if (!idx) return NULL;
+    const int64_t *y = labels->data;
+    int64_t *d = idx->data;
+    for (int64_t i = 0; i < labels->numel; i++)
+        d[i] = y[i];
+    return idx;
+}
+
+tg_tensor *tg_loss_cross_entropy(tg_tensor *logits, const tg_tensor *labels) {
+    if (!check_class_inputs("tg_loss_cross_entropy", logits, labels)) return NULL;
+    tg_tensor *idx = label_column(labels);
+    if (!idx) return NULL;
+    tg_tensor *lse = tg_logsumexp(logits, 1, true); /* [N, 1] */
+    tg_tensor *picked = tg_gather(logits, 1, idx);  /* [N, 1] */
+    return tg_mean(tg_sub(lse, picked), TG_ALL, false);
+}
+
+/* sum over all j of max(0, s_j - s_y + 1) times a constant mask that is 0 at j = y,
+ * summed and divided by N. */
+tg_tensor *tg_loss_hinge(tg_tensor *scores, const tg_tensor *labels) {
+    if (!check_class_inputs("tg_loss_hinge", scores, labels)) return NULL;
+    tg_tensor *idx = label_column(labels);
+    tg_tensor *other = tg__tape_full(scores->dtype, scores->ndim, scores->shape, 1.0);
+    if (!idx || !other) return NULL;
+    const int64_t *y = labels->data;
+    int64_t c = scores->shape[1];
+    for (int64_t i = 0; i < labels->numel; i++)
+        tg__set(other, i * c + y[i], 0.0);
+    tg_tensor *sy = tg_gather(scores, 1, idx); /* [N, 1] */
+    tg_tensor *margins = tg_relu(tg_add_scalar(tg_sub(scores, sy), 1.0));
+    tg_tensor *total = tg_sum(tg_mul(margins, other), TG_ALL, false);
+    return tg_mul_scalar(total, 1.0 / (double)scores->shape[0]);
+}
+
+/* pred and target: same shape, same float dtype. */
+static bool check_same(const char *op, const tg_tensor *pred, const tg_tensor *target) {
+    if (!tg__check_nonnull(op, pred) || !tg__check_nonnull(op, target)) return false;
+    if (!tg__check_float2(op, pred, target)) return false;
+    if (!tg_same_shape(pred, target)) {
+        tg__fail("%s: shapes differ: prediction %s, target %s", op, tg__shp(pred), tg__shp(target));
+        return false;
+    }
+    if (pred->numel == 0) {
+        tg__fail("%s: the mean of an empty tensor %s is undefined", op, tg__shp(pred));
+        return false;
+    }
+    return true;
+}
+
+tg_tensor *tg_loss_mse(tg_tensor *pred, const tg_tensor *target) {
+    if (!check_same("tg_loss_mse", pred, target)) return NULL;
+    tg_tensor *t = tg_detach((tg_tensor *)target); /* read-only: a tape view, no history */
+    return tg_mean(tg_square(tg_sub(pred, t)), TG_ALL, false);
+}
+
+/* max(x, 0) - x t + log(1 + e^-|x|), written with one constant mask p = [x >= 0]:
+ *     na = where(p, -x, x)             (= -|x|)
+ *     max(x, 0) = (x - na) / 2         (exact: x + x halved)
+ * so e^na never overflows and, at x = 0, every piece takes the x >= 0 branch of the
+ * same smooth identity: the gradient there is sigmoid(0) - t = 1/2 - t, as it must be
+ * (relu and abs, with their zero subgradient at 0, would give -t). */
+tg_tensor *tg_loss_bce_with_logits(tg_tensor *logits, const tg_tensor *target) {
+    if (!check_same("tg_loss_bce_with_logits", logits, target)) return NULL;
+    for (int64_t i = 0; i < target->numel; i++) {
+        double v = tg__get(target, i);
+        if (!(v >= 0.0 && v <= 1.0))
+            return tg__fail("tg_loss_bce_with_logits: target %g at index %lld is not in [0, 1]", v,
+                            (long long)i);
+    }
+    tg_tensor *pos = tg__tape_tensor(logits->dtype, logits->ndim, logits->shape);
+    if (!pos) return NULL;
+    for (int64_t i = 0; i < logits->numel; i++)
+        tg__set(pos, i, tg__get(logits, i) >= 0.0 ? 1.0 : 0.0);
+    tg_tensor *x = logits, *t = tg_detach((tg_tensor *)target);
+    tg_tensor *na = tg_where(pos, tg_neg(x), x);
+    tg_tensor *relu_part = tg_mul_scalar(tg_sub(x, na), 0.5);
+    tg_tensor *soft = tg_log(tg_add_scalar(tg_exp(na), 1.0));
+    tg_tensor *elem = tg_add(tg_sub(relu_part, tg_mul(x, t)), soft);
+    return tg_mean(elem, TG_ALL, false);
+}
+
+/* ---- penalties ---- */
+
+static tg_tensor *penalty(const char *op, int n, tg_tensor *const *params, bool l1) {
+    if (n < 1 || !params)
+        return tg__fail("%s: needs n >= 1 parameters and a non-NULL array, got n = %d", op, n);
+    for (int i = 0; i < n; i++) {
+        if (!params[i]) return tg__fail_soft("%s: params[%d] is NULL", op, i);
+        if (!tg__check_float(op, params[i])) return NULL;
+        if (params[i]->dtype != params[0]->dtype)
+            return tg__fail("%s: params[%d] is %s %s but params[0] is %s %s (use tg_cast)", op, i,
+                            tg_dtype_name(params[i]->dtype), tg__shp(params[i]),
+                            tg_dtype_name(params[0]->dtype), tg__shp(params[0]));
+    }
+    tg_tensor *total = NULL;
+    for (int i = 0; i < n; i++) {
+        tg_tensor *w = params[i];
+        tg_tensor *s = tg_sum(l1 ? tg_abs(w) : tg_square(w), TG_ALL, false);
+        total = total ? tg_add(total, s) : s;
+        if (!total) return NULL;
+    }
+    return total;
+}
+
+tg_tensor *tg_l1_penalty(int n, tg_tensor *const *params) {
+    return penalty("tg_l1_penalty", n, params, true);
+}
+
+tg_tensor *tg_l2_penalty(int n, tg_tensor *const *params) {
+    return penalty("tg_l2_penalty", n, params, false);
+}

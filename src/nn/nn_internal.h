@@ -1,0 +1,58 @@
+/*
+ * nn_internal.h — the layer object shared by the files of src/nn, not part of the
+ * public API. Internal non-static names are tg__.
+ *
+ * A module is one struct for every kind of layer: a kind tag, a forward function and
+ * up to four state tensors. The first nparams entries of state[] are the learnable
+ * parameters (requires_grad on); the remaining ones are persistent buffers that the
+ * forward pass updates outside the tape (batch norm's running statistics). All state
+ * tensors are persistent and owned by the module: tg_module_free frees them.
+ */
+#ifndef TAPEGRAD_NN_INTERNAL_H
+#define TAPEGRAD_NN_INTERNAL_H
+
+#include "../autodiff/internal.h"
+#include "tapegrad/nn.h"
+
+typedef enum {
+    TG__MOD_LINEAR = 0,
+    TG__MOD_RELU,
+    TG__MOD_SIGMOID,
+    TG__MOD_TANH,
+    TG__MOD_LEAKY_RELU,
+    TG__MOD_DROPOUT,
+    TG__MOD_BATCHNORM1D
+} tg__module_kind;
+
+#define TG__MODULE_MAX_STATE 4
+
+/* Runs the layer on x (already checked non-NULL); returns a tape tensor or NULL with
+ * tg_error() set naming the layer and the shapes. */
+typedef tg_tensor *(*tg__module_forward_fn)(tg_module *m, tg_tensor *x);
+
+struct tg_module {
+    tg__module_kind kind;                          /* which layer this is */
+    const char *name;                              /* "linear", "relu", ... (static string) */
+    tg__module_forward_fn forward;                 /* never NULL */
+    bool training;                                 /* true by default; tg_module_train changes it */
+    tg_dtype dtype;                                /* F32 or F64 for layers with state */
+    int nparams;                                   /* learnable tensors: state[0..nparams) */
+    int nstate;                                    /* nparams <= nstate <= TG__MODULE_MAX_STATE */
+    const char *state_names[TG__MODULE_MAX_STATE]; /* static strings */
+    tg_tensor *state[TG__MODULE_MAX_STATE];        /* persistent, owned */
+    int64_t in, out;      /* Linear: in/out features; BatchNorm1d: features in both */
+    double p;             /* Dropout: drop probability; Linear: DropConnect p (0: off);
+                             LeakyReLU: negative slope */
+    double momentum, eps; /* BatchNorm1d: 0.1 and 1e-5 */
+};
+
+/* A fresh module of the given kind with no state, training mode on; NULL (tg_error
+ * set) on allocation failure. Used by the layer constructors. */
+tg_module *tg__module_alloc(tg__module_kind kind, const char *name, tg__module_forward_fn fwd);
+
+/* A tape constant of shape (ndim, shape) and dtype dt whose elements are 0 with
+ * probability p and 1/(1-p) otherwise, drawn from the thread's generator (the mask of
+ * inverted dropout and DropConnect). p in [0, 1). NULL on allocation failure. */
+tg_tensor *tg__dropout_mask(tg_dtype dt, int ndim, const int64_t *shape, double p);
+
+#endif
