@@ -17,7 +17,9 @@
  *     tg_tensor_free(x2);
  *
  * Modules: tensor.h (tensors, memory), tape.h (tape, backward, errors), ops.h
- * (primitive ops), gradcheck.h (finite-difference checks).
+ * (primitive ops), gradcheck.h (finite-difference checks), nn.h (layers, losses,
+ * initializers, the model), optim.h (optimizers, clipping, schedules), data.h (data
+ * sets), io.h (checkpoints).
  */
 #ifndef TAPEGRAD_H
 #define TAPEGRAD_H
@@ -26,5 +28,7 @@
 #include "tapegrad/tape.h"
 #include "tapegrad/ops.h"
 #include "tapegrad/gradcheck.h"
+#include "tapegrad/nn.h"
+#include "tapegrad/optim.h"
 
 #endif

@@ -136,10 +136,11 @@ int tg_backward(tg_tensor *y) { return tg_backward_seeded(y, NULL); }
 
 int tg_grad(int ny, tg_tensor *const *ys, tg_tensor *const *dys, int nx, tg_tensor *const *xs,
             tg_tensor **dxs_out, unsigned flags) {
+    if (dxs_out)
+        for (int i = 0; i < nx; i++) dxs_out[i] = NULL;
     if (ny < 1 || nx < 1 || !ys || !xs || !dxs_out)
         return tg__fail_int("tg_grad: need ny >= 1, nx >= 1 and non-NULL arrays (ny=%d, nx=%d)",
                             ny, nx);
-    for (int i = 0; i < nx; i++) dxs_out[i] = NULL;
     for (int i = 0; i < ny; i++)
         if (!ys[i]) return tg__fail_soft("tg_grad: ys[%d] is NULL", i), -1;
     for (int j = 0; j < nx; j++) {

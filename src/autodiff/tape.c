@@ -277,11 +277,40 @@ void tg_tape_print(FILE *out) {
     tg__release(v);
 }
 
+/* A set of pointers (open addressing) so each leaf is declared once in the DOT output. */
+typedef struct {
+    const void **slot;
+    size_t cap;
+} ptr_set;
+
+/* Returns true when p was not in the set (and adds it). */
+static bool ptr_set_add(ptr_set *s, const void *p) {
+    size_t h = ((uintptr_t)p >> 4) * 0x9E3779B97F4A7C15ull;
+    for (size_t i = h & (s->cap - 1);; i = (i + 1) & (s->cap - 1)) {
+        if (s->slot[i] == p) return false;
+        if (!s->slot[i]) {
+            s->slot[i] = p;
+            return true;
+        }
+    }
+}
+
 int tg_tape_dot(FILE *out) {
     if (!out) return tg__fail_int("tg_tape_dot: output stream is NULL");
     size_t count;
     tg__node **v = nodes_in_order(&count);
     if (!v) return -1;
+    /* At most 2 * inputs leaves; keep the table at most half full. */
+    size_t nin = 0;
+    for (size_t k = 0; k < count; k++) nin += (size_t)v[k]->nin;
+    ptr_set leaves = {NULL, 16};
+    while (leaves.cap < 2 * nin + 2) leaves.cap *= 2;
+    leaves.slot = tg__alloc(leaves.cap * sizeof *leaves.slot);
+    if (!leaves.slot) {
+        tg__release(v);
+        return -1;
+    }
+    memset(leaves.slot, 0, leaves.cap * sizeof *leaves.slot);
     char a[32], b[32];
     int rc = fprintf(out, "digraph tape {\n  rankdir=BT;\n  node [fontname=\"monospace\"];\n");
     for (size_t k = 0; k < count && rc >= 0; k++) {
@@ -291,13 +320,14 @@ int tg_tape_dot(FILE *out) {
                      tg_dtype_name(n->out->dtype));
         for (int i = 0; i < n->nin && rc >= 0; i++) {
             tg_tensor *x = n->in[i];
-            if (!x->tg__node)
+            if (!x->tg__node && ptr_set_add(&leaves, x))
                 rc = fprintf(out, "  \"%p\" [shape=box, label=\"%s\\n%s %s\"];\n", (void *)x,
                              label(x, a, sizeof a), tg__shp(x), tg_dtype_name(x->dtype));
             if (rc >= 0) rc = fprintf(out, "  \"%p\" -> \"%p\";\n", (void *)x, (void *)n->out);
         }
     }
     if (rc >= 0) rc = fprintf(out, "}\n");
+    tg__release(leaves.slot);
     tg__release(v);
     if (rc < 0 || ferror(out)) return tg__fail_int("tg_tape_dot: write error");
     return 0;

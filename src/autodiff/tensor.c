@@ -193,6 +193,9 @@ double tg_tensor_get(const tg_tensor *t, int64_t i) {
 
 int tg_tensor_set(tg_tensor *t, int64_t i, double value) {
     if (!t) return tg__fail_soft("tg_tensor_set: input is NULL"), -1;
+    if (!t->tg__persistent)
+        return tg__fail_int("tg_tensor_set: %s is a tape tensor (results of ops are read-only)",
+                            tg__shp(t));
     if (i < 0 || i >= t->numel)
         return tg__fail_int("tg_tensor_set: index %lld out of range for %s", (long long)i,
                             tg__shp(t));
@@ -202,6 +205,9 @@ int tg_tensor_set(tg_tensor *t, int64_t i, double value) {
 
 int tg_tensor_fill(tg_tensor *t, double value) {
     if (!t) return tg__fail_soft("tg_tensor_fill: input is NULL"), -1;
+    if (!t->tg__persistent)
+        return tg__fail_int("tg_tensor_fill: %s is a tape tensor (results of ops are read-only)",
+                            tg__shp(t));
     for (int64_t i = 0; i < t->numel; i++) tg__set(t, i, value);
     return 0;
 }

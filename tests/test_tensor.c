@@ -1,0 +1,539 @@
+/* test_tensor.c — persistent tensors: constructors, alignment, element access and its
+ * errors, bad shapes, and the allocator hook (every allocation failure is survived
+ * without a crash or a leak). */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+/* ---- constructors ---- */
+
+START_TEST(test_new_zeros) {
+    tg_tensor *t = tg_tensor_new(TG_F64, TG_SHAPE(2, 3, 4));
+    ck_assert_ptr_nonnull(t);
+    ck_assert_int_eq(t->dtype, TG_F64);
+    ck_assert_int_eq(t->ndim, 3);
+    ck_assert_int_eq(t->shape[0], 2);
+    ck_assert_int_eq(t->shape[1], 3);
+    ck_assert_int_eq(t->shape[2], 4);
+    for (int i = 3; i < TG_MAX_DIMS; i++)
+        ck_assert_int_eq(t->shape[i], 1);
+    ck_assert_int_eq(t->numel, 24);
+    ck_assert_ptr_null(t->grad);
+    ck_assert(!t->requires_grad);
+    for (int64_t i = 0; i < t->numel; i++)
+        ck_assert(((double *)t->data)[i] == 0.0);
+
+    tg_tensor *f = tg_tensor_new(TG_F32, TG_SHAPE(5));
+    tg_tensor *l = tg_tensor_new(TG_I64, TG_SHAPE(2, 2));
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(l);
+    for (int i = 0; i < 5; i++)
+        ck_assert(((float *)f->data)[i] == 0.0f);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(((int64_t *)l->data)[i], 0);
+
+    /* An empty dimension is a valid shape with no elements. */
+    tg_tensor *e = tg_tensor_new(TG_F64, TG_SHAPE(0, 3));
+    ck_assert_ptr_nonnull(e);
+    ck_assert_int_eq(e->numel, 0);
+    ck_assert_int_eq(e->ndim, 2);
+
+    /* ndim 0 with a NULL shape is a scalar. */
+    tg_tensor *s = tg_tensor_new(TG_F64, 0, NULL);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq(s->ndim, 0);
+    ck_assert_int_eq(s->numel, 1);
+    ck_assert_close(tg_item(s), 0.0, 0);
+
+    /* The largest rank is accepted. */
+    tg_tensor *big = tg_tensor_new(TG_F32, TG_SHAPE(1, 2, 1, 2, 1, 2, 1, 2));
+    ck_assert_ptr_nonnull(big);
+    ck_assert_int_eq(big->ndim, TG_MAX_DIMS);
+    ck_assert_int_eq(big->numel, 16);
+
+    tg_tensor *all[] = {t, f, l, e, s, big};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        tg_tensor_free(all[i]);
+    tg_tape_reset();
+}
+END_TEST
+
+START_TEST(test_from_copies) {
+    double d[6] = {1, -2, 3.5, 4, 5, 6.25};
+    float f[3] = {1.5f, -0.25f, 8.0f};
+    int64_t l[4] = {7, -1, 0, INT64_C(1) << 40};
+    tg_tensor *td = tg_tensor_from(TG_F64, TG_SHAPE(2, 3), d);
+    tg_tensor *tf = tg_tensor_from(TG_F32, TG_SHAPE(3), f);
+    tg_tensor *tl = tg_tensor_from(TG_I64, TG_SHAPE(4), l);
+    ck_assert_ptr_nonnull(td);
+    ck_assert_ptr_nonnull(tf);
+    ck_assert_ptr_nonnull(tl);
+    tgt_assert_tensor(td, d, 0);
+    tgt_assert_tensor(tf, (const double[]){1.5, -0.25, 8.0}, 0);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(((int64_t *)tl->data)[i], l[i]);
+
+    /* The data was copied: changing the source changes nothing. */
+    d[0] = 100;
+    ck_assert_close(tg_tensor_get(td, 0), 1.0, 0);
+    ck_assert_ptr_ne(td->data, d);
+
+    /* NULL data is fine for an empty tensor and an error otherwise. */
+    tg_tensor *e = tg_tensor_from(TG_F64, TG_SHAPE(0), NULL);
+    ck_assert_ptr_nonnull(e);
+    ck_assert_int_eq(e->numel, 0);
+    ck_assert_op_error(tg_tensor_from(TG_F64, TG_SHAPE(2, 2), NULL), "tg_tensor_from",
+                       "data is NULL", "[2,2]");
+
+    tg_tensor_free(td);
+    tg_tensor_free(tf);
+    tg_tensor_free(tl);
+    tg_tensor_free(e);
+    tg_tape_reset();
+}
+END_TEST
+
+START_TEST(test_scalar) {
+    tg_tensor *a = tg_scalar(TG_F64, 2.5);
+    tg_tensor *b = tg_scalar(TG_F32, 0.1);
+    tg_tensor *c = tg_scalar(TG_I64, -3.0);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_int_eq(a->ndim, 0);
+    ck_assert_int_eq(a->numel, 1);
+    ck_assert_close(tg_item(a), 2.5, 0);
+    ck_assert_close(tg_item(b), (double)0.1f, 0); /* rounded to float */
+    ck_assert_int_eq(((int64_t *)c->data)[0], -3);
+    ck_assert_close(tg_item(c), -3.0, 0);
+    tg_tensor_free(a);
+    tg_tensor_free(b);
+    tg_tensor_free(c);
+    tg_tape_reset();
+}
+END_TEST
+
+START_TEST(test_clone) {
+    tg_tensor *x = tg_tensor_from(TG_F64, TG_SHAPE(3), (const double[]){1, 2, 3});
+    tg_requires_grad(x, true);
+    tg_tensor *y = tg_mul(x, x); /* gives x a gradient after backward */
+    ck_assert_int_eq(tg_backward_seeded(y, y), 0);
+    ck_assert_ptr_nonnull(x->grad);
+
+    tg_tensor *c = tg_tensor_clone(x);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_ptr_ne(c, x);
+    ck_assert_ptr_ne(c->data, x->data);
+    ck_assert_int_eq(c->dtype, TG_F64);
+    ck_assert(tg_same_shape(c, x));
+    ck_assert(c->requires_grad);
+    ck_assert_ptr_null(c->grad); /* no gradient, no history */
+    tgt_assert_tensor(c, (const double[]){1, 2, 3}, 0);
+    ck_assert_int_eq(tg_tensor_set(x, 0, 9), 0);
+    ck_assert_close(tg_tensor_get(c, 0), 1.0, 0);
+
+    /* A clone of a tape tensor is persistent: it survives the reset. */
+    tg_tensor *cy = tg_tensor_clone(y);
+    ck_assert_ptr_nonnull(cy);
+    ck_assert(cy->requires_grad);
+    tg_tape_reset();
+    tgt_assert_tensor(cy, (const double[]){1, 4, 9}, 0);
+    ck_assert_int_eq(tg_tensor_set(cy, 2, -1), 0);
+
+    tg_clear_error();
+    ck_assert_ptr_null(tg_tensor_clone(NULL));
+    ck_assert_ptr_nonnull(tg_error());
+    ck_assert_ptr_nonnull(strstr(tg_error(), "tg_tensor_clone"));
+
+    tg_tensor_free(x);
+    tg_tensor_free(c);
+    tg_tensor_free(cy);
+    tg_tape_reset();
+}
+END_TEST
+
+/* ---- alignment ---- */
+
+static bool aligned64(const void *p) {
+    return ((uintptr_t)p & 63) == 0;
+}
+
+START_TEST(test_alignment) {
+    /* Persistent tensors of awkward sizes and every dtype. */
+    tg_tensor *ps[12];
+    int np = 0;
+    for (int n = 1; n <= 4; n++) {
+        ps[np++] = tg_tensor_new(TG_F32, TG_SHAPE(n));
+        ps[np++] = tg_tensor_new(TG_F64, TG_SHAPE(n, 3));
+        ps[np++] = tg_tensor_from(TG_I64, TG_SHAPE(1), (const int64_t[]){n});
+    }
+    for (int i = 0; i < np; i++) {
+        ck_assert_ptr_nonnull(ps[i]);
+        ck_assert_msg(aligned64(ps[i]->data), "persistent tensor %d: data %p", i, ps[i]->data);
+    }
+    tg_tensor *s = tg_scalar(TG_F32, 1);
+    ck_assert(aligned64(s->data));
+
+    /* Tape tensors: op results of odd sizes, one after another in the arena. */
+    tg_tensor *a = tg_tensor_new(TG_F32, TG_SHAPE(3));
+    tg_tensor *b = tg_tensor_new(TG_F64, TG_SHAPE(5));
+    tg_requires_grad(b, true);
+    tg_tensor *t = a;
+    for (int i = 0; i < 20; i++) {
+        t = tg_add_scalar(t, 1.0);
+        ck_assert_ptr_nonnull(t);
+        ck_assert_msg(aligned64(t->data), "tape tensor %d: data %p", i, t->data);
+        tg_tensor *u = tg_sin(b);
+        ck_assert_ptr_nonnull(u);
+        ck_assert_msg(aligned64(u->data), "tape tensor (f64, recorded) %d: data %p", i, u->data);
+        tg_tensor *v = tg_sum(u, TG_ALL, false);
+        ck_assert_ptr_nonnull(v);
+        ck_assert(aligned64(v->data));
+    }
+    /* Gradients too: the persistent one made by backward, and an intermediate's. */
+    tg_tensor *u = tg_exp(b);
+    tg_tensor *y = tg_sum(u, TG_ALL, false);
+    ck_assert_int_eq(tg_backward(y), 0);
+    ck_assert(aligned64(b->grad->data));
+    ck_assert(aligned64(u->grad->data));
+
+    tg_tape_reset();
+    for (int i = 0; i < np; i++)
+        tg_tensor_free(ps[i]);
+    tg_tensor_free(s);
+    tg_tensor_free(a);
+    tg_tensor_free(b);
+}
+END_TEST
+
+/* ---- element access and its errors ---- */
+
+START_TEST(test_item_get_set_fill) {
+    tg_tensor *v = tg_tensor_from(TG_F64, TG_SHAPE(2, 2), (const double[]){1, 2, 3, 4});
+    tg_tensor *one = tg_tensor_from(TG_F32, TG_SHAPE(1, 1, 1), (const float[]){7.5f});
+
+    /* tg_item: any ndim with one element. */
+    ck_assert_close(tg_item(one), 7.5, 0);
+    tg_clear_error();
+    double r = tg_item(v);
+    ck_assert(isnan(r));
+    tgt_assert_error_has("tg_item(v)", (const char *[]){"tg_item", "[2,2]", "4 elements"}, 3);
+    tg_clear_error();
+    ck_assert(isnan(tg_item(NULL)));
+    tgt_assert_error_has("tg_item(NULL)", (const char *[]){"tg_item", "NULL"}, 2);
+
+    /* tg_tensor_get / set: flat indices, both ends checked. */
+    ck_assert_close(tg_tensor_get(v, 3), 4.0, 0);
+    tg_clear_error();
+    ck_assert(isnan(tg_tensor_get(v, 4)));
+    tgt_assert_error_has("get(v, 4)", (const char *[]){"tg_tensor_get", "index 4", "[2,2]"}, 3);
+    tg_clear_error();
+    ck_assert(isnan(tg_tensor_get(v, -1)));
+    tgt_assert_error_has("get(v, -1)", (const char *[]){"tg_tensor_get", "out of range"}, 2);
+    tg_clear_error();
+    ck_assert(isnan(tg_tensor_get(NULL, 0)));
+    ck_assert_ptr_nonnull(tg_error());
+
+    ck_assert_int_eq(tg_tensor_set(v, 1, -5), 0);
+    ck_assert_close(tg_tensor_get(v, 1), -5.0, 0);
+    tg_clear_error();
+    ck_assert_int_eq(tg_tensor_set(v, 4, 1), -1);
+    tgt_assert_error_has("set(v, 4)", (const char *[]){"tg_tensor_set", "out of range", "[2,2]"},
+                         3);
+    tg_clear_error();
+    ck_assert_int_eq(tg_tensor_set(v, -3, 1), -1);
+    ck_assert_ptr_nonnull(tg_error());
+    tg_clear_error();
+    ck_assert_int_eq(tg_tensor_set(NULL, 0, 1), -1);
+    tgt_assert_error_has("set(NULL)", (const char *[]){"tg_tensor_set", "NULL"}, 2);
+    tgt_assert_tensor(v, (const double[]){1, -5, 3, 4}, 0); /* failed sets changed nothing */
+
+    /* tg_tensor_fill, for every dtype. */
+    ck_assert_int_eq(tg_tensor_fill(v, 0.5), 0);
+    tgt_assert_tensor(v, (const double[]){0.5, 0.5, 0.5, 0.5}, 0);
+    tg_tensor *l = tg_tensor_new(TG_I64, TG_SHAPE(3));
+    ck_assert_int_eq(tg_tensor_fill(l, 4), 0);
+    tgt_assert_tensor(l, (const double[]){4, 4, 4}, 0);
+    ck_assert_int_eq(tg_tensor_fill(one, -2), 0);
+    ck_assert_close(tg_item(one), -2.0, 0);
+    tg_clear_error();
+    ck_assert_int_eq(tg_tensor_fill(NULL, 1), -1);
+    tgt_assert_error_has("fill(NULL)", (const char *[]){"tg_tensor_fill", "NULL"}, 2);
+
+    tg_tensor_free(v);
+    tg_tensor_free(one);
+    tg_tensor_free(l);
+    tg_tape_reset();
+}
+END_TEST
+
+START_TEST(test_free_null_and_tape_tensor) {
+    tg_tensor_free(NULL); /* fine */
+    tg_tensor *x = tg_scalar(TG_F64, 1);
+    tg_tensor *y = tg_exp(x);
+    ck_assert_ptr_nonnull(y);
+    tg_tensor_free(y); /* a tape tensor: ignored, still readable until the reset */
+    ck_assert_close(tg_item(y), exp(1.0), 1e-15);
+    tg_tape_reset();
+    tg_tensor_free(x);
+}
+END_TEST
+
+START_TEST(test_requires_grad) {
+    tg_tensor *x = tg_tensor_new(TG_F32, TG_SHAPE(2));
+    tg_requires_grad(x, true);
+    ck_assert(x->requires_grad);
+    tg_requires_grad(x, false);
+    ck_assert(!x->requires_grad);
+    tg_requires_grad(NULL, true); /* ignored */
+
+    tg_tensor *idx = tg_tensor_from(TG_I64, TG_SHAPE(2), (const int64_t[]){0, 1});
+    tg_clear_error();
+    tg_requires_grad(idx, true);
+    ck_assert(!idx->requires_grad);
+    tgt_assert_error_has("tg_requires_grad(i64)",
+                         (const char *[]){"tg_requires_grad", "i64", "[2]"}, 3);
+    tg_clear_error();
+    tg_requires_grad(idx, false); /* turning it off is no error */
+    ck_assert_ptr_null(tg_error());
+
+    tg_tensor_free(x);
+    tg_tensor_free(idx);
+    tg_tape_reset();
+}
+END_TEST
+
+START_TEST(test_bad_shapes) {
+    ck_assert_op_error(tg_tensor_new(TG_F64, TG_SHAPE(2, -3)), "tg_tensor_new",
+                       "negative dimension", "[2,-3]");
+    ck_assert_op_error(tg_tensor_from(TG_F32, TG_SHAPE(-1), (const float[]){0}), "tg_tensor_from",
+                       "negative dimension", "[-1]");
+    ck_assert_op_error(tg_tensor_new(TG_F64, TG_SHAPE(1, 1, 1, 1, 1, 1, 1, 1, 1)), "tg_tensor_new",
+                       "ndim 9", "outside [0, 8]");
+    ck_assert_op_error(tg_tensor_new(TG_F64, -1, (const int64_t[]){1}), "tg_tensor_new", "ndim -1");
+    ck_assert_op_error(tg_tensor_new(TG_F64, 2, NULL), "tg_tensor_new", "shape is NULL", "ndim 2");
+    ck_assert_op_error(tg_tensor_from(TG_F64, 1, NULL, (const double[]){1}), "tg_tensor_from",
+                       "shape is NULL");
+    ck_assert_op_error(tg_tensor_new((tg_dtype)7, TG_SHAPE(2)), "tg_tensor_new", "invalid dtype 7");
+    ck_assert_op_error(tg_scalar((tg_dtype)-1, 0), "tg_scalar", "invalid dtype");
+    /* A byte count that does not fit is refused, not wrapped around. */
+    ck_assert_op_error(tg_tensor_new(TG_F64, TG_SHAPE(INT64_C(1) << 31, INT64_C(1) << 31, 8)),
+                       "tg_tensor_new", "too large");
+    ck_assert_op_error(tg_tensor_new(TG_F64, TG_SHAPE(INT64_MAX)), "tg_tensor_new", "too large");
+    tg_tape_reset();
+}
+END_TEST
+
+START_TEST(test_names_and_shape_helpers) {
+    tg_tensor *x = tg_tensor_new(TG_F64, TG_SHAPE(4, 1, 2));
+    tg_tensor *s = tg_scalar(TG_F64, 0);
+    char buf[64];
+    ck_assert_str_eq(tg_shape_str(x, buf, sizeof buf), "[4,1,2]");
+    ck_assert_str_eq(tg_shape_str(s, buf, sizeof buf), "[]");
+    char small[4];
+    tg_shape_str(x, small, sizeof small); /* truncated, still terminated */
+    ck_assert_int_eq((int)strlen(small), 3);
+    ck_assert(tg_same_shape(x, x));
+    ck_assert(!tg_same_shape(x, s));
+    ck_assert(!tg_same_shape(x, NULL));
+    ck_assert_int_eq((int)tg_dtype_size(TG_F32), 4);
+    ck_assert_int_eq((int)tg_dtype_size(TG_F64), 8);
+    ck_assert_int_eq((int)tg_dtype_size(TG_I64), 8);
+    ck_assert_int_eq((int)tg_dtype_size((tg_dtype)9), 0);
+    ck_assert_str_eq(tg_dtype_name(TG_F32), "f32");
+    ck_assert_str_eq(tg_dtype_name(TG_F64), "f64");
+    ck_assert_str_eq(tg_dtype_name(TG_I64), "i64");
+
+    tg_tensor_set_name(x, "weights");
+    ck_assert_str_eq(x->tg__name, "weights");
+    tg_tensor_set_name(x, "a_name_that_is_much_longer_than_the_buffer");
+    ck_assert_int_eq((int)strlen(x->tg__name), 23);
+    ck_assert(strncmp(x->tg__name, "a_name_that_is_much_lon", 23) == 0);
+    tg_tensor_set_name(x, NULL);
+    ck_assert_str_eq(x->tg__name, "");
+    tg_tensor_set_name(NULL, "x"); /* ignored */
+
+    tg_tensor_free(x);
+    tg_tensor_free(s);
+    tg_tape_reset();
+}
+END_TEST
+
+/* ---- the allocator hook ---- */
+
+/* Counts allocations and releases, and fails the fail_at-th allocation (1-based;
+ * 0 never fails). */
+typedef struct {
+    long count, fail_at, live, failed;
+} fail_alloc_state;
+
+static void *fail_alloc(size_t size, void *ud) {
+    fail_alloc_state *s = ud;
+    if (++s->count == s->fail_at) {
+        s->failed++;
+        return NULL;
+    }
+    void *p = malloc(size);
+    if (p) s->live++;
+    return p;
+}
+
+static void fail_release(void *p, void *ud) {
+    fail_alloc_state *s = ud;
+    if (p) s->live--;
+    free(p);
+}
+
+/* A small graph with fan-out, broadcasting and a reduction:
+ *     y = sum(sin(x) * w + x * x) / 2     x: [3] f64, w: [] f64
+ * dy/dx = (cos(x) * w + 2x) / 2,  dy/dw = sum(sin(x)) / 2.
+ * Returns 0 on success (and checks the gradients), -1 when something failed. */
+static int run_small_graph(void) {
+    const double xv[3] = {0.3, -1.2, 2.0}, wv = 1.5;
+    tg_tensor *x = tg_tensor_from(TG_F64, TG_SHAPE(3), xv);
+    tg_tensor *w = tg_scalar(TG_F64, wv);
+    tg_requires_grad(x, true);
+    tg_requires_grad(w, true);
+    tg_tensor *y =
+        tg_mul_scalar(tg_sum(tg_add(tg_mul(tg_sin(x), w), tg_mul(x, x)), TG_ALL, false), 0.5);
+    int rc = tg_backward(y);
+    if (rc == 0) {
+        double gw = 0;
+        for (int i = 0; i < 3; i++) {
+            ck_assert_close(tg_tensor_get(x->grad, i), (cos(xv[i]) * wv + 2 * xv[i]) / 2, 1e-14);
+            gw += sin(xv[i]) / 2;
+        }
+        ck_assert_close(tg_item(w->grad), gw, 1e-14);
+        /* A second, functional, pass exercises tg_grad's allocations too. */
+        tg_tensor *dx = NULL;
+        rc = tg_grad(1, &y, NULL, 1, &x, &dx, TG_CREATE_GRAPH);
+        if (rc == 0) {
+            ck_assert_ptr_nonnull(dx);
+            ck_assert_close(tg_tensor_get(dx, 0), (cos(xv[0]) * wv + 2 * xv[0]) / 2, 1e-14);
+        } else {
+            ck_assert_ptr_null(dx);
+        }
+    }
+    tg_tape_reset();
+    tg_tensor_free(x);
+    tg_tensor_free(w);
+    return rc;
+}
+
+START_TEST(test_allocation_failure_every_k) {
+    tg_tape_free(); /* memory must be released by the allocator that gave it */
+    fail_alloc_state st = {0};
+    tg_set_allocator(&(tg_allocator){fail_alloc, fail_release, &st});
+
+    /* Count the allocations of a run that fails nowhere. */
+    tg_clear_error();
+    ck_assert_int_eq(run_small_graph(), 0);
+    ck_assert_ptr_null(tg_error());
+    tg_tape_free();
+    long total = st.count;
+    ck_assert_int_eq(st.live, 0);
+    ck_assert_int_gt(total, 3); /* x, w, the arena and at least one gradient */
+
+    for (long k = 1; k <= total + 1; k++) {
+        st = (fail_alloc_state){.fail_at = k};
+        tg_clear_error();
+        int rc = run_small_graph();
+        if (k <= total) {
+            ck_assert_msg(st.failed == 1, "allocation %ld of %ld was not reached", k, total);
+            ck_assert_msg(rc == -1, "allocation %ld failed but the run reported success", k);
+            ck_assert_msg(tg_error() != NULL, "allocation %ld failed without tg_error()", k);
+            ck_assert_msg(strstr(tg_error(), "out of memory") != NULL,
+                          "allocation %ld: error is \"%s\"", k, tg_error());
+        } else {
+            ck_assert_int_eq(rc, 0);
+            ck_assert_int_eq(st.failed, 0);
+        }
+        tg_tape_free();
+        ck_assert_msg(st.live == 0, "failing allocation %ld leaked %ld blocks", k, st.live);
+    }
+    tg_set_allocator(NULL);
+    tg_clear_error();
+}
+END_TEST
+
+START_TEST(test_allocation_failure_constructors) {
+    tg_tape_free();
+    fail_alloc_state st = {.fail_at = 1};
+    tg_set_allocator(&(tg_allocator){fail_alloc, fail_release, &st});
+    tg_tensor *src = NULL;
+    ck_assert_op_error(tg_tensor_new(TG_F64, TG_SHAPE(4)), "out of memory");
+    st = (fail_alloc_state){.fail_at = 1};
+    ck_assert_op_error(tg_scalar(TG_F32, 1), "out of memory");
+    st = (fail_alloc_state){.fail_at = 2};
+    src = tg_tensor_new(TG_F64, TG_SHAPE(2));
+    ck_assert_ptr_nonnull(src);
+    ck_assert_op_error(tg_tensor_clone(src), "out of memory");
+    tg_tensor_free(src);
+    /* The first op on an empty tape needs the arena. */
+    tg_tensor *x = tg_scalar(TG_F64, 1);
+    st.fail_at = st.count + 1;
+    ck_assert_op_error(tg_exp(x), "out of memory");
+    tg_tensor_free(x);
+    tg_tape_free();
+    ck_assert_int_eq(st.live, 0);
+    tg_set_allocator(NULL);
+    tg_clear_error();
+}
+END_TEST
+
+START_TEST(test_allocator_counts_everything) {
+    tg_tape_free();
+    fail_alloc_state st = {0};
+    tg_set_allocator(&(tg_allocator){fail_alloc, fail_release, &st});
+    tg_tensor *x = tg_tensor_new(TG_F64, TG_SHAPE(10));
+    ck_assert_int_eq(st.count, 1);
+    ck_assert_int_eq(st.live, 1);
+    tg_requires_grad(x, true);
+    tg_tensor *y = tg_sum(tg_square(x), TG_ALL, false);
+    ck_assert_int_eq(tg_backward(y), 0); /* arena blocks + the persistent gradient */
+    ck_assert_int_ge(st.live, 3);
+    tg_tape_reset();
+    tg_tensor_free(x); /* frees x->grad too */
+    tg_tape_free();
+    ck_assert_int_eq(st.live, 0);
+    tg_set_allocator(NULL);
+    /* Back on malloc: the hook is no longer called. */
+    long before = st.count;
+    tg_tensor *z = tg_tensor_new(TG_F64, TG_SHAPE(2));
+    ck_assert_ptr_nonnull(z);
+    tg_tensor_free(z);
+    ck_assert_int_eq(st.count, before);
+    ck_assert_int_eq(st.live, 0);
+    tg_tape_reset();
+}
+END_TEST
+
+static Suite *tensor_suite(void) {
+    Suite *s = suite_create("tensor");
+    TCase *c = tcase_create("constructors");
+    tcase_add_test(c, test_new_zeros);
+    tcase_add_test(c, test_from_copies);
+    tcase_add_test(c, test_scalar);
+    tcase_add_test(c, test_clone);
+    tcase_add_test(c, test_alignment);
+    suite_add_tcase(s, c);
+    c = tcase_create("access");
+    tcase_add_test(c, test_item_get_set_fill);
+    tcase_add_test(c, test_free_null_and_tape_tensor);
+    tcase_add_test(c, test_requires_grad);
+    tcase_add_test(c, test_bad_shapes);
+    tcase_add_test(c, test_names_and_shape_helpers);
+    suite_add_tcase(s, c);
+    c = tcase_create("allocator");
+    tcase_add_test(c, test_allocation_failure_every_k);
+    tcase_add_test(c, test_allocation_failure_constructors);
+    tcase_add_test(c, test_allocator_counts_everything);
+    suite_add_tcase(s, c);
+    return s;
+}
+
+int main(void) {
+    return tgt_run(tensor_suite());
+}
