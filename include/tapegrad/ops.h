@@ -76,40 +76,68 @@ tg_tensor *tg_max(tg_tensor *x, int axis, bool keepdim);
 tg_tensor *tg_logsumexp(tg_tensor *x, int axis, bool keepdim);
 
 /* ---- matrix products (OpenBLAS gemm) ----
- * tg_matmul: C = A B for A [..., m, k] and B [..., k, n]; both need ndim >= 2. The
- * leading (batch) dimensions broadcast like NumPy. Result [..., m, n].
- * tg_matmul_t: C = op(A) op(B) where op transposes the last two dimensions when the
- * flag is set; the transpose is passed to gemm, never copied. */
+ * tg_matmul: C[.., i, j] = sum_l A[.., i, l] B[.., l, j] for A [..., m, k] and
+ * B [..., k, n]; both need ndim >= 2. The leading (batch) dimensions broadcast like
+ * NumPy: [2,1,3,4] @ [5,4,2] -> [2,5,3,2]. Result [..., m, n], same dtype (F32/F64).
+ * tg_matmul_t: C = op(A) op(B) where op transposes the last two dimensions when its
+ * flag is set (trans_a: A is stored [..., k, m]; trans_b: B is stored [..., n, k]);
+ * the transpose is passed to gemm, never copied.
+ * Gradients: d op(A) = G op(B)^T and d op(B) = op(A)^T G, each computed as one
+ * tg_matmul_t with flags (no copies), then summed over the batch dimensions that
+ * broadcast.
+ * k = 0 gives zeros; m = 0 or n = 0 (or an empty batch) gives an empty result.
+ * Errors (NULL and tg_error() naming the shapes, "^T" marking a transposed operand):
+ * ndim < 2, inner dimensions that differ ("tg_matmul: inner dimensions differ:
+ * [3,4] @ [5,2]"), batch dimensions that do not broadcast, dtypes that differ or are
+ * not F32/F64. */
 tg_tensor *tg_matmul(tg_tensor *a, tg_tensor *b);
 tg_tensor *tg_matmul_t(tg_tensor *a, tg_tensor *b, bool trans_a, bool trans_b);
 
 /* ---- shape ---- */
 /* Same elements, new shape (numel must match). One entry may be -1 (inferred). */
 tg_tensor *tg_reshape(tg_tensor *x, int ndim, const int64_t *shape);
-/* Swaps dimensions dim0 and dim1 (negative counts from the end); copies. */
+/* y = x with dimensions dim0 and dim1 swapped (negative counts from the end; dim0 ==
+ * dim1 is a plain copy): y[.., j, .., i, ..] = x[.., i, .., j, ..]. The result is a
+ * contiguous copy. Any dtype (I64 is copied, never differentiated). A 0-d x has no
+ * axis to name: an error. Gradient: g transposed back. */
 tg_tensor *tg_transpose(tg_tensor *x, int dim0, int dim1);
 /* Stretches x to shape by NumPy broadcasting (x's shape must be broadcastable to it). */
 tg_tensor *tg_broadcast_to(tg_tensor *x, int ndim, const int64_t *shape);
 /* The reverse of broadcast_to: sums x over the dimensions that broadcasting to x's
  * shape would have stretched, giving shape. The gradient of a broadcast. */
 tg_tensor *tg_sum_to(tg_tensor *x, int ndim, const int64_t *shape);
-/* Elements start <= i < stop along axis (0 <= start <= stop <= shape[axis]; negative
- * start/stop count from the end). */
+/* The elements start <= i < stop along axis, as a copy: y.shape[axis] = stop - start.
+ * Negative axis, start and stop count from the end (start = -2 is shape[axis] - 2).
+ * After that 0 <= start <= stop <= shape[axis] must hold (no clamping: a range out of
+ * bounds is an error); start == stop gives an empty axis. Any dtype. Gradient: g put
+ * back in zeros of x's shape. */
 tg_tensor *tg_slice(tg_tensor *x, int axis, int64_t start, int64_t stop);
-/* Joins n >= 1 tensors along axis; they must agree in dtype and every other dim. */
+/* Joins xs[0..n) (n >= 1) along axis, in order, as a new tensor: y.shape[axis] is the
+ * sum of theirs. They must agree in dtype and ndim and on every other dimension;
+ * empty inputs are allowed. Negative axis counts from the end. Any dtype. Gradient:
+ * each input that requires one receives its own slice of g. */
 tg_tensor *tg_concat(int n, tg_tensor *const *xs, int axis);
-/* y = x with axis restricted to the entries index[0..k): y.shape[axis] = k.
- * index: I64, 1-D, each value in [0, shape[axis]); repeats allowed (their gradients
- * add up). */
+/* y = x with axis restricted to the entries index[0..k), in that order:
+ * y[.., j, ..] = x[.., index[j], ..] and y.shape[axis] = k. index: I64, 1-D, each value
+ * in [0, shape[axis]) (checked: an error names the value, its position and x's shape;
+ * negative values are not wrapped); repeats allowed (their gradients add up). Any
+ * dtype for x. The tape keeps a pointer to index: it must outlive the backward pass. */
 tg_tensor *tg_index_select(tg_tensor *x, int axis, const tg_tensor *index);
-/* y[i][j][k] = x[i][index[i][j][k]][k] (for axis 1; likewise for any axis): index is
- * I64 with x's ndim and, on every other axis, the same size as x; y has index's shape. */
+/* y[i][j][k] = x[i][index[i][j][k]][k] (for axis 1; likewise for any axis). index is
+ * I64 with x's ndim and, on every axis but axis, the same size as x (torch.gather only
+ * asks for no larger); its size along axis is free; y has index's shape. Each index value must lie
+ * in [0, x.shape[axis]) (checked). Any dtype for x. Gradient: g scattered back into
+ * zeros of x's shape, repeats adding up. The tape keeps a pointer to index: it must
+ * outlive the backward pass. */
 tg_tensor *tg_gather(tg_tensor *x, int axis, const tg_tensor *index);
 /* cond ? a : b elementwise, broadcasting all three. cond is any dtype; nonzero is
  * true. Not differentiable in cond. */
 tg_tensor *tg_where(const tg_tensor *cond, tg_tensor *a, tg_tensor *b);
-/* Converts to dtype dt. Differentiable between F32 and F64 (the gradient is cast
- * back); casting to or from I64 records nothing (truncates toward zero). */
+/* Converts to dtype dt, always as a new tensor (dt == x's dtype gives a copy).
+ * Differentiable between F32 and F64 (the gradient is cast back to x's dtype); casting
+ * to or from I64 records nothing. To I64 truncates toward zero; NaN becomes 0 and
+ * values beyond the int64 range saturate at INT64_MIN / INT64_MAX. An invalid dt is
+ * an error. */
 tg_tensor *tg_cast(tg_tensor *x, tg_dtype dt);
 /* The same values with no history and requires_grad off: a constant for the tape.
  * Shares x's data (do not write to it). */

@@ -1,0 +1,156 @@
+/* matmul.c — matrix products on OpenBLAS gemm, with NumPy-broadcast batch dimensions.
+ *
+ * C = op(A) op(B), op(X) = X or X^T on the last two dimensions. Transposition is only
+ * ever a flag passed to gemm: no transposed copy is made, forward or backward. The
+ * batch (every dimension but the last two) broadcasts like NumPy; the strided walker
+ * (common.c) enumerates the output's batch entries together with the A and B batch
+ * entries they read, one gemm per entry. When B has no batch dimensions and A is not
+ * transposed, A's batch is folded into gemm's M: one call for the whole batch. */
+#include <cblas.h>
+
+#include "../autodiff/internal.h"
+
+/* One batch of products: the dimensions, leading dimensions and per-matrix element
+ * counts of a planned matmul, plus the data pointers. */
+typedef struct {
+    tg_dtype dt;
+    bool ta, tb;
+    int64_t m, n, k;
+    int64_t lda, ldb;               /* row lengths of A and B as stored */
+    int64_t a_size, b_size, c_size; /* elements in one matrix of A, of B, of C */
+    const void *a, *b;
+    void *c;
+} gemm_plan;
+
+/* C = op(A) op(B) for one M x N x K product, row-major. Every size is >= 1 here. */
+static void gemm_one(const gemm_plan *p, int64_t m, const void *a, const void *b, void *c) {
+    enum CBLAS_TRANSPOSE ta = p->ta ? CblasTrans : CblasNoTrans;
+    enum CBLAS_TRANSPOSE tb = p->tb ? CblasTrans : CblasNoTrans;
+    if (p->dt == TG_F64)
+        cblas_dgemm(CblasRowMajor, ta, tb, (blasint)m, (blasint)p->n, (blasint)p->k, 1.0, a,
+                    (blasint)p->lda, b, (blasint)p->ldb, 0.0, c, (blasint)p->n);
+    else
+        cblas_sgemm(CblasRowMajor, ta, tb, (blasint)m, (blasint)p->n, (blasint)p->k, 1.0f, a,
+                    (blasint)p->lda, b, (blasint)p->ldb, 0.0f, c, (blasint)p->n);
+}
+
+/* A run of the batch walker: n consecutive output matrices; st[0], st[1] are how far
+ * (in matrices) A and B advance per output matrix (0 where they broadcast). */
+static void gemm_run(int64_t n, int64_t off_c, const int64_t *off, const int64_t *st, void *vp) {
+    const gemm_plan *p = vp;
+    size_t es = tg_dtype_size(p->dt);
+    const char *a = p->a, *b = p->b;
+    char *c = p->c;
+    for (int64_t i = 0; i < n; i++)
+        gemm_one(p, p->m, a + (size_t)((off[0] + i * st[0]) * p->a_size) * es,
+                 b + (size_t)((off[1] + i * st[1]) * p->b_size) * es,
+                 c + (size_t)((off_c + i) * p->c_size) * es);
+}
+
+/* "^T" after a shape printed for an operand passed with its transpose flag set. */
+#define T_(t) ((t) ? "^T" : "")
+
+static bool fits_blas(int64_t v) {
+    return (int64_t)(blasint)v == v;
+}
+
+/* y = op(A) op(B); g = dL/dy. With the four flag combinations (batch dims aside):
+ *   ta=0 tb=0: dA = G B^T      dB = A^T G
+ *   ta=0 tb=1: dA = G B        dB = G^T A
+ *   ta=1 tb=0: dA = B G^T      dB = A G
+ *   ta=1 tb=1: dA = B^T G^T    dB = G^T A^T
+ * Each is one matmul_t with flags, so the backward is differentiable and copy-free.
+ * Over broadcast batch dimensions the result is summed back to the input's shape. */
+static int matmul_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
+    tg_tensor *a = n->in[0], *b = n->in[1];
+    bool ta = n->i[0] != 0, tb = n->i[1] != 0;
+    if (a->requires_grad) {
+        tg_tensor *da =
+            !ta ? (!tb ? tg_matmul_t(g, b, false, true) : tg_matmul_t(g, b, false, false))
+                : (!tb ? tg_matmul_t(b, g, false, true) : tg_matmul_t(b, g, true, true));
+        if (da && !tg_same_shape(da, a)) da = tg_sum_to(da, a->ndim, a->shape);
+        if (!(gin[0] = da)) return -1;
+    }
+    if (b->requires_grad) {
+        tg_tensor *aa = a, *gg = g;
+        /* B without batch dims, A batched and not transposed: the sum over the batch of
+         * A_i^T G_i is one product of A and G with the batch folded into their rows. */
+        if (b->ndim == 2 && a->ndim > 2 && !ta) {
+            int64_t rows = tg__numel(a->ndim - 1, a->shape);
+            aa = tg_reshape(a, 2, (const int64_t[]){rows, a->shape[a->ndim - 1]});
+            gg = tg_reshape(g, 2, (const int64_t[]){rows, g->shape[g->ndim - 1]});
+        }
+        tg_tensor *db =
+            !ta ? (!tb ? tg_matmul_t(aa, gg, true, false) : tg_matmul_t(gg, aa, true, false))
+                : (!tb ? tg_matmul_t(aa, gg, false, false) : tg_matmul_t(gg, aa, true, true));
+        if (db && !tg_same_shape(db, b)) db = tg_sum_to(db, b->ndim, b->shape);
+        if (!(gin[1] = db)) return -1;
+    }
+    return 0;
+}
+
+static tg_tensor *matmul_impl(const char *op, tg_tensor *a, tg_tensor *b, bool ta, bool tb) {
+    if (!tg__check_float2(op, a, b)) return NULL;
+    if (a->ndim < 2 || b->ndim < 2)
+        return tg__fail("%s: both operands need at least 2 dimensions: %s%s @ %s%s", op, tg__shp(a),
+                        T_(ta), tg__shp(b), T_(tb));
+    int na = a->ndim, nb = b->ndim;
+    int64_t m = a->shape[na - (ta ? 1 : 2)], ka = a->shape[na - (ta ? 2 : 1)];
+    int64_t kb = b->shape[nb - (tb ? 1 : 2)], n = b->shape[nb - (tb ? 2 : 1)];
+    if (ka != kb)
+        return tg__fail("%s: inner dimensions differ: %s%s @ %s%s", op, tg__shp(a), T_(ta),
+                        tg__shp(b), T_(tb));
+    int nbatch;
+    int64_t shape[TG_MAX_DIMS];
+    if (!tg__broadcast_shape(op, "@", na - 2, a->shape, nb - 2, b->shape, &nbatch, shape))
+        return tg__fail("%s: batch dimensions do not broadcast: %s%s @ %s%s", op, tg__shp(a),
+                        T_(ta), tg__shp(b), T_(tb));
+    shape[nbatch] = m;
+    shape[nbatch + 1] = n;
+    int64_t k = ka;
+    bool fold = nb == 2 && !ta; /* A's batch folds into M (B is one matrix) */
+    int64_t big_m = fold ? tg__numel(na - 1, a->shape) : m;
+    if (!fits_blas(big_m) || !fits_blas(n) || !fits_blas(k) || !fits_blas(a->shape[na - 1]) ||
+        !fits_blas(b->shape[nb - 1]))
+        return tg__fail("%s: dimensions too large for BLAS: %s @ %s", op, tg__shp(a), tg__shp(b));
+
+    tg_tensor *y = k == 0 ? tg__tape_zeros(a->dtype, nbatch + 2, shape)
+                          : tg__tape_tensor(a->dtype, nbatch + 2, shape);
+    if (!y) return NULL;
+    if (y->numel > 0 && k > 0) {
+        gemm_plan p = {.dt = a->dtype,
+                       .ta = ta,
+                       .tb = tb,
+                       .m = m,
+                       .n = n,
+                       .k = k,
+                       .lda = a->shape[na - 1],
+                       .ldb = b->shape[nb - 1],
+                       .a_size = m * k,
+                       .b_size = k * n,
+                       .c_size = m * n,
+                       .a = a->data,
+                       .b = b->data,
+                       .c = y->data};
+        if (fold)
+            gemm_one(&p, big_m, a->data, b->data, y->data);
+        else
+            tg__broadcast_walk(nbatch, shape, 2, (const int[]){na - 2, nb - 2},
+                               (const int64_t *const[]){a->shape, b->shape}, gemm_run, &p);
+    }
+    tg__node *nd = tg__record("matmul", y, 2, (tg_tensor *const[]){a, b}, matmul_backward);
+    if (nd == TG__RECORD_FAILED) return NULL;
+    if (nd) {
+        nd->i[0] = ta;
+        nd->i[1] = tb;
+    }
+    return y;
+}
+
+tg_tensor *tg_matmul(tg_tensor *a, tg_tensor *b) {
+    return matmul_impl("tg_matmul", a, b, false, false);
+}
+
+tg_tensor *tg_matmul_t(tg_tensor *a, tg_tensor *b, bool trans_a, bool trans_b) {
+    return matmul_impl("tg_matmul_t", a, b, trans_a, trans_b);
+}
