@@ -20,13 +20,19 @@
  * compares the scalar v^T J u for a random input direction u and random output weights
  * v, which costs two evaluations and one backward whatever the sizes.
  *
- * Both also verify that the backward pass is deterministic (two sweeps give identical
- * gradients) and that a zero seed gives zero gradients.
+ * Both also verify that the backward pass is deterministic (two sweeps with the same
+ * seed give bitwise identical gradients) and that a zero seed gives exactly zero
+ * gradients. The random directions come from a fixed internal generator, so a check
+ * is reproducible.
  *
- * The inputs must be persistent F64 tensors; those with requires_grad set are
- * checked, the others are held constant. Their data is perturbed during the check and
- * restored before it returns. f must build its result from the inputs with ops; it may
- * return a tensor of any shape. The tape is rewound to where it was on return.
+ * The inputs must be persistent tensors. Those with requires_grad set are checked and
+ * must be F64; the others are held constant and may have any dtype (an I64 index, for
+ * instance). The checked inputs' data is perturbed during the check and restored bit
+ * for bit before it returns; their ->grad is not touched (gradients come from tg_grad).
+ * f must build its F64 result from the inputs with ops; it may return a tensor of any
+ * shape. It is called with grad mode on whatever the caller's mode, and with tg_error()
+ * cleared, so that a failure inside f is reported with its own message. The tape is
+ * rewound to where it was, and the grad mode restored, on return.
  */
 #ifndef TAPEGRAD_GRADCHECK_H
 #define TAPEGRAD_GRADCHECK_H
@@ -46,8 +52,13 @@ typedef struct {
     bool fast;
 } tg_gradcheck_opts;
 
-/* What was found. On failure: the input and flat element index of the worst entry
- * (-1 where not applicable), the analytic and numeric values there, and a message. */
+/* What was found. max_abs_err is the largest |analytic - numeric| (the one difference in
+ * fast mode). On failure: input and index locate the worst entry (the input's position
+ * in the inputs array and the flat element index in it; -1 in fast mode or where not
+ * applicable), analytic and numeric are the values there, and message says what went
+ * wrong, e.g. "tg_gradcheck: gradient mismatch at input 1 element 2 (output element 2):
+ * analytic 3, numeric 2, ...". On success input/index locate the largest difference
+ * (slow mode) and message is a one-line summary. */
 typedef struct {
     bool ok;
     int input;
@@ -57,14 +68,21 @@ typedef struct {
 } tg_gradcheck_report;
 
 /* Checks first derivatives of f at inputs. Returns true when they agree. rep may be
- * NULL. Bad arguments (NULL f, n < 1, a NULL, non-persistent or non-F64 input, f
- * failing) return false with the reason in rep->message and tg_error(). */
+ * NULL. Any failure sets tg_error() to the report's message. Bad arguments (NULL f,
+ * n < 1, a NULL input array or input, a non-persistent input, a non-F64 input that
+ * requires a gradient, no input requiring a gradient, negative eps/atol/rtol, f
+ * returning NULL or a non-F64 result) return false with the reason in rep->message;
+ * when f returns NULL the message includes the error f's ops set. */
 bool tg_gradcheck(tg_fn f, void *ctx, int n, tg_tensor *const *inputs,
                   const tg_gradcheck_opts *opts, tg_gradcheck_report *rep);
 
-/* Checks second derivatives: runs tg_gradcheck on the map (inputs, v) -> J(inputs)^T v
- * built by tg_grad with TG_CREATE_GRAPH, for a random seed v. rep->input counts the
- * inputs that require a gradient first, then v as the last one. */
+/* Checks second derivatives: for each input x_j that requires a gradient, runs the
+ * check above on the map (inputs, v) -> J_j(inputs)^T v, the gradient with respect to
+ * x_j that tg_grad builds with TG_CREATE_GRAPH, where v is a fixed pseudo-random F64 seed
+ * of f's output shape that is itself checked as an extra input. Checking every gradient
+ * block this way covers the whole second-derivative Jacobian. rep->input is a position
+ * in inputs, or n for v; the message names the gradient block. Inputs whose gradient
+ * does not depend on anything (a linear f, or an f that ignores them) pass. */
 bool tg_gradgradcheck(tg_fn f, void *ctx, int n, tg_tensor *const *inputs,
                       const tg_gradcheck_opts *opts, tg_gradcheck_report *rep);
 

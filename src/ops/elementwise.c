@@ -133,24 +133,46 @@ static int div_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     return 0;
 }
 
-/* y = a^b:  da = g b a^(b-1),  db = g a^b log a  (0 where a == 0 and b >= 0). */
+/* t with its entries set to 0 where pred(a, b) holds (a, b broadcast to t's shape).
+ * The condition is a constant computed from the values, without history, so only t's
+ * history remains; t itself is returned when no entry matches. */
+typedef bool (*pow_pred)(double a, double b);
+static bool pow_base0(double a, double b) {
+    return a == 0.0 && b >= 0.0;
+}
+static bool pow_exp0(double a, double b) {
+    (void)a;
+    return b == 0.0;
+}
+
+static tg_tensor *zero_where(tg_tensor *t, tg_tensor *a, tg_tensor *b, pow_pred pred) {
+    if (!t) return NULL;
+    tg_tensor *at = tg_broadcast_to(tg_detach(a), t->ndim, t->shape);
+    tg_tensor *bt = tg_broadcast_to(tg_detach(b), t->ndim, t->shape);
+    tg_tensor *cond = tg__tape_tensor(t->dtype, t->ndim, t->shape);
+    if (!at || !bt || !cond) return NULL;
+    bool any = false;
+    for (int64_t i = 0; i < t->numel; i++) {
+        bool c = pred(tg__get(at, i), tg__get(bt, i));
+        any |= c;
+        tg__set(cond, i, c ? 1.0 : 0.0);
+    }
+    if (!any) return t;
+    tg_tensor *zero = tg__tape_full(t->dtype, 0, NULL, 0.0);
+    return zero ? tg_where(cond, zero, t) : NULL;
+}
+
+/* y = a^b:  da = g b a^(b-1)  (0 where b == 0: a^0 is constant, even at a == 0),
+ *           db = g a^b log a  (0 where a == 0 and b >= 0). */
 static int pow_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     tg_tensor *a = n->in[0], *b = n->in[1];
-    if (a->requires_grad &&
-        !(gin[0] = reduce_like(tg_mul(g, tg_mul(b, tg_pow(a, tg_add_scalar(b, -1.0)))), a)))
-        return -1;
+    if (a->requires_grad) {
+        tg_tensor *t = tg_mul(g, tg_mul(b, tg_pow(a, tg_add_scalar(b, -1.0))));
+        if (!(gin[0] = reduce_like(zero_where(t, a, b, pow_exp0), a))) return -1;
+    }
     if (b->requires_grad) {
         tg_tensor *t = tg_mul(g, tg_mul(tg_pow(a, b), tg_log(a)));
-        if (!t) return -1;
-        /* Mask where a == 0 and b >= 0: a constant condition, computed without history. */
-        tg_tensor *at = tg_broadcast_to(tg_detach(a), t->ndim, t->shape);
-        tg_tensor *bt = tg_broadcast_to(tg_detach(b), t->ndim, t->shape);
-        tg_tensor *cond = tg__tape_tensor(t->dtype, t->ndim, t->shape);
-        if (!at || !bt || !cond) return -1;
-        for (int64_t i = 0; i < t->numel; i++)
-            tg__set(cond, i, tg__get(at, i) == 0.0 && tg__get(bt, i) >= 0.0 ? 1.0 : 0.0);
-        tg_tensor *zero = tg__tape_full(t->dtype, 0, NULL, 0.0);
-        if (!(gin[1] = reduce_like(tg_where(cond, zero, t), b))) return -1;
+        if (!(gin[1] = reduce_like(zero_where(t, a, b, pow_base0), b))) return -1;
     }
     return 0;
 }
