@@ -30,5 +30,7 @@
 #include "tapegrad/gradcheck.h"
 #include "tapegrad/nn.h"
 #include "tapegrad/optim.h"
+#include "tapegrad/data.h"
+#include "tapegrad/io.h"
 
 #endif

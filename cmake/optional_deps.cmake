@@ -1,0 +1,26 @@
+# optional_deps.cmake — third-party libraries beyond BLAS, included by the root
+# CMakeLists.txt after the tapegrad_objects target exists.
+#
+#   cJSON   (Debian: libcjson-dev)  reads and writes the JSON header of safetensors
+#           checkpoints (src/nn/io.c); needed by the library itself.
+#   libpng  (Debian: libpng-dev)    writes the pictures of examples/spiral.c; only that
+#           example links it.
+
+pkg_check_modules(CJSON REQUIRED IMPORTED_TARGET libcjson)
+target_link_libraries(tapegrad_objects PUBLIC PkgConfig::CJSON)
+# The shared and static libraries are built from the objects, so they link cJSON
+# themselves. Inside the build tree the imported target carries the paths; an installed
+# libtapegrad.a names the library for its consumers (the shared one needs nothing more).
+list(APPEND TG_EXTRA_LIBS $<BUILD_INTERFACE:PkgConfig::CJSON>
+     $<INSTALL_INTERFACE:${CJSON_LIBRARIES}>)
+# pkg-config: static consumers of tapegrad.pc also need libcjson.
+if(TG_PC_REQUIRES)
+  set(TG_PC_REQUIRES "${TG_PC_REQUIRES}, libcjson")
+else()
+  set(TG_PC_REQUIRES "libcjson")
+endif()
+
+if(TG_BUILD_EXAMPLES)
+  pkg_check_modules(PNG REQUIRED IMPORTED_TARGET libpng)
+  set(TG_EXAMPLE_LIBS_spiral PkgConfig::PNG)
+endif()

@@ -1,0 +1,89 @@
+/*
+ * tapegrad/data.h — small data sets: a seedable generator, the spiral toy problem and
+ * a numeric CSV loader.
+ *
+ * Every function here returns persistent tensors (see tensor.h) that the caller frees
+ * with tg_tensor_free(). Random data come from a tg_rng the caller seeds, not from the
+ * thread generator of tg_seed() (nn.h), so drawing a data set does not shift the
+ * initialisation of the layers built after it, and the same seed always gives the
+ * same data.
+ *
+ *     tg_tensor *X, *y;
+ *     if (tg_data_spiral(100, 3, 0, &X, &y) != 0)      // X: F32 [300, 2], y: I64 [300]
+ *         fprintf(stderr, "%s\n", tg_error());
+ *     ...
+ *     tg_tensor_free(X);
+ *     tg_tensor_free(y);
+ *
+ *     tg_rng g;                                       // a generator of your own
+ *     tg_rng_seed(&g, 42);
+ *     double u = tg_rng_uniform(&g), z = tg_rng_normal(&g);
+ */
+#ifndef TAPEGRAD_DATA_H
+#define TAPEGRAD_DATA_H
+
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------- a seedable generator ----------------
+ * SplitMix64: state += 0x9E3779B97F4A7C15, then two xor-shift-multiply rounds. Plain
+ * data: copy it to fork a stream, keep one per thread. */
+typedef struct {
+    uint64_t state; /* advanced by every draw */
+} tg_rng;
+
+/* Starts g at seed; equal seeds give equal streams on every platform. */
+void tg_rng_seed(tg_rng *g, uint64_t seed);
+/* The next 64 random bits. */
+uint64_t tg_rng_next(tg_rng *g);
+/* A uniform double in [0, 1): the top 53 bits of tg_rng_next / 2^53. */
+double tg_rng_uniform(tg_rng *g);
+/* A standard normal: Box-Muller from two uniforms u1, u2 (one normal per pair),
+ * sqrt(-2 ln(1 - u1)) cos(2 pi u2). */
+double tg_rng_normal(tg_rng *g);
+/* A uniform integer in [0, n) without modulo bias (n >= 1; 0 for n < 1). */
+uint64_t tg_rng_below(tg_rng *g, uint64_t n);
+
+/* ---------------- the spiral ----------------
+ * The classic K-class spiral (as in Stanford's CS231n notes). For class k < K and
+ * point i < N (N = per_class), with row index k*N + i:
+ *
+ *     r = i / (N - 1)                                  (r = 0 when N = 1)
+ *     t = 2 pi k / K + 1.5 (2 pi / K) i / (N - 1) + 0.1 z
+ *     X[k*N + i] = (r sin t, r cos t),   y[k*N + i] = k
+ *
+ * i.e. r = linspace(0, 1, N) and t = linspace(2 pi k / K, 2 pi (k + 1.5) / K, N) plus
+ * noise, where z is standard normal drawn by tg_rng_normal from a tg_rng seeded with
+ * seed, one per point in row order. X is F32 [K*N, 2] and y is I64 [K*N]; both are
+ * new persistent tensors written to *X and *y. Returns 0, or -1 with tg_error() set
+ * (per_class < 1, classes < 1, NULL outputs, allocation failure), leaving *X and *y
+ * NULL. */
+int tg_data_spiral(int64_t per_class, int classes, uint64_t seed, tg_tensor **X, tg_tensor **y);
+/* The same points with X of dtype dt (TG_F32 or TG_F64); the values are computed in
+ * double precision and rounded once. */
+int tg_data_spiral_dtype(int64_t per_class, int classes, uint64_t seed, tg_dtype dt, tg_tensor **X,
+                         tg_tensor **y);
+
+/* ---------------- CSV ----------------
+ * Reads a numeric table with one row per line and fields separated by commas (blanks
+ * around a field are ignored, CRLF line ends are fine, blank lines are skipped). The
+ * first line is taken as a header and skipped when any of its fields is not a number.
+ * Every row must have the same number of fields, at least two.
+ *
+ * Column label_column (0-based; -1 means the last one) holds the class label: an
+ * integer, stored in y as I64 [rows]. The other columns, in order, form X of dtype dt
+ * (TG_F32 or TG_F64), shape [rows, columns - 1]. Both are new persistent tensors.
+ *
+ * Returns 0, or -1 with tg_error() set and *X, *y NULL: file cannot be read (with the
+ * system's reason), no data rows, a field that is empty or not a number, a label that
+ * is not an integer, a row with a different number of fields (each message names the
+ * file, the line number and the field), label_column out of range, bad dt. */
+int tg_data_load_csv(const char *path, int label_column, tg_dtype dt, tg_tensor **X, tg_tensor **y);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,441 @@
+/* test_io.c — safetensors files and model checkpoints (io.h, tg_model_save/load). */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <tapegrad/io.h>
+#include <tapegrad/nn.h>
+
+#include "testutil.h"
+
+#define assert_int_error(expr, ...)                                                                \
+    do {                                                                                           \
+        tg_clear_error();                                                                          \
+        int r_ = (expr);                                                                           \
+        ck_assert_msg(r_ == -1, "%s returned %d, expected -1", #expr, r_);                         \
+        const char *frags_[] = {__VA_ARGS__};                                                      \
+        tgt_assert_error_has(#expr, frags_, (int)(sizeof frags_ / sizeof *frags_));                \
+    } while (0)
+
+static bool same_data(const tg_tensor *a, const tg_tensor *b) {
+    return a->dtype == b->dtype && tg_same_shape(a, b) &&
+           memcmp(a->data, b->data, (size_t)a->numel * tg_dtype_size(a->dtype)) == 0;
+}
+
+static unsigned char *slurp(const char *path, long *len) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    *len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *buf = malloc((size_t)*len + 1);
+    ck_assert_uint_eq(fread(buf, 1, (size_t)*len, f), (size_t)*len);
+    fclose(f);
+    buf[*len] = 0;
+    return buf;
+}
+
+/* Writes a hand-made file: header length hlen (little-endian), the header text, then
+ * ndata bytes of data. */
+static void write_raw(const char *path, uint64_t hlen, const char *header, const void *data,
+                      size_t ndata) {
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    for (int i = 0; i < 8; i++)
+        fputc((int)((hlen >> (8 * i)) & 0xff), f);
+    fwrite(header, 1, strlen(header), f);
+    if (ndata) fwrite(data, 1, ndata, f);
+    fclose(f);
+}
+
+static void write_st(const char *path, const char *header, const void *data, size_t ndata) {
+    write_raw(path, strlen(header), header, data, ndata);
+}
+
+/* ---------------- round trips ---------------- */
+
+START_TEST(roundtrip_all_dtypes) {
+    tg_tensor *a = tgt_rand(TG_F32, TG_SHAPE(3, 4), -1, 1);
+    tg_tensor *b = tgt_rand(TG_F64, TG_SHAPE(2, 1, 5), -1, 1);
+    tg_tensor *c = tg_tensor_from(TG_I64, TG_SHAPE(3), (int64_t[]){-7, 0, INT64_MAX});
+    tg_tensor *d = tg_scalar(TG_F64, 3.5);
+    tg_tensor *e = tg_tensor_new(TG_F32, TG_SHAPE(0, 3));
+    const char *names[] = {"a", "layer.b", "c", "scalar", "empty"};
+    tg_tensor *src[] = {a, b, c, d, e};
+    ck_assert_int_eq(tg_safetensors_save("test_io_rt.safetensors", 5, names, src), 0);
+
+    tg_tensor *dst[5];
+    for (int i = 0; i < 5; i++) {
+        dst[i] = tg_tensor_new(src[i]->dtype, src[i]->ndim, src[i]->shape);
+        tg_tensor_fill(dst[i], 42);
+    }
+    /* Load in another order than saved. */
+    const char *rnames[] = {names[4], names[3], names[2], names[1], names[0]};
+    tg_tensor *rdst[] = {dst[4], dst[3], dst[2], dst[1], dst[0]};
+    ck_assert_int_eq(tg_safetensors_load("test_io_rt.safetensors", 5, rnames, rdst), 0);
+    for (int i = 0; i < 5; i++)
+        ck_assert_msg(same_data(src[i], dst[i]), "tensor %s", names[i]);
+
+    /* The layout: u64 header length (a multiple of 8), a JSON object, then the data
+     * packed in order: a at 0, b at 48, c at 128, the scalar at 152. */
+    long len;
+    unsigned char *buf = slurp("test_io_rt.safetensors", &len);
+    uint64_t hlen = 0;
+    for (int i = 0; i < 8; i++)
+        hlen |= (uint64_t)buf[i] << (8 * i);
+    ck_assert_uint_eq(hlen % 8, 0);
+    ck_assert_int_eq(buf[8], '{');
+    ck_assert_uint_eq((uint64_t)len, 8 + hlen + 48 + 80 + 24 + 8);
+    const char *hdr = (const char *)buf + 8;
+    ck_assert_ptr_nonnull(
+        strstr(hdr, "\"a\":{\"dtype\":\"F32\",\"shape\":[3,4],\"data_offsets\":[0,48]}"));
+    ck_assert_ptr_nonnull(
+        strstr(hdr, "\"scalar\":{\"dtype\":\"F64\",\"shape\":[],\"data_offsets\":[152,160]}"));
+    ck_assert_ptr_nonnull(strstr(hdr, "\"c\":{\"dtype\":\"I64\",\"shape\":[3]"));
+    ck_assert_ptr_nonnull(strstr(hdr, "\"__metadata__\":{"));
+    ck_assert_int_eq(memcmp(buf + 8 + hlen, a->data, 48), 0);
+    free(buf);
+
+    remove("test_io_rt.safetensors");
+    for (int i = 0; i < 5; i++) {
+        tg_tensor_free(src[i]);
+        tg_tensor_free(dst[i]);
+    }
+    tg_tape_reset();
+}
+END_TEST
+
+START_TEST(save_is_atomic_and_overwrites) {
+    mkdir("test_io_dir", 0755);
+    tg_tensor *a = tg_tensor_from(TG_F64, TG_SHAPE(2), (double[]){1, 2});
+    const char *names[] = {"a"};
+    ck_assert_int_eq(tg_safetensors_save("test_io_dir/x.safetensors", 1, names, &a), 0);
+    tg_tensor_set(a, 0, 10);
+    ck_assert_int_eq(tg_safetensors_save("test_io_dir/x.safetensors", 1, names, &a), 0);
+    tg_tensor *b = tg_tensor_new(TG_F64, TG_SHAPE(2));
+    ck_assert_int_eq(tg_safetensors_load("test_io_dir/x.safetensors", 1, names, &b), 0);
+    tgt_assert_tensor(b, (double[]){10, 2}, 0.0);
+    /* No temporary file is left behind, after success or failure. */
+    tg_tensor *bad[] = {a, NULL};
+    assert_int_error(
+        tg_safetensors_save("test_io_dir/y.safetensors", 2, (const char *[]){"a", "b"}, bad),
+        "tg_safetensors_save", "NULL");
+    DIR *d = opendir("test_io_dir");
+    ck_assert_ptr_nonnull(d);
+    int files = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        if (e->d_name[0] != '.') {
+            files++;
+            ck_assert_str_eq(e->d_name, "x.safetensors");
+        }
+    closedir(d);
+    ck_assert_int_eq(files, 1);
+    struct stat st;
+    ck_assert_int_eq(stat("test_io_dir/x.safetensors", &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0644);
+    remove("test_io_dir/x.safetensors");
+    rmdir("test_io_dir");
+    tg_tensor_free(a);
+    tg_tensor_free(b);
+    tg_tape_reset();
+}
+END_TEST
+
+START_TEST(save_errors) {
+    tg_tensor *a = tg_scalar(TG_F32, 1), *b = tg_scalar(TG_F32, 2);
+    tg_tensor *ab[] = {a, b};
+    assert_int_error(
+        tg_safetensors_save("test_io_e.safetensors", 2, (const char *[]){"w", "w"}, ab),
+        "tg_safetensors_save", "\"w\" appears twice");
+    assert_int_error(tg_safetensors_save("test_io_e.safetensors", 2, (const char *[]){"w", ""}, ab),
+                     "empty or reserved name");
+    assert_int_error(
+        tg_safetensors_save("test_io_e.safetensors", 1, (const char *[]){"__metadata__"}, ab),
+        "reserved name");
+    assert_int_error(
+        tg_safetensors_save("test_io_no_such_dir/x.safetensors", 1, (const char *[]){"w"}, ab),
+        "tg_safetensors_save", "test_io_no_such_dir/x.safetensors", "No such file or directory");
+    assert_int_error(tg_safetensors_save(NULL, 1, (const char *[]){"w"}, ab), "NULL");
+    assert_int_error(tg_safetensors_save("x", -1, NULL, NULL), "n >= 0");
+    FILE *f = fopen("test_io_e.safetensors", "rb");
+    ck_assert_ptr_null(f);
+    /* n = 0 is a valid, empty file. */
+    ck_assert_int_eq(tg_safetensors_save("test_io_e.safetensors", 0, NULL, NULL), 0);
+    ck_assert_int_eq(tg_safetensors_load("test_io_e.safetensors", 0, NULL, NULL), 0);
+    remove("test_io_e.safetensors");
+    tg_tensor_free(a);
+    tg_tensor_free(b);
+    tg_tape_reset();
+}
+END_TEST
+
+/* ---------------- bad files ---------------- */
+
+/* Every case loads {"w": F32 [2], "b": F32 [1]} into tensors holding 7, 8 and 9, and
+ * must fail with the given fragment, leaving them untouched. */
+static void check_bad(const char *what, const char *fragment) {
+    tg_tensor *w = tg_tensor_from(TG_F32, TG_SHAPE(2), (float[]){7, 8});
+    tg_tensor *b = tg_tensor_from(TG_F32, TG_SHAPE(1), (float[]){9});
+    tg_clear_error();
+    int rc = tg_safetensors_load("test_io_bad.safetensors", 2, (const char *[]){"w", "b"},
+                                 (tg_tensor *[]){w, b});
+    ck_assert_msg(rc == -1, "%s: load returned %d", what, rc);
+    const char *frags[] = {"tg_safetensors_load", "test_io_bad.safetensors", fragment};
+    tgt_assert_error_has(what, frags, 3);
+    tgt_assert_tensor(w, (double[]){7, 8}, 0.0);
+    tgt_assert_tensor(b, (double[]){9}, 0.0);
+    tg_tensor_free(w);
+    tg_tensor_free(b);
+}
+
+static const float DATA[3] = {1, 2, 3};
+#define GOOD_W "\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}"
+#define GOOD_B "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}"
+
+START_TEST(load_bad_files) {
+    const char *p = "test_io_bad.safetensors";
+    /* The good file loads, so each case below fails for its own reason. */
+    write_st(p, "{" GOOD_W "," GOOD_B "}", DATA, 12);
+    tg_tensor *w = tg_tensor_new(TG_F32, TG_SHAPE(2)), *b = tg_tensor_new(TG_F32, TG_SHAPE(1));
+    ck_assert_int_eq(tg_safetensors_load(p, 2, (const char *[]){"w", "b"}, (tg_tensor *[]){w, b}),
+                     0);
+    tgt_assert_tensor(w, (double[]){1, 2}, 0.0);
+    tgt_assert_tensor(b, (double[]){3}, 0.0);
+    tg_tensor_free(w);
+    tg_tensor_free(b);
+
+    remove(p);
+    check_bad("missing file", "No such file");
+
+    FILE *f = fopen(p, "wb");
+    fwrite("\x10\x00\x00", 1, 3, f);
+    fclose(f);
+    check_bad("short length", "truncated");
+
+    write_raw(p, 1ull << 40, "{}", NULL, 0);
+    check_bad("absurd header length", "absurd");
+
+    write_raw(p, 500, "{" GOOD_W "}", NULL, 0);
+    check_bad("header past the end", "does not fit");
+
+    write_st(p, "{\"w\":{\"dtype\":\"F32\",", DATA, 12);
+    check_bad("invalid JSON", "not a valid JSON object");
+
+    write_st(p, "[1, 2, 3]", DATA, 12);
+    check_bad("JSON array", "not a valid JSON object");
+
+    write_st(p, "{" GOOD_W "}", DATA, 8);
+    check_bad("missing tensor", "no tensor named \"b\"");
+
+    write_st(p,
+             "{" GOOD_W "," GOOD_B ",\"c\":{\"dtype\":\"F32\",\"shape\":[1],"
+             "\"data_offsets\":[12,16]}}",
+             DATA, 12);
+    check_bad("extra tensor, short data", "ends at byte 16");
+    {
+        float more[4] = {1, 2, 3, 4};
+        write_st(p,
+                 "{" GOOD_W "," GOOD_B ",\"c\":{\"dtype\":\"F32\",\"shape\":[1],"
+                 "\"data_offsets\":[12,16]}}",
+                 more, 16);
+        check_bad("extra tensor", "\"c\" that was not asked for");
+    }
+
+    write_st(p, "{\"w\":{\"dtype\":\"F64\",\"shape\":[1],\"data_offsets\":[0,8]}," GOOD_B "}", DATA,
+             12);
+    check_bad("wrong dtype", "\"w\" is f64 [1] in the file but the tensor is f32 [2]");
+
+    write_st(p, "{\"w\":{\"dtype\":\"F32\",\"shape\":[1,2],\"data_offsets\":[0,8]}," GOOD_B "}",
+             DATA, 12);
+    check_bad("wrong shape", "\"w\" is f32 [1,2] in the file");
+
+    write_st(p, "{\"w\":{\"dtype\":\"BF16\",\"shape\":[4],\"data_offsets\":[0,8]}," GOOD_B "}",
+             DATA, 12);
+    check_bad("unsupported dtype", "dtype \"BF16\"");
+
+    write_st(p, "{\"w\":{\"dtype\":\"F32\",\"shape\":[2]}," GOOD_B "}", DATA, 12);
+    check_bad("no offsets", "lacks");
+
+    write_st(p, "{\"w\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,8]}," GOOD_B "}",
+             DATA, 12);
+    check_bad("negative dim", "shape[0] is not a non-negative integer");
+
+    write_st(p, "{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8,9]}," GOOD_B "}",
+             DATA, 12);
+    check_bad("three offsets", "data_offsets must be");
+
+    write_st(p, "{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,0]}," GOOD_B "}", DATA,
+             12);
+    check_bad("reversed offsets", "data_offsets must be");
+
+    write_st(p, "{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,12]}," GOOD_B "}",
+             DATA, 12);
+    check_bad("size mismatch", "span 12 bytes but dtype F32 and its shape need 8");
+
+    write_st(p, "{" GOOD_W ",\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", DATA,
+             12);
+    check_bad("overlap", "data of \"b\" [4, 8) overlaps");
+
+    write_st(p,
+             "{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+             "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[12,16]}}",
+             DATA, 12);
+    check_bad("gap", "gap");
+
+    write_st(p,
+             "{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+             "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,1e30]}}",
+             DATA, 12);
+    check_bad("offset out of range", "data_offsets must be");
+
+    write_st(p, "{" GOOD_W "," GOOD_B "}", DATA, 10);
+    check_bad("truncated data", "truncated");
+
+    {
+        float more[4] = {1, 2, 3, 4};
+        write_st(p, "{" GOOD_W "," GOOD_B "}", more, 16);
+        check_bad("trailing bytes", "cover 12 bytes of data but the file holds 16");
+    }
+
+    write_st(p, "{" GOOD_W "," GOOD_B ",\"__metadata__\":{\"k\":1}}", DATA, 12);
+    check_bad("metadata not strings", "__metadata__");
+
+    write_st(p, "{" GOOD_W "," GOOD_W "," GOOD_B "}", DATA, 12);
+    check_bad("duplicate key", "appears twice");
+
+    remove(p);
+    tg_tape_reset();
+}
+END_TEST
+
+START_TEST(load_bad_arguments) {
+    tg_tensor *w = tg_tensor_new(TG_F32, TG_SHAPE(2));
+    assert_int_error(tg_safetensors_load("x", 1, (const char *[]){"w"}, (tg_tensor *[]){NULL}),
+                     "NULL");
+    assert_int_error(tg_safetensors_load("x", 2, (const char *[]){"w", "w"}, (tg_tensor *[]){w, w}),
+                     "requested twice");
+    tg_tensor *t = tg_add(w, w);
+    assert_int_error(tg_safetensors_load("x", 1, (const char *[]){"w"}, &t), "tape tensor");
+    tg_tape_reset();
+    tg_tensor_free(w);
+}
+END_TEST
+
+/* ---------------- models ---------------- */
+
+static tg_model *small_model(uint64_t seed) {
+    tg_seed(seed);
+    tg_model *m = tg_model_new();
+    tg_model_add(m, tg_nn_linear(3, 5, TG_F64));
+    tg_model_add(m, tg_nn_batchnorm1d(5, TG_F64));
+    tg_model_add(m, tg_nn_tanh());
+    tg_model_add(m, tg_nn_linear(5, 2, TG_F64));
+    return m;
+}
+
+START_TEST(model_roundtrip) {
+    tg_model *m = small_model(1);
+    tg_tensor *x = tgt_rand(TG_F64, TG_SHAPE(4, 3), -1, 1);
+    tg_model_forward(m, x); /* moves batch norm's running statistics off their defaults */
+    tg_tape_reset();
+    tg_tensor *before = tg_model_predict(m, x);
+    ck_assert_int_eq(tg_model_save(m, "test_io_model.safetensors"), 0);
+
+    /* A different initialisation: the outputs differ until the checkpoint is loaded. */
+    tg_model *m2 = small_model(2);
+    tg_tensor *other = tg_model_predict(m2, x);
+    ck_assert(!same_data(before, other));
+    ck_assert_int_eq(tg_model_load(m2, "test_io_model.safetensors"), 0);
+    tg_tensor *after = tg_model_predict(m2, x);
+    ck_assert(same_data(before, after));
+
+    /* Perturb the original and load it back: identical again. */
+    tg_tensor *ps[8];
+    int np = tg_model_params(m, ps, 8);
+    ck_assert_int_eq(np, 6);
+    for (int i = 0; i < np; i++)
+        tg_tensor_fill(ps[i], 0.5);
+    ck_assert_int_eq(tg_model_load(m, "test_io_model.safetensors"), 0);
+    tg_tensor *again = tg_model_predict(m, x);
+    ck_assert(same_data(before, again));
+
+    /* The names are "<layer>.<state>". */
+    long len;
+    unsigned char *buf = slurp("test_io_model.safetensors", &len);
+    const char *keys[] = {"\"0.weight\"",       "\"0.bias\"",        "\"1.weight\"", "\"1.bias\"",
+                          "\"1.running_mean\"", "\"1.running_var\"", "\"3.weight\"", "\"3.bias\""};
+    for (size_t i = 0; i < sizeof keys / sizeof *keys; i++)
+        ck_assert_msg(strstr((char *)buf + 8, keys[i]), "no %s in the header", keys[i]);
+    free(buf);
+
+    tg_tensor *del[] = {x, before, other, after, again};
+    for (int i = 0; i < 5; i++)
+        tg_tensor_free(del[i]);
+    tg_model_free(m);
+    tg_model_free(m2);
+    remove("test_io_model.safetensors");
+    tg_tape_reset();
+}
+END_TEST
+
+START_TEST(model_load_mismatch_leaves_model) {
+    tg_model *m = small_model(1);
+    ck_assert_int_eq(tg_model_save(m, "test_io_model2.safetensors"), 0);
+    /* Another architecture: wider first layer. */
+    tg_seed(3);
+    tg_model *w = tg_model_new();
+    tg_model_add(w, tg_nn_linear(3, 6, TG_F64));
+    tg_model_add(w, tg_nn_batchnorm1d(6, TG_F64));
+    tg_model_add(w, tg_nn_tanh());
+    tg_model_add(w, tg_nn_linear(6, 2, TG_F64));
+    tg_tensor *ps[8];
+    int np = tg_model_params(w, ps, 8);
+    tg_tensor *copies[8];
+    for (int i = 0; i < np; i++)
+        copies[i] = tg_tensor_clone(ps[i]);
+    assert_int_error(tg_model_load(w, "test_io_model2.safetensors"),
+                     "tg_model_load:", "test_io_model2.safetensors",
+                     "\"0.weight\" is f64 [3,5] in the file");
+    /* Fewer layers: the file has tensors the model lacks. */
+    tg_model *s = tg_model_new();
+    tg_model_add(s, tg_nn_linear(3, 5, TG_F64));
+    assert_int_error(tg_model_load(s, "test_io_model2.safetensors"), "tg_model_load",
+                     "not asked for");
+    assert_int_error(tg_model_load(w, "test_io_missing.safetensors"), "tg_model_load",
+                     "No such file");
+    for (int i = 0; i < np; i++) {
+        ck_assert(same_data(ps[i], copies[i]));
+        tg_tensor_free(copies[i]);
+    }
+    assert_int_error(tg_model_save(m, "test_io_no_dir/m.safetensors"), "tg_model_save:");
+    assert_int_error(tg_model_load(NULL, "x"), "tg_model_load");
+    tg_model_free(m);
+    tg_model_free(w);
+    tg_model_free(s);
+    remove("test_io_model2.safetensors");
+    tg_tape_reset();
+}
+END_TEST
+
+static Suite *io_suite(void) {
+    Suite *s = suite_create("io");
+    TCase *t = tcase_create("safetensors");
+    tcase_add_test(t, roundtrip_all_dtypes);
+    tcase_add_test(t, save_is_atomic_and_overwrites);
+    tcase_add_test(t, save_errors);
+    tcase_add_test(t, load_bad_files);
+    tcase_add_test(t, load_bad_arguments);
+    suite_add_tcase(s, t);
+    t = tcase_create("model");
+    tcase_add_test(t, model_roundtrip);
+    tcase_add_test(t, model_load_mismatch_leaves_model);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void) {
+    return tgt_run(io_suite());
+}

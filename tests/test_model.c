@@ -1,0 +1,446 @@
+/* test_model.c — the sequential model: add, params, forward, fit, predict, accuracy. */
+#include <math.h>
+#include <string.h>
+
+#include <tapegrad/data.h>
+#include <tapegrad/nn.h>
+#include <tapegrad/optim.h>
+
+#include "testutil.h"
+
+#define assert_int_error(expr, ...)                                                                \
+    do {                                                                                           \
+        tg_clear_error();                                                                          \
+        int r_ = (expr);                                                                           \
+        ck_assert_msg(r_ == -1, "%s returned %d, expected -1", #expr, r_);                         \
+        const char *frags_[] = {__VA_ARGS__};                                                      \
+        tgt_assert_error_has(#expr, frags_, (int)(sizeof frags_ / sizeof *frags_));                \
+    } while (0)
+
+/* Linear(2,100) -> ReLU -> Linear(100,3), initialised from tg_seed(seed). */
+static tg_model *spiral_model(uint64_t seed) {
+    tg_seed(seed);
+    tg_model *m = tg_model_new();
+    ck_assert_int_eq(tg_model_add(m, tg_nn_linear(2, 100, TG_F32)), 0);
+    ck_assert_int_eq(tg_model_add(m, tg_nn_relu()), 0);
+    ck_assert_int_eq(tg_model_add(m, tg_nn_linear(100, 3, TG_F32)), 0);
+    return m;
+}
+
+static tg_optim *adam_over(tg_model *m, double lr) {
+    tg_tensor *ps[8];
+    int n = tg_model_params(m, ps, 8);
+    ck_assert_int_eq(n, 4);
+    tg_adam_opts o = TG_ADAM_DEFAULTS;
+    o.lr = lr;
+    tg_optim *opt = tg_adam(n, ps, o);
+    ck_assert_ptr_nonnull(opt);
+    return opt;
+}
+
+/* Copies of every parameter, to compare against later. */
+static int snapshot(tg_model *m, tg_tensor **out) {
+    tg_tensor *ps[8];
+    int n = tg_model_params(m, ps, 8);
+    for (int i = 0; i < n; i++)
+        out[i] = tg_tensor_clone(ps[i]);
+    return n;
+}
+
+static bool params_equal(tg_model *m, tg_tensor *const *snap) {
+    tg_tensor *ps[8];
+    int n = tg_model_params(m, ps, 8);
+    for (int i = 0; i < n; i++)
+        if (memcmp(ps[i]->data, snap[i]->data, (size_t)ps[i]->numel * sizeof(float)) != 0)
+            return false;
+    return true;
+}
+
+static void free_all(tg_tensor **ts, int n) {
+    for (int i = 0; i < n; i++)
+        tg_tensor_free(ts[i]);
+}
+
+START_TEST(fit_spiral) {
+    tg_tensor *X, *y;
+    ck_assert_int_eq(tg_data_spiral(100, 3, 0, &X, &y), 0);
+    tg_model *m = spiral_model(0);
+    tg_optim *opt = adam_over(m, 1e-2);
+    double loss[200];
+    tg_fit_opts fo = {.batch_size = 20,
+                      .epochs = 200,
+                      .shuffle = true,
+                      .seed = 0,
+                      .loss = tg_loss_cross_entropy,
+                      .optim = opt};
+    ck_assert_int_eq(tg_model_fit(m, X, y, &fo, loss), 0);
+    /* 298/300 is the ceiling: the three classes share the point (0, 0). */
+    double acc = tg_model_accuracy(m, X, y);
+    ck_assert_msg(acc >= 0.99, "training accuracy %g", acc);
+    ck_assert_msg(loss[199] < 0.1 * loss[0], "loss %g -> %g", loss[0], loss[199]);
+    ck_assert_msg(loss[0] < 1.2, "the first epoch's mean loss %g (ln 3 = 1.0986 at start)",
+                  loss[0]);
+
+    /* The same seeds give the same run, bit for bit. */
+    tg_model *m2 = spiral_model(0);
+    tg_optim *opt2 = adam_over(m2, 1e-2);
+    double loss2[200];
+    fo.optim = opt2;
+    ck_assert_int_eq(tg_model_fit(m2, X, y, &fo, loss2), 0);
+    ck_assert_int_eq(memcmp(loss, loss2, sizeof loss), 0);
+    tg_optim_free(opt2);
+    tg_model_free(m2);
+
+    tg_tape_reset();
+    tg_optim_free(opt);
+    tg_model_free(m);
+    tg_tensor_free(X);
+    tg_tensor_free(y);
+}
+END_TEST
+
+START_TEST(fit_resumes) {
+    tg_tensor *X, *y;
+    ck_assert_int_eq(tg_data_spiral(50, 3, 1, &X, &y), 0);
+    tg_model *m = spiral_model(1);
+    tg_optim *opt = adam_over(m, 1e-2);
+    double first[30], second[30];
+    tg_fit_opts fo = {.batch_size = 16,
+                      .epochs = 30,
+                      .shuffle = true,
+                      .seed = 4,
+                      .loss = tg_loss_cross_entropy,
+                      .optim = opt};
+    ck_assert_int_eq(tg_model_fit(m, X, y, &fo, first), 0);
+    ck_assert_int_eq(tg_model_fit(m, X, y, &fo, second), 0);
+    /* The second call starts where the first ended, not from scratch. */
+    ck_assert_msg(second[0] < 0.7 * first[0] && second[0] < 1.5 * first[29],
+                  "first call %g -> %g, second starts at %g", first[0], first[29], second[0]);
+
+    /* A fit that cannot move the parameters (SGD with lr 0) leaves them exactly as
+     * they were: fit never re-initialises. */
+    tg_tensor *snap[4];
+    int n = snapshot(m, snap);
+    tg_tensor *ps[4];
+    tg_model_params(m, ps, 4);
+    tg_optim *still = tg_sgd(n, ps, (tg_sgd_opts){.lr = 0.0});
+    fo.optim = still;
+    fo.epochs = 2;
+    double l[2];
+    ck_assert_int_eq(tg_model_fit(m, X, y, &fo, l), 0);
+    ck_assert(params_equal(m, snap));
+    ck_assert_close(l[0], l[1], 1e-6); /* the same parameters, the same mean loss */
+
+    tg_tape_reset();
+    free_all(snap, n);
+    tg_optim_free(still);
+    tg_optim_free(opt);
+    tg_model_free(m);
+    tg_tensor_free(X);
+    tg_tensor_free(y);
+}
+END_TEST
+
+START_TEST(fit_tape_bounded) {
+    tg_tensor *X, *y;
+    ck_assert_int_eq(tg_data_spiral(40, 3, 2, &X, &y), 0);
+    tg_model *m = spiral_model(2);
+    tg_optim *opt = adam_over(m, 1e-2);
+    /* Something already on the tape: fit must leave it there. */
+    tg_tensor *k = tg_scalar(TG_F32, 2);
+    tg_requires_grad(k, true);
+    tg_tensor *pre = tg_mul(k, k);
+    size_t nodes = tg_tape_size(), used = tg_tape_bytes_used();
+    tg_fit_opts fo = {.batch_size = 7,
+                      .epochs = 1,
+                      .shuffle = true,
+                      .seed = 1,
+                      .loss = tg_loss_cross_entropy,
+                      .optim = opt};
+    ck_assert_int_eq(tg_model_fit(m, X, y, &fo, NULL), 0);
+    size_t reserved = tg_tape_bytes_reserved();
+    for (int e = 0; e < 5; e++) {
+        fo.seed = (uint64_t)e;
+        ck_assert_int_eq(tg_model_fit(m, X, y, &fo, NULL), 0);
+        ck_assert_uint_eq(tg_tape_bytes_reserved(), reserved);
+        ck_assert_uint_eq(tg_tape_size(), nodes);
+        ck_assert_uint_eq(tg_tape_bytes_used(), used);
+    }
+    fo.epochs = 25;
+    ck_assert_int_eq(tg_model_fit(m, X, y, &fo, NULL), 0);
+    ck_assert_uint_eq(tg_tape_bytes_reserved(), reserved);
+    /* The earlier tensor is intact and still differentiable. */
+    ck_assert_int_eq(tg_backward(pre), 0);
+    ck_assert_close(tg_item(k->grad), 4.0, 0.0);
+
+    tg_tape_reset();
+    tg_tensor_free(k);
+    tg_optim_free(opt);
+    tg_model_free(m);
+    tg_tensor_free(X);
+    tg_tensor_free(y);
+}
+END_TEST
+
+START_TEST(fit_regression_full_batch) {
+    /* y = 3 x - 1 with MSE, batch_size 0 (the whole set), F64, shuffle off. */
+    tg_tensor *X = tg_tensor_new(TG_F64, TG_SHAPE(16, 1));
+    tg_tensor *y = tg_tensor_new(TG_F64, TG_SHAPE(16, 1));
+    for (int i = 0; i < 16; i++) {
+        tg_tensor_set(X, i, i / 8.0 - 1);
+        tg_tensor_set(y, i, 3 * (i / 8.0 - 1) - 1);
+    }
+    tg_seed(5);
+    tg_model *m = tg_model_new();
+    tg_model_add(m, tg_nn_linear(1, 1, TG_F64));
+    tg_tensor *ps[2];
+    ck_assert_int_eq(tg_model_params(m, ps, 2), 2);
+    tg_optim *opt = tg_sgd(2, ps, (tg_sgd_opts){.lr = 0.3, .momentum = 0.5});
+    tg_fit_opts fo = {.epochs = 300, .loss = tg_loss_mse, .optim = opt};
+    double loss[300];
+    ck_assert_int_eq(tg_model_fit(m, X, y, &fo, loss), 0);
+    ck_assert_close(tg_tensor_get(ps[0], 0), 3.0, 1e-6);
+    ck_assert_close(tg_tensor_get(ps[1], 0), -1.0, 1e-6);
+    ck_assert(loss[299] < 1e-10);
+    tg_tape_reset();
+    tg_optim_free(opt);
+    tg_model_free(m);
+    tg_tensor_free(X);
+    tg_tensor_free(y);
+}
+END_TEST
+
+static const bool MIXED[4] = {false, true, false, true};
+
+static void set_mixed(tg_module *const *layers) {
+    for (int i = 0; i < 4; i++)
+        tg_module_train(layers[i], MIXED[i]);
+}
+
+static void assert_mixed(tg_module *const *layers) {
+    for (int i = 0; i < 4; i++)
+        ck_assert_msg(tg_module_is_training(layers[i]) == MIXED[i], "layer %d training flag is %d",
+                      i, tg_module_is_training(layers[i]));
+}
+
+START_TEST(predict_restores_state) {
+    tg_seed(3);
+    tg_model *m = tg_model_new();
+    tg_module *layers[4] = {tg_nn_linear(2, 8, TG_F64), tg_nn_dropout(0.5),
+                            tg_nn_batchnorm1d(8, TG_F64), tg_nn_linear(8, 3, TG_F64)};
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(tg_model_add(m, layers[i]), 0);
+    /* Mixed flags: predict runs every layer in eval mode, then puts these back. */
+    set_mixed(layers);
+    tg_tensor *X = tgt_rand(TG_F64, TG_SHAPE(2500, 2), -1, 1); /* several batches */
+    tg_tensor *k = tg_scalar(TG_F64, 1);
+    tg_requires_grad(k, true);
+    tg_tensor *pre = tg_add(k, k);
+    size_t nodes = tg_tape_size(), used = tg_tape_bytes_used();
+
+    for (int mode = 0; mode < 2; mode++) {
+        tg_set_grad_enabled(mode == 0);
+        tg_tensor *p1 = tg_model_predict(m, X);
+        ck_assert_ptr_nonnull(p1);
+        ck_assert_int_eq(tg_is_grad_enabled(), mode == 0);
+        ck_assert_int_eq(p1->ndim, 2);
+        ck_assert_int_eq(p1->shape[0], 2500);
+        ck_assert_int_eq(p1->shape[1], 3);
+        ck_assert(!p1->requires_grad);
+        ck_assert_uint_eq(tg_tape_size(), nodes);
+        ck_assert_uint_eq(tg_tape_bytes_used(), used);
+        /* Eval mode: no dropout, so a second call agrees exactly, and it equals one
+         * forward pass over all rows in eval mode. */
+        tg_tensor *p2 = tg_model_predict(m, X);
+        ck_assert_int_eq(memcmp(p1->data, p2->data, (size_t)p1->numel * sizeof(double)), 0);
+        assert_mixed(layers);
+        tg_model_train(m, false);
+        size_t mk = tg_tape_mark();
+        tg_tensor *all = tg_model_forward(m, (tg_tensor *)X);
+        ck_assert_ptr_nonnull(all);
+        for (int64_t i = 0; i < all->numel; i += 97)
+            ck_assert_close(tg_tensor_get(p1, i), tg_tensor_get(all, i), 1e-12);
+        tg_tape_rewind(mk);
+        set_mixed(layers);
+        tg_tensor_free(p1);
+        tg_tensor_free(p2);
+    }
+    tg_set_grad_enabled(true);
+    /* The training flags survived: in training mode dropout makes two forwards differ. */
+    tg_tensor *xb = tgt_rand(TG_F64, TG_SHAPE(64, 2), -1, 1);
+    size_t mk = tg_tape_mark();
+    tg_tensor *a = tg_model_forward(m, xb), *b = tg_model_forward(m, xb);
+    ck_assert_int_ne(memcmp(a->data, b->data, (size_t)a->numel * sizeof(double)), 0);
+    tg_tape_rewind(mk);
+    ck_assert_int_eq(tg_backward(pre), 0);
+    ck_assert_close(tg_item(k->grad), 2.0, 0.0);
+
+    assert_mixed(layers);
+    /* Empty input: an empty result of the right width. */
+    tg_tensor *none = tg_tensor_new(TG_F64, TG_SHAPE(0, 2));
+    tg_tensor *pn = tg_model_predict(m, none);
+    if (pn) { /* layers may or may not accept 0 rows; when they do, shape [0, 3] */
+        ck_assert_int_eq(pn->shape[0], 0);
+        ck_assert_int_eq(pn->shape[1], 3);
+    }
+    tg_tape_reset();
+    tg_tensor_free(pn);
+    tg_tensor_free(none);
+    tg_tensor_free(xb);
+    tg_tensor_free(X);
+    tg_tensor_free(k);
+    tg_model_free(m);
+}
+END_TEST
+
+START_TEST(fit_restores_flags_and_grad_mode) {
+    tg_tensor *X, *y;
+    ck_assert_int_eq(tg_data_spiral(10, 3, 0, &X, &y), 0);
+    tg_model *m = spiral_model(0);
+    tg_optim *opt = adam_over(m, 1e-2);
+    tg_model_train(m, false);
+    tg_set_grad_enabled(false); /* fit trains anyway, then restores the mode */
+    tg_fit_opts fo = {
+        .batch_size = 8, .epochs = 3, .shuffle = true, .loss = tg_loss_cross_entropy, .optim = opt};
+    tg_tensor *snap[4];
+    int n = snapshot(m, snap);
+    ck_assert_int_eq(tg_model_fit(m, X, y, &fo, NULL), 0);
+    ck_assert(!tg_is_grad_enabled());
+    ck_assert(!params_equal(m, snap));
+    tg_set_grad_enabled(true);
+    tg_tape_reset();
+    free_all(snap, n);
+    tg_optim_free(opt);
+    tg_model_free(m);
+    tg_tensor_free(X);
+    tg_tensor_free(y);
+}
+END_TEST
+
+START_TEST(bad_inputs) {
+    tg_tensor *X, *y;
+    ck_assert_int_eq(tg_data_spiral(10, 3, 0, &X, &y), 0);
+    tg_model *m = spiral_model(0);
+    tg_optim *opt = adam_over(m, 1e-2);
+    tg_fit_opts good = {.batch_size = 8, .epochs = 1, .loss = tg_loss_cross_entropy, .optim = opt};
+    tg_fit_opts o;
+
+    assert_int_error(tg_model_fit(NULL, X, y, &good, NULL), "tg_model_fit", "NULL");
+    assert_int_error(tg_model_fit(m, NULL, y, &good, NULL), "tg_model_fit", "NULL");
+    assert_int_error(tg_model_fit(m, X, y, NULL, NULL), "tg_model_fit", "NULL");
+    o = good;
+    o.loss = NULL;
+    assert_int_error(tg_model_fit(m, X, y, &o, NULL), "tg_model_fit", "loss NULL");
+    o = good;
+    o.optim = NULL;
+    assert_int_error(tg_model_fit(m, X, y, &o, NULL), "tg_model_fit", "optim NULL");
+    o = good;
+    o.epochs = 0;
+    assert_int_error(tg_model_fit(m, X, y, &o, NULL), "tg_model_fit", "epochs must be >= 1");
+    o = good;
+    o.batch_size = -1;
+    assert_int_error(tg_model_fit(m, X, y, &o, NULL), "tg_model_fit", "batch_size", "-1");
+
+    tg_tensor *y_short = tg_tensor_new(TG_I64, TG_SHAPE(29));
+    assert_int_error(tg_model_fit(m, X, y_short, &good, NULL), "tg_model_fit",
+                     "X has 30 rows but y is [29]");
+    tg_tensor *Xi = tg_tensor_new(TG_I64, TG_SHAPE(30, 2));
+    assert_int_error(tg_model_fit(m, Xi, y, &good, NULL), "tg_model_fit", "f32 or f64",
+                     "i64 [30,2]");
+    tg_tensor *X0 = tg_tensor_new(TG_F32, TG_SHAPE(0, 2)), *y0 = tg_tensor_new(TG_I64, TG_SHAPE(0));
+    assert_int_error(tg_model_fit(m, X0, y0, &good, NULL), "tg_model_fit", "no rows");
+    /* A failing forward (3 features into Linear(2, ...)) reports the layer's error and
+     * leaves the tape as it was. */
+    tg_tensor *X3 = tg_tensor_new(TG_F32, TG_SHAPE(30, 3));
+    size_t nodes = tg_tape_size(), used = tg_tape_bytes_used();
+    tg_tensor *snap[4];
+    int n = snapshot(m, snap);
+    assert_int_error(tg_model_fit(m, X3, y, &good, NULL), "linear");
+    ck_assert(params_equal(m, snap));
+    ck_assert_uint_eq(tg_tape_size(), nodes);
+    ck_assert_uint_eq(tg_tape_bytes_used(), used);
+    ck_assert(tg_is_grad_enabled());
+    /* Float targets into cross-entropy: the loss's own error comes through. */
+    tg_tensor *yf = tg_tensor_new(TG_F32, TG_SHAPE(30));
+    tg_clear_error();
+    ck_assert_int_eq(tg_model_fit(m, X, yf, &good, NULL), -1);
+    ck_assert_ptr_nonnull(tg_error());
+
+    ck_assert_op_error(tg_model_predict(NULL, X), "tg_model_predict", "NULL");
+    ck_assert_op_error(tg_model_predict(m, X3), "linear");
+    ck_assert_op_error(tg_model_predict(m, Xi), "tg_model_predict", "f32 or f64");
+
+    tg_clear_error();
+    ck_assert(isnan(tg_model_accuracy(m, X, y_short)));
+    tgt_assert_error_has("accuracy", (const char *[]){"tg_model_accuracy", "[29]"}, 2);
+    tg_clear_error();
+    ck_assert(isnan(tg_model_accuracy(m, X, yf)));
+    tgt_assert_error_has("accuracy", (const char *[]){"tg_model_accuracy", "i64"}, 2);
+    tg_clear_error();
+    ck_assert(isnan(tg_model_accuracy(m, X0, y0)));
+    tgt_assert_error_has("accuracy", (const char *[]){"no rows"}, 1);
+
+    /* add: NULL layer (its constructor's error is kept), NULL model (the layer is freed). */
+    tg_clear_error();
+    ck_assert_int_eq(tg_model_add(m, tg_nn_linear(0, 3, TG_F32)), -1);
+    ck_assert_ptr_nonnull(tg_error());
+    assert_int_error(tg_model_add(NULL, tg_nn_relu()), "tg_model_add", "NULL");
+    assert_int_error(tg_model_params(NULL, NULL, 0), "tg_model_params");
+    assert_int_error(tg_model_params(m, NULL, 3), "tg_model_params", "cap");
+    ck_assert_int_eq(tg_model_params(m, NULL, 0), 4);
+    tg_tensor *two[2];
+    ck_assert_int_eq(tg_model_params(m, two, 2), 4); /* counts all, writes two */
+    ck_assert_op_error(tg_model_forward(NULL, X), "tg_model_forward");
+    tg_model_train(NULL, true);
+    tg_model_free(NULL);
+
+    tg_tape_reset();
+    free_all(snap, n);
+    tg_tensor *del[] = {X, y, y_short, Xi, X0, y0, X3, yf};
+    free_all(del, 8);
+    tg_optim_free(opt);
+    tg_model_free(m);
+}
+END_TEST
+
+START_TEST(verbose_runs) {
+    /* verbose 1 and 2 print progress lines; the run itself is unchanged. */
+    tg_tensor *X, *y;
+    ck_assert_int_eq(tg_data_spiral(4, 3, 0, &X, &y), 0);
+    tg_model *m = spiral_model(0);
+    tg_optim *opt = adam_over(m, 1e-2);
+    tg_fit_opts fo = {
+        .batch_size = 5, .epochs = 2, .loss = tg_loss_cross_entropy, .optim = opt, .verbose = 2};
+    double l[2];
+    ck_assert_int_eq(tg_model_fit(m, X, y, &fo, l), 0);
+    ck_assert(isfinite(l[0]) && isfinite(l[1]));
+    tg_tape_reset();
+    tg_optim_free(opt);
+    tg_model_free(m);
+    tg_tensor_free(X);
+    tg_tensor_free(y);
+}
+END_TEST
+
+static Suite *model_suite(void) {
+    Suite *s = suite_create("model");
+    TCase *t = tcase_create("fit");
+    tcase_add_test(t, fit_spiral);
+    tcase_add_test(t, fit_resumes);
+    tcase_add_test(t, fit_tape_bounded);
+    tcase_add_test(t, fit_regression_full_batch);
+    tcase_add_test(t, fit_restores_flags_and_grad_mode);
+    tcase_add_test(t, verbose_runs);
+    suite_add_tcase(s, t);
+    t = tcase_create("predict");
+    tcase_add_test(t, predict_restores_state);
+    suite_add_tcase(s, t);
+    t = tcase_create("errors");
+    tcase_add_test(t, bad_inputs);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+int main(void) {
+    return tgt_run(model_suite());
+}
