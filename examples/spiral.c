@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <tapegrad.h>
 #include <tapegrad/data.h>
@@ -331,6 +332,11 @@ int main(int argc, char **argv) {
     double acc = tg_model_accuracy(m, X, y), test_acc = tg_model_accuracy(m, Xt, yt);
     if (isnan(acc) || isnan(test_acc)) goto done;
 
+    /* The output folder is created if missing (its parent must exist). */
+    if (mkdir(o.out, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "spiral: cannot create %s: %s\n", o.out, strerror(errno));
+        goto done;
+    }
     char path[4096];
     snprintf(path, sizeof path, "%s/spiral_regions.png", o.out);
     if (plot_regions(path, m, X, y) != 0) goto done;
