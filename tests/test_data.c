@@ -10,16 +10,6 @@
 
 #define TWO_PI 6.283185307179586476925286766559
 
-/* Asserts that an int-returning call failed with -1 and an error naming every fragment. */
-#define assert_int_error(expr, ...)                                                                \
-    do {                                                                                           \
-        tg_clear_error();                                                                          \
-        int r_ = (expr);                                                                           \
-        ck_assert_msg(r_ == -1, "%s returned %d, expected -1", #expr, r_);                         \
-        const char *frags_[] = {__VA_ARGS__};                                                      \
-        tgt_assert_error_has(#expr, frags_, (int)(sizeof frags_ / sizeof *frags_));                \
-    } while (0)
-
 /* ---------------- generator ---------------- */
 
 START_TEST(rng_splitmix_reference) {
@@ -126,13 +116,13 @@ END_TEST
 
 START_TEST(spiral_bad_input) {
     tg_tensor *X = (tg_tensor *)1, *y = (tg_tensor *)1;
-    assert_int_error(tg_data_spiral(0, 3, 0, &X, &y), "tg_data_spiral", "per_class");
+    ck_assert_int_error(tg_data_spiral(0, 3, 0, &X, &y), "tg_data_spiral", "per_class");
     ck_assert_ptr_null(X);
     ck_assert_ptr_null(y);
-    assert_int_error(tg_data_spiral(10, 0, 0, &X, &y), "tg_data_spiral", "classes");
-    assert_int_error(tg_data_spiral(10, 3, 0, NULL, &y), "tg_data_spiral", "NULL");
-    assert_int_error(tg_data_spiral_dtype(10, 3, 0, TG_I64, &X, &y), "tg_data_spiral", "i64");
-    assert_int_error(tg_data_spiral(INT64_MAX / 2, 3, 0, &X, &y), "too many");
+    ck_assert_int_error(tg_data_spiral(10, 0, 0, &X, &y), "tg_data_spiral", "classes");
+    ck_assert_int_error(tg_data_spiral(10, 3, 0, NULL, &y), "tg_data_spiral", "NULL");
+    ck_assert_int_error(tg_data_spiral_dtype(10, 3, 0, TG_I64, &X, &y), "tg_data_spiral", "i64");
+    ck_assert_int_error(tg_data_spiral(INT64_MAX / 2, 3, 0, &X, &y), "too many");
     tg_tape_reset();
 }
 END_TEST
@@ -192,35 +182,35 @@ END_TEST
 
 START_TEST(csv_errors) {
     tg_tensor *X = (tg_tensor *)1, *y = (tg_tensor *)1;
-    assert_int_error(tg_data_load_csv("test_data_missing.csv", -1, TG_F32, &X, &y),
-                     "tg_data_load_csv", "test_data_missing.csv", "No such file");
+    ck_assert_int_error(tg_data_load_csv("test_data_missing.csv", -1, TG_F32, &X, &y),
+                        "tg_data_load_csv", "test_data_missing.csv", "No such file");
     ck_assert_ptr_null(X);
     ck_assert_ptr_null(y);
     const char *p;
     p = write_text("test_data_c.csv", "a,b,c\n1,2,3\n4,5\n");
-    assert_int_error(tg_data_load_csv(p, -1, TG_F32, &X, &y), "test_data_c.csv:3", "2 fields",
-                     "expected 3");
+    ck_assert_int_error(tg_data_load_csv(p, -1, TG_F32, &X, &y), "test_data_c.csv:3", "2 fields",
+                        "expected 3");
     p = write_text("test_data_c.csv", "1,2,3\n4,x5,6\n");
-    assert_int_error(tg_data_load_csv(p, -1, TG_F32, &X, &y), "test_data_c.csv:2", "field 2",
-                     "not a number", "x5");
+    ck_assert_int_error(tg_data_load_csv(p, -1, TG_F32, &X, &y), "test_data_c.csv:2", "field 2",
+                        "not a number", "x5");
     p = write_text("test_data_c.csv", "1,2,3\n\n4,,6\n");
-    assert_int_error(tg_data_load_csv(p, -1, TG_F32, &X, &y), "test_data_c.csv:3", "field 2",
-                     "empty");
+    ck_assert_int_error(tg_data_load_csv(p, -1, TG_F32, &X, &y), "test_data_c.csv:3", "field 2",
+                        "empty");
     p = write_text("test_data_c.csv", "1,2,3\n4,5,6.5\n");
-    assert_int_error(tg_data_load_csv(p, -1, TG_F32, &X, &y), "test_data_c.csv:2", "not an integer",
-                     "6.5");
+    ck_assert_int_error(tg_data_load_csv(p, -1, TG_F32, &X, &y), "test_data_c.csv:2",
+                        "not an integer", "6.5");
     p = write_text("test_data_c.csv", "1,2,3\n");
-    assert_int_error(tg_data_load_csv(p, 3, TG_F32, &X, &y), "label_column 3", "3 columns");
-    assert_int_error(tg_data_load_csv(p, -2, TG_F32, &X, &y), "label_column -2");
-    assert_int_error(tg_data_load_csv(p, -1, TG_I64, &X, &y), "f32 or f64");
-    assert_int_error(tg_data_load_csv(p, -1, TG_F32, NULL, &y), "NULL");
+    ck_assert_int_error(tg_data_load_csv(p, 3, TG_F32, &X, &y), "label_column 3", "3 columns");
+    ck_assert_int_error(tg_data_load_csv(p, -2, TG_F32, &X, &y), "label_column -2");
+    ck_assert_int_error(tg_data_load_csv(p, -1, TG_I64, &X, &y), "f32 or f64");
+    ck_assert_int_error(tg_data_load_csv(p, -1, TG_F32, NULL, &y), "NULL");
     p = write_text("test_data_c.csv", "x,y,label\n");
-    assert_int_error(tg_data_load_csv(p, -1, TG_F32, &X, &y), "no data rows");
+    ck_assert_int_error(tg_data_load_csv(p, -1, TG_F32, &X, &y), "no data rows");
     p = write_text("test_data_c.csv", "\n\n");
-    assert_int_error(tg_data_load_csv(p, -1, TG_F32, &X, &y), "no data rows");
+    ck_assert_int_error(tg_data_load_csv(p, -1, TG_F32, &X, &y), "no data rows");
     p = write_text("test_data_c.csv", "1\n2\n");
-    assert_int_error(tg_data_load_csv(p, -1, TG_F32, &X, &y), "test_data_c.csv:1",
-                     "at least 2 columns");
+    ck_assert_int_error(tg_data_load_csv(p, -1, TG_F32, &X, &y), "test_data_c.csv:1",
+                        "at least 2 columns");
     ck_assert_ptr_null(X);
     ck_assert_ptr_null(y);
     remove(p);

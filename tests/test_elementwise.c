@@ -6,58 +6,6 @@
 
 #include "testutil.h"
 
-/* ---- checks used by every test below ---- */
-
-/* Both derivative checks, slow mode, with the report in the failure message. */
-static void assert_grads(tg_fn f, void *ctx, int n, tg_tensor *const *in, const char *what) {
-    tg_gradcheck_report rep;
-    ck_assert_msg(tg_gradcheck(f, ctx, n, in, NULL, &rep), "%s: %s", what, rep.message);
-    ck_assert_msg(tg_gradgradcheck(f, ctx, n, in, NULL, &rep), "%s: %s", what, rep.message);
-}
-
-/* A persistent F32 copy of an F64 tensor, with the same requires_grad. */
-static tg_tensor *to_f32(const tg_tensor *x) {
-    tg_tensor *t = tg_tensor_new(TG_F32, x->ndim, x->shape);
-    for (int64_t i = 0; i < x->numel; i++)
-        tg_tensor_set(t, i, tg_tensor_get(x, i));
-    t->requires_grad = x->requires_grad;
-    return t;
-}
-
-/* Agreement to float precision: relative 2^-20 (about 1e-6) of the magnitude, plus the
- * same absolute amount for values near 0. */
-static void assert_close_f32(const tg_tensor *t32, const tg_tensor *t64, const char *what) {
-    char b1[64], b2[64];
-    ck_assert_msg(t32 && t64, "%s: missing result", what);
-    ck_assert_msg(tg_same_shape(t32, t64), "%s: shapes %s and %s", what,
-                  tg_shape_str(t32, b1, sizeof b1), tg_shape_str(t64, b2, sizeof b2));
-    ck_assert_int_eq(t32->dtype, TG_F32);
-    for (int64_t i = 0; i < t64->numel; i++) {
-        double a = tg_tensor_get(t32, i), b = tg_tensor_get(t64, i);
-        ck_assert_msg(fabs(a - b) <= 1e-6 * (1 + fabs(b)), "%s: element %lld: f32 %.9g, f64 %.17g",
-                      what, (long long)i, a, b);
-    }
-}
-
-/* Runs f on F64 inputs and on F32 copies; the results and the gradients of their sum
- * (tg_grad with a ones seed) agree to float precision. */
-static void assert_f32_agrees(tg_fn f, void *ctx, int n, tg_tensor *const *in, const char *what) {
-    tg_tensor *in32[4];
-    ck_assert_int_le(n, 4);
-    for (int i = 0; i < n; i++)
-        in32[i] = to_f32(in[i]);
-    tg_tensor *y64 = f(in, ctx), *y32 = f(in32, ctx);
-    assert_close_f32(y32, y64, what);
-    tg_tensor *g64[4], *g32[4];
-    ck_assert_int_eq(tg_grad(1, &y64, NULL, n, in, g64, 0), 0);
-    ck_assert_int_eq(tg_grad(1, &y32, NULL, n, in32, g32, 0), 0);
-    for (int i = 0; i < n; i++)
-        assert_close_f32(g32[i], g64[i], what);
-    tg_tape_reset();
-    for (int i = 0; i < n; i++)
-        tg_tensor_free(in32[i]);
-}
-
 /* Flat index into an operand of shape (nd, sh) broadcast to (ond, osh), for output
  * element flat. */
 static int64_t bcast_index(int ond, const int64_t *osh, int64_t flat, int nd, const int64_t *sh) {
@@ -189,15 +137,15 @@ START_TEST(test_binary_grad) {
         tg_tensor *b = rand_in(p->nb, p->sb, op->blo, op->bhi, false);
         char what[64];
         snprintf(what, sizeof what, "%s shapes #%d", op->name, s);
-        assert_grads(f_bin, (void *)op, 2, (tg_tensor *[]){a, b}, what);
+        tgt_assert_grads(f_bin, (void *)op, 2, (tg_tensor *[]){a, b}, NULL, what);
         /* Only one side requiring a gradient. */
         tg_requires_grad(a, false);
-        assert_grads(f_bin, (void *)op, 2, (tg_tensor *[]){a, b}, what);
+        tgt_assert_grads(f_bin, (void *)op, 2, (tg_tensor *[]){a, b}, NULL, what);
         tg_requires_grad(a, true);
         tg_requires_grad(b, false);
-        assert_grads(f_bin, (void *)op, 2, (tg_tensor *[]){a, b}, what);
+        tgt_assert_grads(f_bin, (void *)op, 2, (tg_tensor *[]){a, b}, NULL, what);
         tg_requires_grad(b, true);
-        assert_f32_agrees(f_bin, (void *)op, 2, (tg_tensor *[]){a, b}, what);
+        tgt_assert_f32_agrees(f_bin, (void *)op, 2, (tg_tensor *[]){a, b}, what);
         tg_tape_reset();
         tg_tensor_free(a);
         tg_tensor_free(b);
@@ -445,16 +393,16 @@ START_TEST(test_unary_grad) {
     for (int s = 0; s < NUNSHAPES; s++) {
         tg_tensor *x = rand_in(un_shapes[s].nd, un_shapes[s].s, op->lo, op->hi, op->away);
         snprintf(what, sizeof what, "%s(c=%g) shape #%d", op->name, op->c, s);
-        assert_grads(f_un, (void *)op, 1, &x, what);
-        assert_f32_agrees(f_un, (void *)op, 1, &x, what);
+        tgt_assert_grads(f_un, (void *)op, 1, &x, NULL, what);
+        tgt_assert_f32_agrees(f_un, (void *)op, 1, &x, what);
         tg_tensor_free(x);
     }
     /* A broadcast consumer. */
     tg_tensor *x = rand_in(TG_SHAPE(3, 1, 2), op->lo, op->hi, op->away);
     tg_tensor *w = rand_in(TG_SHAPE(4, 2), -1, 1, false);
     snprintf(what, sizeof what, "%s(c=%g) broadcast", op->name, op->c);
-    assert_grads(f_un_bcast, (void *)op, 2, (tg_tensor *[]){x, w}, what);
-    assert_f32_agrees(f_un_bcast, (void *)op, 2, (tg_tensor *[]){x, w}, what);
+    tgt_assert_grads(f_un_bcast, (void *)op, 2, (tg_tensor *[]){x, w}, NULL, what);
+    tgt_assert_f32_agrees(f_un_bcast, (void *)op, 2, (tg_tensor *[]){x, w}, what);
     tg_tape_reset();
     tg_tensor_free(x);
     tg_tensor_free(w);
@@ -566,8 +514,8 @@ START_TEST(test_where) {
             char what[64];
             snprintf(what, sizeof what, "tg_where case %d cond %s", k,
                      tg_dtype_name((tg_dtype)cdt));
-            assert_grads(f_where, cond, 2, (tg_tensor *[]){a, b}, what);
-            assert_f32_agrees(f_where, cond, 2, (tg_tensor *[]){a, b}, what);
+            tgt_assert_grads(f_where, cond, 2, (tg_tensor *[]){a, b}, NULL, what);
+            tgt_assert_f32_agrees(f_where, cond, 2, (tg_tensor *[]){a, b}, what);
             tg_tape_reset();
             tg_tensor_free(cond);
             tg_tensor_free(a);

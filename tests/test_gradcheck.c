@@ -26,6 +26,20 @@ static tg_tensor *f_composite(tg_tensor *const *in, void *ctx) {
 
 /* ---- deliberately wrong ops, built with the internal API ---- */
 
+/* y = c x^p elementwise (p is 1 or 2), recorded on the tape as op with the given
+ * backward: the forward of every op below. */
+static tg_tensor *monomial(const char *op, tg_tensor *x, double c, int p,
+                           tg__backward_fn backward) {
+    tg_tensor *y = tg__tape_tensor(x->dtype, x->ndim, x->shape);
+    if (!y) return NULL;
+    for (int64_t i = 0; i < x->numel; i++) {
+        double v = tg__get(x, i);
+        tg__set(y, i, c * (p == 2 ? v * v : v));
+    }
+    if (tg__record(op, y, 1, &x, backward) == TG__RECORD_FAILED) return NULL;
+    return y;
+}
+
 /* y = 2x, whose backward returns 2g plus an extra g at element `bad_index`. */
 static int64_t bad_index = 2;
 
@@ -40,13 +54,7 @@ static int wrong_double_backward(const tg__node *n, tg_tensor *g, tg_tensor **gi
 
 static tg_tensor *wrong_double(tg_tensor *x) {
     if (!tg__check_float("wrong_double", x)) return NULL;
-    tg_tensor *y = tg__tape_tensor(x->dtype, x->ndim, x->shape);
-    if (!y) return NULL;
-    for (int64_t i = 0; i < x->numel; i++)
-        tg__set(y, i, 2.0 * tg__get(x, i));
-    if (tg__record("wrong_double", y, 1, &x, wrong_double_backward) == TG__RECORD_FAILED)
-        return NULL;
-    return y;
+    return monomial("wrong_double", x, 2.0, 1, wrong_double_backward);
 }
 
 /* x1^2 + wrong_double(x2) */
@@ -64,13 +72,7 @@ static int flat_square_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin
 
 static tg_tensor *f_flat_square(tg_tensor *const *in, void *ctx) {
     (void)ctx;
-    tg_tensor *x = in[0];
-    tg_tensor *y = tg__tape_tensor(x->dtype, x->ndim, x->shape);
-    if (!y) return NULL;
-    for (int64_t i = 0; i < x->numel; i++)
-        tg__set(y, i, tg__get(x, i) * tg__get(x, i));
-    if (tg__record("flat_square", y, 1, &x, flat_square_backward) == TG__RECORD_FAILED) return NULL;
-    return y;
+    return monomial("flat_square", in[0], 1.0, 2, flat_square_backward);
 }
 
 /* y = x^2 whose backward, 2 g x, is built with wrong_double(g): right values, but the
@@ -82,13 +84,7 @@ static int seed_wrong_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin)
 
 static tg_tensor *f_seed_wrong(tg_tensor *const *in, void *ctx) {
     (void)ctx;
-    tg_tensor *x = in[0];
-    tg_tensor *y = tg__tape_tensor(x->dtype, x->ndim, x->shape);
-    if (!y) return NULL;
-    for (int64_t i = 0; i < x->numel; i++)
-        tg__set(y, i, tg__get(x, i) * tg__get(x, i));
-    if (tg__record("seed_wrong", y, 1, &x, seed_wrong_backward) == TG__RECORD_FAILED) return NULL;
-    return y;
+    return monomial("seed_wrong", in[0], 1.0, 2, seed_wrong_backward);
 }
 
 /* y = 3x whose backward changes in the last bits from one sweep to the next. */
@@ -102,13 +98,7 @@ static int flaky_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
 
 static tg_tensor *f_flaky(tg_tensor *const *in, void *ctx) {
     (void)ctx;
-    tg_tensor *x = in[0];
-    tg_tensor *y = tg__tape_tensor(x->dtype, x->ndim, x->shape);
-    if (!y) return NULL;
-    for (int64_t i = 0; i < x->numel; i++)
-        tg__set(y, i, 3.0 * tg__get(x, i));
-    if (tg__record("flaky", y, 1, &x, flaky_backward) == TG__RECORD_FAILED) return NULL;
-    return y;
+    return monomial("flaky", in[0], 3.0, 1, flaky_backward);
 }
 
 /* y = x, whose backward adds 1 to the gradient: nonzero for a zero seed. */
@@ -120,12 +110,7 @@ static int offset_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
 
 static tg_tensor *f_offset(tg_tensor *const *in, void *ctx) {
     (void)ctx;
-    tg_tensor *x = in[0];
-    tg_tensor *y = tg__tape_tensor(x->dtype, x->ndim, x->shape);
-    if (!y) return NULL;
-    memcpy(y->data, x->data, (size_t)x->numel * sizeof(double));
-    if (tg__record("offset", y, 1, &x, offset_backward) == TG__RECORD_FAILED) return NULL;
-    return y;
+    return monomial("offset", in[0], 1.0, 1, offset_backward);
 }
 
 /* ---- passing cases ---- */

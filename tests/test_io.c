@@ -11,15 +11,6 @@
 
 #include "testutil.h"
 
-#define assert_int_error(expr, ...)                                                                \
-    do {                                                                                           \
-        tg_clear_error();                                                                          \
-        int r_ = (expr);                                                                           \
-        ck_assert_msg(r_ == -1, "%s returned %d, expected -1", #expr, r_);                         \
-        const char *frags_[] = {__VA_ARGS__};                                                      \
-        tgt_assert_error_has(#expr, frags_, (int)(sizeof frags_ / sizeof *frags_));                \
-    } while (0)
-
 static bool same_data(const tg_tensor *a, const tg_tensor *b) {
     return a->dtype == b->dtype && tg_same_shape(a, b) &&
            memcmp(a->data, b->data, (size_t)a->numel * tg_dtype_size(a->dtype)) == 0;
@@ -120,7 +111,7 @@ START_TEST(save_is_atomic_and_overwrites) {
     tgt_assert_tensor(b, (double[]){10, 2}, 0.0);
     /* No temporary file is left behind, after success or failure. */
     tg_tensor *bad[] = {a, NULL};
-    assert_int_error(
+    ck_assert_int_error(
         tg_safetensors_save("test_io_dir/y.safetensors", 2, (const char *[]){"a", "b"}, bad),
         "tg_safetensors_save", "NULL");
     DIR *d = opendir("test_io_dir");
@@ -147,19 +138,20 @@ END_TEST
 START_TEST(save_errors) {
     tg_tensor *a = tg_scalar(TG_F32, 1), *b = tg_scalar(TG_F32, 2);
     tg_tensor *ab[] = {a, b};
-    assert_int_error(
+    ck_assert_int_error(
         tg_safetensors_save("test_io_e.safetensors", 2, (const char *[]){"w", "w"}, ab),
         "tg_safetensors_save", "\"w\" appears twice");
-    assert_int_error(tg_safetensors_save("test_io_e.safetensors", 2, (const char *[]){"w", ""}, ab),
-                     "empty or reserved name");
-    assert_int_error(
+    ck_assert_int_error(
+        tg_safetensors_save("test_io_e.safetensors", 2, (const char *[]){"w", ""}, ab),
+        "empty or reserved name");
+    ck_assert_int_error(
         tg_safetensors_save("test_io_e.safetensors", 1, (const char *[]){"__metadata__"}, ab),
         "reserved name");
-    assert_int_error(
+    ck_assert_int_error(
         tg_safetensors_save("test_io_no_such_dir/x.safetensors", 1, (const char *[]){"w"}, ab),
         "tg_safetensors_save", "test_io_no_such_dir/x.safetensors", "No such file or directory");
-    assert_int_error(tg_safetensors_save(NULL, 1, (const char *[]){"w"}, ab), "NULL");
-    assert_int_error(tg_safetensors_save("x", -1, NULL, NULL), "n >= 0");
+    ck_assert_int_error(tg_safetensors_save(NULL, 1, (const char *[]){"w"}, ab), "NULL");
+    ck_assert_int_error(tg_safetensors_save("x", -1, NULL, NULL), "n >= 0");
     FILE *f = fopen("test_io_e.safetensors", "rb");
     ck_assert_ptr_null(f);
     /* n = 0 is a valid, empty file. */
@@ -313,12 +305,13 @@ END_TEST
 
 START_TEST(load_bad_arguments) {
     tg_tensor *w = tg_tensor_new(TG_F32, TG_SHAPE(2));
-    assert_int_error(tg_safetensors_load("x", 1, (const char *[]){"w"}, (tg_tensor *[]){NULL}),
-                     "NULL");
-    assert_int_error(tg_safetensors_load("x", 2, (const char *[]){"w", "w"}, (tg_tensor *[]){w, w}),
-                     "requested twice");
+    ck_assert_int_error(tg_safetensors_load("x", 1, (const char *[]){"w"}, (tg_tensor *[]){NULL}),
+                        "NULL");
+    ck_assert_int_error(
+        tg_safetensors_load("x", 2, (const char *[]){"w", "w"}, (tg_tensor *[]){w, w}),
+        "requested twice");
     tg_tensor *t = tg_add(w, w);
-    assert_int_error(tg_safetensors_load("x", 1, (const char *[]){"w"}, &t), "tape tensor");
+    ck_assert_int_error(tg_safetensors_load("x", 1, (const char *[]){"w"}, &t), "tape tensor");
     tg_tape_reset();
     tg_tensor_free(w);
 }
@@ -396,22 +389,22 @@ START_TEST(model_load_mismatch_leaves_model) {
     tg_tensor *copies[8];
     for (int i = 0; i < np; i++)
         copies[i] = tg_tensor_clone(ps[i]);
-    assert_int_error(tg_model_load(w, "test_io_model2.safetensors"),
-                     "tg_model_load:", "test_io_model2.safetensors",
-                     "\"0.weight\" is f64 [3,5] in the file");
+    ck_assert_int_error(tg_model_load(w, "test_io_model2.safetensors"),
+                        "tg_model_load:", "test_io_model2.safetensors",
+                        "\"0.weight\" is f64 [3,5] in the file");
     /* Fewer layers: the file has tensors the model lacks. */
     tg_model *s = tg_model_new();
     tg_model_add(s, tg_nn_linear(3, 5, TG_F64));
-    assert_int_error(tg_model_load(s, "test_io_model2.safetensors"), "tg_model_load",
-                     "not asked for");
-    assert_int_error(tg_model_load(w, "test_io_missing.safetensors"), "tg_model_load",
-                     "No such file");
+    ck_assert_int_error(tg_model_load(s, "test_io_model2.safetensors"), "tg_model_load",
+                        "not asked for");
+    ck_assert_int_error(tg_model_load(w, "test_io_missing.safetensors"), "tg_model_load",
+                        "No such file");
     for (int i = 0; i < np; i++) {
         ck_assert(same_data(ps[i], copies[i]));
         tg_tensor_free(copies[i]);
     }
-    assert_int_error(tg_model_save(m, "test_io_no_dir/m.safetensors"), "tg_model_save:");
-    assert_int_error(tg_model_load(NULL, "x"), "tg_model_load");
+    ck_assert_int_error(tg_model_save(m, "test_io_no_dir/m.safetensors"), "tg_model_save:");
+    ck_assert_int_error(tg_model_load(NULL, "x"), "tg_model_load");
     tg_model_free(m);
     tg_model_free(w);
     tg_model_free(s);

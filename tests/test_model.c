@@ -8,15 +8,6 @@
 
 #include "testutil.h"
 
-#define assert_int_error(expr, ...)                                                                \
-    do {                                                                                           \
-        tg_clear_error();                                                                          \
-        int r_ = (expr);                                                                           \
-        ck_assert_msg(r_ == -1, "%s returned %d, expected -1", #expr, r_);                         \
-        const char *frags_[] = {__VA_ARGS__};                                                      \
-        tgt_assert_error_has(#expr, frags_, (int)(sizeof frags_ / sizeof *frags_));                \
-    } while (0)
-
 /* Linear(2,100) -> ReLU -> Linear(100,3), initialised from tg_seed(seed). */
 static tg_model *spiral_model(uint64_t seed) {
     tg_seed(seed);
@@ -36,6 +27,30 @@ static tg_optim *adam_over(tg_model *m, double lr) {
     tg_optim *opt = tg_adam(n, ps, o);
     ck_assert_ptr_nonnull(opt);
     return opt;
+}
+
+/* The spiral task most tests train on: tg_data_spiral(per_class, 3 classes, seed), the
+ * model spiral_model(seed) and Adam with lr 1e-2 over its parameters. */
+typedef struct {
+    tg_tensor *X, *y;
+    tg_model *m;
+    tg_optim *opt;
+} spiral_task;
+
+static spiral_task spiral_task_new(int per_class, uint64_t seed) {
+    spiral_task sp;
+    ck_assert_int_eq(tg_data_spiral(per_class, 3, seed, &sp.X, &sp.y), 0);
+    sp.m = spiral_model(seed);
+    sp.opt = adam_over(sp.m, 1e-2);
+    return sp;
+}
+
+/* Frees the optimizer, the model and the data (the tape is the caller's to reset). */
+static void spiral_task_free(spiral_task *sp) {
+    tg_optim_free(sp->opt);
+    tg_model_free(sp->m);
+    tg_tensor_free(sp->X);
+    tg_tensor_free(sp->y);
 }
 
 /* Copies of every parameter, to compare against later. */
@@ -62,20 +77,17 @@ static void free_all(tg_tensor **ts, int n) {
 }
 
 START_TEST(fit_spiral) {
-    tg_tensor *X, *y;
-    ck_assert_int_eq(tg_data_spiral(100, 3, 0, &X, &y), 0);
-    tg_model *m = spiral_model(0);
-    tg_optim *opt = adam_over(m, 1e-2);
+    spiral_task sp = spiral_task_new(100, 0);
     double loss[200];
     tg_fit_opts fo = {.batch_size = 20,
                       .epochs = 200,
                       .shuffle = true,
                       .seed = 0,
                       .loss = tg_loss_cross_entropy,
-                      .optim = opt};
-    ck_assert_int_eq(tg_model_fit(m, X, y, &fo, loss), 0);
+                      .optim = sp.opt};
+    ck_assert_int_eq(tg_model_fit(sp.m, sp.X, sp.y, &fo, loss), 0);
     /* 298/300 is the ceiling: the three classes share the point (0, 0). */
-    double acc = tg_model_accuracy(m, X, y);
+    double acc = tg_model_accuracy(sp.m, sp.X, sp.y);
     ck_assert_msg(acc >= 0.99, "training accuracy %g", acc);
     ck_assert_msg(loss[199] < 0.1 * loss[0], "loss %g -> %g", loss[0], loss[199]);
     ck_assert_msg(loss[0] < 1.2, "the first epoch's mean loss %g (ln 3 = 1.0986 at start)",
@@ -86,33 +98,27 @@ START_TEST(fit_spiral) {
     tg_optim *opt2 = adam_over(m2, 1e-2);
     double loss2[200];
     fo.optim = opt2;
-    ck_assert_int_eq(tg_model_fit(m2, X, y, &fo, loss2), 0);
+    ck_assert_int_eq(tg_model_fit(m2, sp.X, sp.y, &fo, loss2), 0);
     ck_assert_int_eq(memcmp(loss, loss2, sizeof loss), 0);
     tg_optim_free(opt2);
     tg_model_free(m2);
 
     tg_tape_reset();
-    tg_optim_free(opt);
-    tg_model_free(m);
-    tg_tensor_free(X);
-    tg_tensor_free(y);
+    spiral_task_free(&sp);
 }
 END_TEST
 
 START_TEST(fit_resumes) {
-    tg_tensor *X, *y;
-    ck_assert_int_eq(tg_data_spiral(50, 3, 1, &X, &y), 0);
-    tg_model *m = spiral_model(1);
-    tg_optim *opt = adam_over(m, 1e-2);
+    spiral_task sp = spiral_task_new(50, 1);
     double first[30], second[30];
     tg_fit_opts fo = {.batch_size = 16,
                       .epochs = 30,
                       .shuffle = true,
                       .seed = 4,
                       .loss = tg_loss_cross_entropy,
-                      .optim = opt};
-    ck_assert_int_eq(tg_model_fit(m, X, y, &fo, first), 0);
-    ck_assert_int_eq(tg_model_fit(m, X, y, &fo, second), 0);
+                      .optim = sp.opt};
+    ck_assert_int_eq(tg_model_fit(sp.m, sp.X, sp.y, &fo, first), 0);
+    ck_assert_int_eq(tg_model_fit(sp.m, sp.X, sp.y, &fo, second), 0);
     /* The second call starts where the first ended, not from scratch. */
     ck_assert_msg(second[0] < 0.7 * first[0] && second[0] < 1.5 * first[29],
                   "first call %g -> %g, second starts at %g", first[0], first[29], second[0]);
@@ -120,32 +126,26 @@ START_TEST(fit_resumes) {
     /* A fit that cannot move the parameters (SGD with lr 0) leaves them exactly as
      * they were: fit never re-initialises. */
     tg_tensor *snap[4];
-    int n = snapshot(m, snap);
+    int n = snapshot(sp.m, snap);
     tg_tensor *ps[4];
-    tg_model_params(m, ps, 4);
+    tg_model_params(sp.m, ps, 4);
     tg_optim *still = tg_sgd(n, ps, (tg_sgd_opts){.lr = 0.0});
     fo.optim = still;
     fo.epochs = 2;
     double l[2];
-    ck_assert_int_eq(tg_model_fit(m, X, y, &fo, l), 0);
-    ck_assert(params_equal(m, snap));
+    ck_assert_int_eq(tg_model_fit(sp.m, sp.X, sp.y, &fo, l), 0);
+    ck_assert(params_equal(sp.m, snap));
     ck_assert_close(l[0], l[1], 1e-6); /* the same parameters, the same mean loss */
 
     tg_tape_reset();
     free_all(snap, n);
     tg_optim_free(still);
-    tg_optim_free(opt);
-    tg_model_free(m);
-    tg_tensor_free(X);
-    tg_tensor_free(y);
+    spiral_task_free(&sp);
 }
 END_TEST
 
 START_TEST(fit_tape_bounded) {
-    tg_tensor *X, *y;
-    ck_assert_int_eq(tg_data_spiral(40, 3, 2, &X, &y), 0);
-    tg_model *m = spiral_model(2);
-    tg_optim *opt = adam_over(m, 1e-2);
+    spiral_task sp = spiral_task_new(40, 2);
     /* Something already on the tape: fit must leave it there. */
     tg_tensor *k = tg_scalar(TG_F32, 2);
     tg_requires_grad(k, true);
@@ -156,18 +156,18 @@ START_TEST(fit_tape_bounded) {
                       .shuffle = true,
                       .seed = 1,
                       .loss = tg_loss_cross_entropy,
-                      .optim = opt};
-    ck_assert_int_eq(tg_model_fit(m, X, y, &fo, NULL), 0);
+                      .optim = sp.opt};
+    ck_assert_int_eq(tg_model_fit(sp.m, sp.X, sp.y, &fo, NULL), 0);
     size_t reserved = tg_tape_bytes_reserved();
     for (int e = 0; e < 5; e++) {
         fo.seed = (uint64_t)e;
-        ck_assert_int_eq(tg_model_fit(m, X, y, &fo, NULL), 0);
+        ck_assert_int_eq(tg_model_fit(sp.m, sp.X, sp.y, &fo, NULL), 0);
         ck_assert_uint_eq(tg_tape_bytes_reserved(), reserved);
         ck_assert_uint_eq(tg_tape_size(), nodes);
         ck_assert_uint_eq(tg_tape_bytes_used(), used);
     }
     fo.epochs = 25;
-    ck_assert_int_eq(tg_model_fit(m, X, y, &fo, NULL), 0);
+    ck_assert_int_eq(tg_model_fit(sp.m, sp.X, sp.y, &fo, NULL), 0);
     ck_assert_uint_eq(tg_tape_bytes_reserved(), reserved);
     /* The earlier tensor is intact and still differentiable. */
     ck_assert_int_eq(tg_backward(pre), 0);
@@ -175,10 +175,7 @@ START_TEST(fit_tape_bounded) {
 
     tg_tape_reset();
     tg_tensor_free(k);
-    tg_optim_free(opt);
-    tg_model_free(m);
-    tg_tensor_free(X);
-    tg_tensor_free(y);
+    spiral_task_free(&sp);
 }
 END_TEST
 
@@ -294,68 +291,65 @@ START_TEST(predict_restores_state) {
 END_TEST
 
 START_TEST(fit_restores_flags_and_grad_mode) {
-    tg_tensor *X, *y;
-    ck_assert_int_eq(tg_data_spiral(10, 3, 0, &X, &y), 0);
-    tg_model *m = spiral_model(0);
-    tg_optim *opt = adam_over(m, 1e-2);
-    tg_model_train(m, false);
+    spiral_task sp = spiral_task_new(10, 0);
+    tg_model_train(sp.m, false);
     tg_set_grad_enabled(false); /* fit trains anyway, then restores the mode */
-    tg_fit_opts fo = {
-        .batch_size = 8, .epochs = 3, .shuffle = true, .loss = tg_loss_cross_entropy, .optim = opt};
+    tg_fit_opts fo = {.batch_size = 8,
+                      .epochs = 3,
+                      .shuffle = true,
+                      .loss = tg_loss_cross_entropy,
+                      .optim = sp.opt};
     tg_tensor *snap[4];
-    int n = snapshot(m, snap);
-    ck_assert_int_eq(tg_model_fit(m, X, y, &fo, NULL), 0);
+    int n = snapshot(sp.m, snap);
+    ck_assert_int_eq(tg_model_fit(sp.m, sp.X, sp.y, &fo, NULL), 0);
     ck_assert(!tg_is_grad_enabled());
-    ck_assert(!params_equal(m, snap));
+    ck_assert(!params_equal(sp.m, snap));
     tg_set_grad_enabled(true);
     tg_tape_reset();
     free_all(snap, n);
-    tg_optim_free(opt);
-    tg_model_free(m);
-    tg_tensor_free(X);
-    tg_tensor_free(y);
+    spiral_task_free(&sp);
 }
 END_TEST
 
 START_TEST(bad_inputs) {
-    tg_tensor *X, *y;
-    ck_assert_int_eq(tg_data_spiral(10, 3, 0, &X, &y), 0);
-    tg_model *m = spiral_model(0);
-    tg_optim *opt = adam_over(m, 1e-2);
-    tg_fit_opts good = {.batch_size = 8, .epochs = 1, .loss = tg_loss_cross_entropy, .optim = opt};
+    spiral_task sp = spiral_task_new(10, 0);
+    tg_tensor *X = sp.X, *y = sp.y;
+    tg_model *m = sp.m;
+    tg_fit_opts good = {
+        .batch_size = 8, .epochs = 1, .loss = tg_loss_cross_entropy, .optim = sp.opt};
     tg_fit_opts o;
 
-    assert_int_error(tg_model_fit(NULL, X, y, &good, NULL), "tg_model_fit", "NULL");
-    assert_int_error(tg_model_fit(m, NULL, y, &good, NULL), "tg_model_fit", "NULL");
-    assert_int_error(tg_model_fit(m, X, y, NULL, NULL), "tg_model_fit", "NULL");
+    ck_assert_int_error(tg_model_fit(NULL, X, y, &good, NULL), "tg_model_fit", "NULL");
+    ck_assert_int_error(tg_model_fit(m, NULL, y, &good, NULL), "tg_model_fit", "NULL");
+    ck_assert_int_error(tg_model_fit(m, X, y, NULL, NULL), "tg_model_fit", "NULL");
     o = good;
     o.loss = NULL;
-    assert_int_error(tg_model_fit(m, X, y, &o, NULL), "tg_model_fit", "loss NULL");
+    ck_assert_int_error(tg_model_fit(m, X, y, &o, NULL), "tg_model_fit", "loss NULL");
     o = good;
     o.optim = NULL;
-    assert_int_error(tg_model_fit(m, X, y, &o, NULL), "tg_model_fit", "optim NULL");
+    ck_assert_int_error(tg_model_fit(m, X, y, &o, NULL), "tg_model_fit", "optim NULL");
     o = good;
     o.epochs = 0;
-    assert_int_error(tg_model_fit(m, X, y, &o, NULL), "tg_model_fit", "epochs must be >= 1");
+    ck_assert_int_error(tg_model_fit(m, X, y, &o, NULL), "tg_model_fit", "epochs must be >= 1");
     o = good;
     o.batch_size = -1;
-    assert_int_error(tg_model_fit(m, X, y, &o, NULL), "tg_model_fit", "batch_size", "-1");
+    ck_assert_int_error(tg_model_fit(m, X, y, &o, NULL), "tg_model_fit", "batch_size", "-1");
 
     tg_tensor *y_short = tg_tensor_new(TG_I64, TG_SHAPE(29));
-    assert_int_error(tg_model_fit(m, X, y_short, &good, NULL), "tg_model_fit",
-                     "X has 30 rows but y is [29]");
+    ck_assert_int_error(tg_model_fit(m, X, y_short, &good, NULL), "tg_model_fit",
+                        "X has 30 rows but y is [29]");
     tg_tensor *Xi = tg_tensor_new(TG_I64, TG_SHAPE(30, 2));
-    assert_int_error(tg_model_fit(m, Xi, y, &good, NULL), "tg_model_fit", "f32 or f64",
-                     "i64 [30,2]");
+    ck_assert_int_error(tg_model_fit(m, Xi, y, &good, NULL), "tg_model_fit", "f32 or f64",
+                        "i64 [30,2]");
     tg_tensor *X0 = tg_tensor_new(TG_F32, TG_SHAPE(0, 2)), *y0 = tg_tensor_new(TG_I64, TG_SHAPE(0));
-    assert_int_error(tg_model_fit(m, X0, y0, &good, NULL), "tg_model_fit", "no rows");
+    ck_assert_int_error(tg_model_fit(m, X0, y0, &good, NULL), "tg_model_fit", "no rows");
     /* A failing forward (3 features into Linear(2, ...)) reports the layer's error and
      * leaves the tape as it was. */
     tg_tensor *X3 = tg_tensor_new(TG_F32, TG_SHAPE(30, 3));
     size_t nodes = tg_tape_size(), used = tg_tape_bytes_used();
     tg_tensor *snap[4];
     int n = snapshot(m, snap);
-    assert_int_error(tg_model_fit(m, X3, y, &good, NULL), "linear");
+    ck_assert_int_error(tg_model_fit(m, X3, y, &good, NULL), "linear");
     ck_assert(params_equal(m, snap));
     ck_assert_uint_eq(tg_tape_size(), nodes);
     ck_assert_uint_eq(tg_tape_bytes_used(), used);
@@ -384,9 +378,9 @@ START_TEST(bad_inputs) {
     tg_clear_error();
     ck_assert_int_eq(tg_model_add(m, tg_nn_linear(0, 3, TG_F32)), -1);
     ck_assert_ptr_nonnull(tg_error());
-    assert_int_error(tg_model_add(NULL, tg_nn_relu()), "tg_model_add", "NULL");
-    assert_int_error(tg_model_params(NULL, NULL, 0), "tg_model_params");
-    assert_int_error(tg_model_params(m, NULL, 3), "tg_model_params", "cap");
+    ck_assert_int_error(tg_model_add(NULL, tg_nn_relu()), "tg_model_add", "NULL");
+    ck_assert_int_error(tg_model_params(NULL, NULL, 0), "tg_model_params");
+    ck_assert_int_error(tg_model_params(m, NULL, 3), "tg_model_params", "cap");
     ck_assert_int_eq(tg_model_params(m, NULL, 0), 4);
     tg_tensor *two[2];
     ck_assert_int_eq(tg_model_params(m, two, 2), 4); /* counts all, writes two */
@@ -396,29 +390,22 @@ START_TEST(bad_inputs) {
 
     tg_tape_reset();
     free_all(snap, n);
-    tg_tensor *del[] = {X, y, y_short, Xi, X0, y0, X3, yf};
-    free_all(del, 8);
-    tg_optim_free(opt);
-    tg_model_free(m);
+    tg_tensor *del[] = {y_short, Xi, X0, y0, X3, yf};
+    free_all(del, 6);
+    spiral_task_free(&sp);
 }
 END_TEST
 
 START_TEST(verbose_runs) {
     /* verbose 1 and 2 print progress lines; the run itself is unchanged. */
-    tg_tensor *X, *y;
-    ck_assert_int_eq(tg_data_spiral(4, 3, 0, &X, &y), 0);
-    tg_model *m = spiral_model(0);
-    tg_optim *opt = adam_over(m, 1e-2);
+    spiral_task sp = spiral_task_new(4, 0);
     tg_fit_opts fo = {
-        .batch_size = 5, .epochs = 2, .loss = tg_loss_cross_entropy, .optim = opt, .verbose = 2};
+        .batch_size = 5, .epochs = 2, .loss = tg_loss_cross_entropy, .optim = sp.opt, .verbose = 2};
     double l[2];
-    ck_assert_int_eq(tg_model_fit(m, X, y, &fo, l), 0);
+    ck_assert_int_eq(tg_model_fit(sp.m, sp.X, sp.y, &fo, l), 0);
     ck_assert(isfinite(l[0]) && isfinite(l[1]));
     tg_tape_reset();
-    tg_optim_free(opt);
-    tg_model_free(m);
-    tg_tensor_free(X);
-    tg_tensor_free(y);
+    spiral_task_free(&sp);
 }
 END_TEST
 

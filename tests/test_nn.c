@@ -36,13 +36,6 @@ static void assert_unchanged(const tg_tensor *t, double *snap) {
     free(snap);
 }
 
-static void assert_gradcheck(tg_fn f, void *ctx, int n, tg_tensor *const *in) {
-    tg_gradcheck_report rep;
-    memset(&rep, 0, sizeof rep);
-    bool ok = tg_gradcheck(f, ctx, n, in, NULL, &rep);
-    ck_assert_msg(ok, "gradcheck failed: %s", rep.message);
-}
-
 /* What the gradcheck callbacks need: a module or labels/targets, and optionally a seed
  * set before every evaluation so that a random mask is the same each time. */
 typedef struct {
@@ -250,31 +243,25 @@ START_TEST(test_init_reproducible) {
 }
 END_TEST
 
-static void assert_int_error(int rc, const char *frag) {
-    ck_assert_int_eq(rc, -1);
-    const char *fr[] = {frag};
-    tgt_assert_error_has("initializer", fr, 1);
-}
-
 START_TEST(test_init_errors) {
     tg_tensor *l = tg_tensor_new(TG_I64, TG_SHAPE(3));
     tg_tensor *t3 = tg_tensor_new(TG_F64, TG_SHAPE(2, 3, 4));
     tg_tensor *t = tg_tensor_new(TG_F64, TG_SHAPE(2, 3));
-    tg_clear_error();
-    assert_int_error(tg_init_normal(NULL, 0, 1), "tg_init_normal: tensor is NULL");
-    tg_clear_error();
-    assert_int_error(tg_init_zeros(l), "tg_init_zeros: needs an f32 or f64 tensor, got i64 [3]");
-    assert_int_error(tg_init_normal(t, 0, -1), "tg_init_normal: needs a finite mean and std >= 0");
-    assert_int_error(tg_init_normal(t, NAN, 1), "tg_init_normal");
-    assert_int_error(tg_init_uniform(t, 2, 1), "tg_init_uniform: needs finite lo <= hi");
-    assert_int_error(tg_init_xavier_uniform(t3), "tg_init_xavier_uniform: fan_in/fan_out");
-    assert_int_error(tg_init_kaiming_normal(t3), "[2,3,4]");
-    assert_int_error(tg_init_constant(l, 1), "tg_init_constant");
-    assert_int_error(tg_init_kaiming_uniform(l), "tg_init_kaiming_uniform");
-    tg_clear_error();
-    assert_int_error(tg_init_xavier_normal(NULL), "tg_init_xavier_normal: tensor is NULL");
+    ck_assert_int_error(tg_init_normal(NULL, 0, 1), "tg_init_normal: tensor is NULL");
+    ck_assert_int_error(tg_init_zeros(l), "tg_init_zeros: needs an f32 or f64 tensor, got i64 [3]");
+    ck_assert_int_error(tg_init_normal(t, 0, -1),
+                        "tg_init_normal: needs a finite mean and std >= 0");
+    ck_assert_int_error(tg_init_normal(t, NAN, 1), "tg_init_normal");
+    ck_assert_int_error(tg_init_uniform(t, 2, 1), "tg_init_uniform: needs finite lo <= hi");
+    ck_assert_int_error(tg_init_xavier_uniform(t3), "tg_init_xavier_uniform: fan_in/fan_out");
+    ck_assert_int_error(tg_init_kaiming_normal(t3), "[2,3,4]");
+    ck_assert_int_error(tg_init_constant(l, 1), "tg_init_constant");
+    ck_assert_int_error(tg_init_kaiming_uniform(l), "tg_init_kaiming_uniform");
+    ck_assert_int_error(tg_init_xavier_normal(NULL), "tg_init_xavier_normal: tensor is NULL");
     /* NULL keeps an earlier message. */
-    assert_int_error(tg_init_uniform(NULL, 0, 1), "tg_init_xavier_normal: tensor is NULL");
+    ck_assert_int_eq(tg_init_uniform(NULL, 0, 1), -1);
+    tgt_assert_error_has("tg_init_uniform(NULL, 0, 1)",
+                         (const char *[]){"tg_init_xavier_normal: tensor is NULL"}, 1);
     tg_tensor_free(l);
     tg_tensor_free(t3);
     tg_tensor_free(t);
@@ -370,7 +357,7 @@ START_TEST(test_linear_gradcheck) {
     tg_tensor *x = tgt_rand(TG_F64, TG_SHAPE(5, 3), -1, 1);
     tg_requires_grad(x, true);
     fctx c = {.m = m};
-    assert_gradcheck(f_module, &c, 3, (tg_tensor *[]){x, p[0], p[1]});
+    tgt_assert_gradcheck(f_module, &c, 3, (tg_tensor *[]){x, p[0], p[1]}, NULL, "f_module");
 
     /* A batched input [2, 5, 3]: the leading dimensions broadcast. */
     tg_tensor *x3 = tgt_rand(TG_F64, TG_SHAPE(2, 5, 3), -1, 1);
@@ -441,7 +428,7 @@ START_TEST(test_linear_dropconnect) {
     tg_tensor *x = tgt_rand(TG_F64, TG_SHAPE(5, 3), -1, 1);
     tg_requires_grad(x, true);
     fctx c = {.m = m, .reseed = true, .seed = 99};
-    assert_gradcheck(f_module, &c, 3, (tg_tensor *[]){x, p[0], p[1]});
+    tgt_assert_gradcheck(f_module, &c, 3, (tg_tensor *[]){x, p[0], p[1]}, NULL, "f_module");
     /* Setting p back to 0 turns DropConnect off. */
     ck_assert_int_eq(tg_nn_linear_set_dropconnect(m, 0.0), 0);
     tg_tape_reset();
@@ -573,7 +560,7 @@ START_TEST(test_activations_gradcheck) {
     tg_tensor *g = tgt_rand(TG_F64, TG_SHAPE(2, 4), -1, 1);
     for (int k = 0; k < 5; k++) {
         fctx c = {.m = mods[k], .aux = g};
-        assert_gradcheck(f_module, &c, 1, &x);
+        tgt_assert_gradcheck(f_module, &c, 1, &x, NULL, tg_module_kind(mods[k]));
         tg_gradcheck_report rep;
         ck_assert_msg(tg_gradgradcheck(f_module_weighted, &c, 1, &x, NULL, &rep), "%s: %s",
                       tg_module_kind(mods[k]), rep.message);
@@ -675,9 +662,9 @@ START_TEST(test_dropout_gradcheck) {
     tg_tensor *x = tgt_rand(TG_F64, TG_SHAPE(4, 6), -2, 2);
     tg_requires_grad(x, true);
     fctx c = {.m = m, .reseed = true, .seed = 7};
-    assert_gradcheck(f_module, &c, 1, &x);
+    tgt_assert_gradcheck(f_module, &c, 1, &x, NULL, "f_module");
     tg_module_train(m, false);
-    assert_gradcheck(f_module, &c, 1, &x);
+    tgt_assert_gradcheck(f_module, &c, 1, &x, NULL, "f_module");
     tg_tape_reset();
     tg_module_free(m);
     tg_tensor_free(x);
@@ -793,11 +780,13 @@ START_TEST(test_batchnorm_gradcheck) {
     tg_requires_grad(x, true);
     fctx c = {.m = m, .aux = g};
     /* A weighted sum: the plain sum of a batch-normalised output has zero gradient. */
-    assert_gradcheck(f_module_weighted, &c, 3, (tg_tensor *[]){x, st[0], st[1]});
+    tgt_assert_gradcheck(f_module_weighted, &c, 3, (tg_tensor *[]){x, st[0], st[1]}, NULL,
+                         "f_module_weighted");
     tg_gradcheck_report rep;
     ck_assert_msg(tg_gradgradcheck(f_module_weighted, &c, 1, &x, NULL, &rep), "%s", rep.message);
     tg_module_train(m, false);
-    assert_gradcheck(f_module_weighted, &c, 3, (tg_tensor *[]){x, st[0], st[1]});
+    tgt_assert_gradcheck(f_module_weighted, &c, 3, (tg_tensor *[]){x, st[0], st[1]}, NULL,
+                         "f_module_weighted");
     tg_tape_reset();
     tg_module_free(m);
     tg_tensor_free(x);
@@ -912,9 +901,7 @@ START_TEST(test_cross_entropy_torch) {
     tg_requires_grad(r, true);
     tg_tensor *rl = labels_of(6, (const int64_t[]){0, 4, 2, 2, 1, 3});
     fctx c = {.aux = rl};
-    assert_gradcheck(f_ce, &c, 1, &r);
-    tg_gradcheck_report rep;
-    ck_assert_msg(tg_gradgradcheck(f_ce, &c, 1, &r, NULL, &rep), "%s", rep.message);
+    tgt_assert_grads(f_ce, &c, 1, &r, NULL, "f_ce");
 
     tg_tape_reset();
     tg_tensor_free(lg);
@@ -949,7 +936,7 @@ START_TEST(test_hinge_torch) {
     tg_requires_grad(r, true);
     tg_tensor *rl = labels_of(6, (const int64_t[]){1, 0, 4, 3, 2, 1});
     fctx c = {.aux = rl};
-    assert_gradcheck(f_hinge, &c, 1, &r);
+    tgt_assert_gradcheck(f_hinge, &c, 1, &r, NULL, "f_hinge");
 
     tg_tape_reset();
     tg_tensor_free(lg);
@@ -984,7 +971,7 @@ START_TEST(test_mse) {
     tg_tensor *rt = tgt_rand(TG_F64, TG_SHAPE(3, 4), -2, 2);
     tg_requires_grad(r, true);
     fctx c = {.aux = rt};
-    assert_gradcheck(f_mse, &c, 1, &r);
+    tgt_assert_gradcheck(f_mse, &c, 1, &r, NULL, "f_mse");
     tg_tape_reset();
     tg_tensor_free(p);
     tg_tensor_free(t);
@@ -1034,9 +1021,7 @@ START_TEST(test_bce_torch) {
     tg_tensor *rt = tgt_rand(TG_F64, TG_SHAPE(3, 4), 0, 1);
     tg_requires_grad(r, true);
     fctx c = {.aux = rt};
-    assert_gradcheck(f_bce, &c, 1, &r);
-    tg_gradcheck_report rep;
-    ck_assert_msg(tg_gradgradcheck(f_bce, &c, 1, &r, NULL, &rep), "%s", rep.message);
+    tgt_assert_grads(f_bce, &c, 1, &r, NULL, "f_bce");
     tg_tape_reset();
     tg_tensor_free(x);
     tg_tensor_free(t);
@@ -1150,8 +1135,8 @@ START_TEST(test_penalties) {
               *s = tgt_rand(TG_F64, TG_SHAPE(4), -1, 1);
     tg_requires_grad(r, true);
     tg_requires_grad(s, true);
-    assert_gradcheck(f_l1, NULL, 2, (tg_tensor *[]){r, s});
-    assert_gradcheck(f_l2, NULL, 2, (tg_tensor *[]){r, s});
+    tgt_assert_gradcheck(f_l1, NULL, 2, (tg_tensor *[]){r, s}, NULL, "f_l1");
+    tgt_assert_gradcheck(f_l2, NULL, 2, (tg_tensor *[]){r, s}, NULL, "f_l2");
 
     tg_tensor *f = tg_tensor_new(TG_F32, TG_SHAPE(2));
     tg_tensor *li = tg_tensor_new(TG_I64, TG_SHAPE(2));

@@ -7,60 +7,6 @@
 
 #include "testutil.h"
 
-/* ---- checks used by every test below ---- */
-
-static void assert_grads(tg_fn f, void *ctx, int n, tg_tensor *const *in, const char *what) {
-    tg_gradcheck_report rep;
-    ck_assert_msg(tg_gradcheck(f, ctx, n, in, NULL, &rep), "%s: %s", what, rep.message);
-    ck_assert_msg(tg_gradgradcheck(f, ctx, n, in, NULL, &rep), "%s: %s", what, rep.message);
-}
-
-static tg_tensor *to_f32(const tg_tensor *x) {
-    tg_tensor *t = tg_tensor_new(TG_F32, x->ndim, x->shape);
-    for (int64_t i = 0; i < x->numel; i++)
-        tg_tensor_set(t, i, tg_tensor_get(x, i));
-    t->requires_grad = x->requires_grad;
-    return t;
-}
-
-static void assert_close_f32(const tg_tensor *t32, const tg_tensor *t64, const char *what) {
-    char b1[64], b2[64];
-    ck_assert_msg(t32 && t64, "%s: missing result", what);
-    ck_assert_msg(tg_same_shape(t32, t64), "%s: shapes %s and %s", what,
-                  tg_shape_str(t32, b1, sizeof b1), tg_shape_str(t64, b2, sizeof b2));
-    ck_assert_int_eq(t32->dtype, TG_F32);
-    for (int64_t i = 0; i < t64->numel; i++) {
-        double a = tg_tensor_get(t32, i), b = tg_tensor_get(t64, i);
-        ck_assert_msg(fabs(a - b) <= 1e-6 * (1 + fabs(b)), "%s: element %lld: f32 %.9g, f64 %.17g",
-                      what, (long long)i, a, b);
-    }
-}
-
-/* f on F64 inputs and on F32 copies: results and gradients of their sum agree. */
-static void assert_f32_agrees(tg_fn f, void *ctx, int n, tg_tensor *const *in, const char *what) {
-    tg_tensor *in32[4];
-    ck_assert_int_le(n, 4);
-    for (int i = 0; i < n; i++)
-        in32[i] = to_f32(in[i]);
-    tg_tensor *y64 = f(in, ctx), *y32 = f(in32, ctx);
-    assert_close_f32(y32, y64, what);
-    tg_tensor *g64[4], *g32[4];
-    ck_assert_int_eq(tg_grad(1, &y64, NULL, n, in, g64, 0), 0);
-    ck_assert_int_eq(tg_grad(1, &y32, NULL, n, in32, g32, 0), 0);
-    for (int i = 0; i < n; i++)
-        assert_close_f32(g32[i], g64[i], what);
-    tg_tape_reset();
-    for (int i = 0; i < n; i++)
-        tg_tensor_free(in32[i]);
-}
-
-static void assert_shape(const tg_tensor *t, int ndim, const int64_t *shape) {
-    char b[64];
-    ck_assert_ptr_nonnull(t);
-    ck_assert_msg(t->ndim == ndim && (ndim == 0 || memcmp(t->shape, shape, (size_t)ndim * 8) == 0),
-                  "shape %s, want %s", tg_shape_str(t, b, sizeof b), ndim ? "(see test)" : "[]");
-}
-
 static tg_tensor *rand_req(int ndim, const int64_t *shape, double lo, double hi) {
     tg_tensor *t = tgt_rand(TG_F64, ndim, shape, lo, hi);
     tg_requires_grad(t, true);
@@ -177,15 +123,15 @@ START_TEST(test_reduce_forward_and_grad) {
                 tg_tensor *y = op->fn(x, axis, keep);
                 int64_t want[TG_MAX_DIMS];
                 int nd = red_shape(x, axis, keep, want);
-                assert_shape(y, nd, want);
+                tgt_assert_shape(y, nd, want);
                 for (int64_t i = 0; i < y->numel; i++) {
                     double r = red_ref(op->kind, x, axis, i);
                     ck_assert_close(tg_tensor_get(y, i), r, 1e-14 * (1 + fabs(r)));
                 }
                 snprintf(what, sizeof what, "%s shape #%d axis %d keepdim %d", op->name, s, axis,
                          keep);
-                assert_grads(f_red, &c, 1, &x, what);
-                assert_f32_agrees(f_red, &c, 1, &x, what);
+                tgt_assert_grads(f_red, &c, 1, &x, NULL, what);
+                tgt_assert_f32_agrees(f_red, &c, 1, &x, what);
             }
         }
         tg_tensor_free(x);
@@ -195,8 +141,8 @@ START_TEST(test_reduce_forward_and_grad) {
     for (int axis = -1; axis < 3; axis++) {
         red_call c = {op, axis < 0 ? TG_ALL : axis, axis == 1};
         snprintf(what, sizeof what, "%s broadcast axis %d", op->name, c.axis);
-        assert_grads(f_red_bcast, &c, 2, (tg_tensor *[]){x, y}, what);
-        assert_f32_agrees(f_red_bcast, &c, 2, (tg_tensor *[]){x, y}, what);
+        tgt_assert_grads(f_red_bcast, &c, 2, (tg_tensor *[]){x, y}, NULL, what);
+        tgt_assert_f32_agrees(f_red_bcast, &c, 2, (tg_tensor *[]){x, y}, what);
     }
     tg_tape_reset();
     tg_tensor_free(x);
@@ -227,7 +173,7 @@ START_TEST(test_reduce_empty) {
     tg_tensor *x = tg_tensor_new(TG_F64, TG_SHAPE(0, 3));
     tg_requires_grad(x, true);
     tg_tensor *s0 = tg_sum(x, 0, false);
-    assert_shape(s0, 1, (int64_t[]){3});
+    tgt_assert_shape(s0, 1, (int64_t[]){3});
     tgt_assert_tensor(s0, (double[]){0, 0, 0}, 0);
     ck_assert_close(tg_item(tg_sum(x, TG_ALL, false)), 0, 0);
     tgt_assert_tensor(tg_mean(x, 0, false), (double[]){NAN, NAN, NAN}, 0);
@@ -237,12 +183,12 @@ START_TEST(test_reduce_empty) {
     ck_assert_op_error(tg_logsumexp(x, 0, true), "tg_logsumexp", "empty axis", "[0,3]");
     ck_assert_op_error(tg_argmax(x, 0), "tg_argmax", "empty axis", "[0,3]");
     /* Along the non-empty axis: results of shape [0]. */
-    assert_shape(tg_max(x, 1, false), 1, (int64_t[]){0});
-    assert_shape(tg_logsumexp(x, 1, false), 1, (int64_t[]){0});
-    assert_shape(tg_argmax(x, 1), 1, (int64_t[]){0});
+    tgt_assert_shape(tg_max(x, 1, false), 1, (int64_t[]){0});
+    tgt_assert_shape(tg_logsumexp(x, 1, false), 1, (int64_t[]){0});
+    tgt_assert_shape(tg_argmax(x, 1), 1, (int64_t[]){0});
     /* The gradient of an empty sum is an empty gradient. */
     ck_assert_int_eq(tg_backward(tg_sum(x, TG_ALL, false)), 0);
-    assert_shape(x->grad, 2, (int64_t[]){0, 3});
+    tgt_assert_shape(x->grad, 2, (int64_t[]){0, 3});
     tg_tape_reset();
     tg_tensor_free(x);
 }
@@ -311,7 +257,7 @@ START_TEST(test_logsumexp_large) {
     tg_tensor *x = tg_tensor_from(TG_F64, TG_SHAPE(2, 2), v);
     tg_requires_grad(x, true);
     red_call c = {&red_ops[3], 1, false};
-    assert_grads(f_red, &c, 1, &x, "tg_logsumexp at 1e4");
+    tgt_assert_grads(f_red, &c, 1, &x, NULL, "tg_logsumexp at 1e4");
     /* -inf entries contribute nothing; all -inf gives -inf. */
     tg_tensor *xi =
         tg_tensor_from(TG_F64, TG_SHAPE(2, 2), (double[]){-INFINITY, 0, -INFINITY, -INFINITY});
@@ -331,7 +277,7 @@ START_TEST(test_argmax) {
         tg_tensor *a = tg_argmax(x, axis);
         int64_t want[TG_MAX_DIMS];
         int nd = red_shape(x, axis, false, want);
-        assert_shape(a, nd, want);
+        tgt_assert_shape(a, nd, want);
         ck_assert_int_eq(a->dtype, TG_I64);
         ck_assert(!a->requires_grad);
         int ax = axis < 0 ? axis + 3 : axis;
@@ -348,7 +294,7 @@ START_TEST(test_argmax) {
         }
     }
     tg_tensor *all = tg_argmax(x, TG_ALL);
-    assert_shape(all, 0, NULL);
+    tgt_assert_shape(all, 0, NULL);
     int64_t best = 0;
     for (int64_t i = 1; i < x->numel; i++)
         if (tg_tensor_get(x, i) > tg_tensor_get(x, best)) best = i;
@@ -405,19 +351,19 @@ START_TEST(test_reshape) {
     for (int k = 0; k < 4; k++) {
         tg_tensor *x = rand_req(cases[k].from.nd, cases[k].from.s, -2, 2);
         tg_tensor *y = tg_reshape(x, cases[k].to.nd, cases[k].to.s);
-        assert_shape(y, cases[k].want.nd, cases[k].want.s);
+        tgt_assert_shape(y, cases[k].want.nd, cases[k].want.s);
         for (int64_t i = 0; i < x->numel; i++)
             ck_assert_close(tg_tensor_get(y, i), tg_tensor_get(x, i), 0);
         char what[64];
         snprintf(what, sizeof what, "tg_reshape case %d", k);
-        assert_grads(f_reshape, &cases[k].to, 1, &x, what);
-        assert_f32_agrees(f_reshape, &cases[k].to, 1, &x, what);
+        tgt_assert_grads(f_reshape, &cases[k].to, 1, &x, NULL, what);
+        tgt_assert_f32_agrees(f_reshape, &cases[k].to, 1, &x, what);
         tg_tape_reset();
         tg_tensor_free(x);
     }
     tg_tensor *a = rand_req(TG_SHAPE(2, 1), -2, 2), *b = rand_req(TG_SHAPE(3), -2, 2);
     target t6 = {1, {6}};
-    assert_grads(f_reshape_bcast, &t6, 2, (tg_tensor *[]){a, b}, "tg_reshape broadcast");
+    tgt_assert_grads(f_reshape_bcast, &t6, 2, (tg_tensor *[]){a, b}, NULL, "tg_reshape broadcast");
     /* I64 tensors can be reshaped (indices). */
     tg_tensor *i64 = tg_tensor_from(TG_I64, TG_SHAPE(4), (int64_t[]){1, 2, 3, 4});
     tg_tensor *ri = tg_reshape(i64, TG_SHAPE(2, 2));
@@ -467,11 +413,11 @@ START_TEST(test_broadcast_to_and_sum_to) {
         const target *sm = &cases[k].small, *bg = &cases[k].big;
         tg_tensor *x = rand_req(sm->nd, sm->s, -2, 2);
         tg_tensor *y = tg_broadcast_to(x, bg->nd, bg->s);
-        assert_shape(y, bg->nd, bg->s);
+        tgt_assert_shape(y, bg->nd, bg->s);
         /* y[i] = x at the broadcast index. */
         tg_tensor *z = rand_req(bg->nd, bg->s, -2, 2);
         tg_tensor *s = tg_sum_to(z, sm->nd, sm->s);
-        assert_shape(s, sm->nd, sm->s);
+        tgt_assert_shape(s, sm->nd, sm->s);
         double want_s[64] = {0};
         for (int64_t i = 0; i < y->numel; i++) {
             int64_t idx = 0, stride = 1, flat = i;
@@ -489,11 +435,11 @@ START_TEST(test_broadcast_to_and_sum_to) {
         tgt_assert_tensor(s, want_s, 1e-14);
         char what[64];
         snprintf(what, sizeof what, "tg_broadcast_to case %d", k);
-        assert_grads(f_broadcast_to, (void *)bg, 1, &x, what);
-        assert_f32_agrees(f_broadcast_to, (void *)bg, 1, &x, what);
+        tgt_assert_grads(f_broadcast_to, (void *)bg, 1, &x, NULL, what);
+        tgt_assert_f32_agrees(f_broadcast_to, (void *)bg, 1, &x, what);
         snprintf(what, sizeof what, "tg_sum_to case %d", k);
-        assert_grads(f_sum_to, (void *)sm, 1, &z, what);
-        assert_f32_agrees(f_sum_to, (void *)sm, 1, &z, what);
+        tgt_assert_grads(f_sum_to, (void *)sm, 1, &z, NULL, what);
+        tgt_assert_f32_agrees(f_sum_to, (void *)sm, 1, &z, what);
         tg_tape_reset();
         tg_tensor_free(x);
         tg_tensor_free(z);

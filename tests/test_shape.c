@@ -23,22 +23,6 @@ static tg_tensor *index_1d(int64_t n, const int64_t *v) {
     return tg_tensor_from(TG_I64, 1, (const int64_t[]){n}, v);
 }
 
-static void assert_shape(const tg_tensor *t, int ndim, const int64_t *shape) {
-    ck_assert_ptr_nonnull(t);
-    char buf[64];
-    ck_assert_msg(tg__shape_eq(t->ndim, t->shape, ndim, shape), "shape is %s, want %s",
-                  tg_shape_str(t, buf, sizeof buf), tg__shp_raw(ndim, shape));
-}
-
-static void assert_gradchecks(tg_fn f, void *ctx, int n, tg_tensor *const *in,
-                              const tg_gradcheck_opts *opts, const char *what) {
-    tg_gradcheck_report rep;
-    memset(&rep, 0, sizeof rep);
-    ck_assert_msg(tg_gradcheck(f, ctx, n, in, opts, &rep), "gradcheck %s: %s", what, rep.message);
-    ck_assert_msg(tg_gradgradcheck(f, ctx, n, in, opts, &rep), "gradgradcheck %s: %s", what,
-                  rep.message);
-}
-
 /* ---- the ops as tg_fn, for the gradient checks ---- */
 
 typedef struct {
@@ -162,7 +146,7 @@ START_TEST(test_shape_gradcheck) {
             in[j] = tgt_rand(TG_F64, k->nd[j], k->shape[j], -1, 1);
             tg_requires_grad(in[j], true);
         }
-        assert_gradchecks(k->f, &c, k->nin, in, NULL, k->what);
+        tgt_assert_grads(k->f, &c, k->nin, in, NULL, k->what);
         tg_tape_reset();
         for (int j = 0; j < k->nin; j++)
             tg_tensor_free(in[j]);
@@ -220,12 +204,12 @@ END_TEST
 START_TEST(test_transpose_values) {
     tg_tensor *x = iota(TG_F64, TG_SHAPE(2, 3));
     tg_tensor *y = tg_transpose(x, 0, 1);
-    assert_shape(y, TG_SHAPE(3, 2));
+    tgt_assert_shape(y, TG_SHAPE(3, 2));
     tgt_assert_tensor(y, (const double[]){0, 3, 1, 4, 2, 5}, 0);
     tgt_assert_tensor(tg_transpose(x, -1, 0), (const double[]){0, 3, 1, 4, 2, 5}, 0);
     /* Swapping an axis with itself is a copy. */
     tg_tensor *same = tg_transpose(x, 1, 1);
-    assert_shape(same, TG_SHAPE(2, 3));
+    tgt_assert_shape(same, TG_SHAPE(2, 3));
     ck_assert_ptr_ne(same->data, x->data);
     tgt_assert_tensor(same, (const double[]){0, 1, 2, 3, 4, 5}, 0);
 
@@ -234,7 +218,7 @@ START_TEST(test_transpose_values) {
         tg_dtype dt = t == 0 ? TG_F64 : t == 1 ? TG_F32 : TG_I64;
         tg_tensor *z = iota(dt, TG_SHAPE(2, 3, 4));
         tg_tensor *w = tg_transpose(z, 0, 2);
-        assert_shape(w, TG_SHAPE(4, 3, 2));
+        tgt_assert_shape(w, TG_SHAPE(4, 3, 2));
         ck_assert_int_eq(w->dtype, dt);
         for (int i = 0; i < 4; i++)
             for (int j = 0; j < 3; j++)
@@ -243,7 +227,7 @@ START_TEST(test_transpose_values) {
                                     tg_tensor_get(z, (k * 3 + j) * 4 + i), 0);
         /* middle and last: y[i,k,j] = x[i,j,k] */
         tg_tensor *v = tg_transpose(z, 1, 2);
-        assert_shape(v, TG_SHAPE(2, 4, 3));
+        tgt_assert_shape(v, TG_SHAPE(2, 4, 3));
         for (int i = 0; i < 2; i++)
             for (int k = 0; k < 4; k++)
                 for (int j = 0; j < 3; j++)
@@ -254,7 +238,7 @@ START_TEST(test_transpose_values) {
     }
     /* Empty. */
     tg_tensor *e = tg_tensor_new(TG_F64, TG_SHAPE(0, 3));
-    assert_shape(tg_transpose(e, 0, 1), TG_SHAPE(3, 0));
+    tgt_assert_shape(tg_transpose(e, 0, 1), TG_SHAPE(3, 0));
     tg_tape_reset();
     tg_tensor_free(e);
     tg_tensor_free(x);
@@ -278,18 +262,18 @@ END_TEST
 START_TEST(test_slice_values) {
     tg_tensor *x = iota(TG_F64, TG_SHAPE(3, 4));
     tg_tensor *y = tg_slice(x, 1, 1, 3);
-    assert_shape(y, TG_SHAPE(3, 2));
+    tgt_assert_shape(y, TG_SHAPE(3, 2));
     tgt_assert_tensor(y, (const double[]){1, 2, 5, 6, 9, 10}, 0);
     /* Negative start/stop count from the end: rows [-2, -1) = row 1. */
     y = tg_slice(x, 0, -2, -1);
-    assert_shape(y, TG_SHAPE(1, 4));
+    tgt_assert_shape(y, TG_SHAPE(1, 4));
     tgt_assert_tensor(y, (const double[]){4, 5, 6, 7}, 0);
     /* Negative axis, the whole axis, and an empty range. */
     tgt_assert_tensor(tg_slice(x, -1, -1, 4), (const double[]){3, 7, 11}, 0);
     tgt_assert_tensor(tg_slice(x, 0, 0, 3), (const double[]){0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11},
                       0);
-    assert_shape(tg_slice(x, 1, 2, 2), TG_SHAPE(3, 0));
-    assert_shape(tg_slice(x, 1, 4, 4), TG_SHAPE(3, 0));
+    tgt_assert_shape(tg_slice(x, 1, 2, 2), TG_SHAPE(3, 0));
+    tgt_assert_shape(tg_slice(x, 1, 4, 4), TG_SHAPE(3, 0));
     /* I64 data. */
     tg_tensor *l = iota(TG_I64, TG_SHAPE(5));
     tg_tensor *ls = tg_slice(l, 0, 1, -1);
@@ -334,23 +318,23 @@ START_TEST(test_concat_values) {
     tg_tensor *a = iota(TG_F64, TG_SHAPE(2, 2)),
               *b = tg_tensor_from(TG_F64, TG_SHAPE(2, 1), (const double[]){10, 11});
     tg_tensor *y = tg_concat(2, (tg_tensor *[]){a, b}, 1);
-    assert_shape(y, TG_SHAPE(2, 3));
+    tgt_assert_shape(y, TG_SHAPE(2, 3));
     tgt_assert_tensor(y, (const double[]){0, 1, 10, 2, 3, 11}, 0);
     y = tg_concat(3, (tg_tensor *[]){b, a, b}, -1);
-    assert_shape(y, TG_SHAPE(2, 4));
+    tgt_assert_shape(y, TG_SHAPE(2, 4));
     tgt_assert_tensor(y, (const double[]){10, 0, 1, 10, 11, 2, 3, 11}, 0);
     y = tg_concat(2, (tg_tensor *[]){a, a}, 0);
-    assert_shape(y, TG_SHAPE(4, 2));
+    tgt_assert_shape(y, TG_SHAPE(4, 2));
     tgt_assert_tensor(y, (const double[]){0, 1, 2, 3, 0, 1, 2, 3}, 0);
     /* One input: a copy. An empty input contributes nothing. */
     y = tg_concat(1, (tg_tensor *[]){a}, 0);
-    assert_shape(y, TG_SHAPE(2, 2));
+    tgt_assert_shape(y, TG_SHAPE(2, 2));
     ck_assert_ptr_ne(y->data, a->data);
     tg_tensor *e = tg_tensor_new(TG_F64, TG_SHAPE(2, 0));
     y = tg_concat(3, (tg_tensor *[]){e, b, e}, 1);
-    assert_shape(y, TG_SHAPE(2, 1));
+    tgt_assert_shape(y, TG_SHAPE(2, 1));
     tgt_assert_tensor(y, (const double[]){10, 11}, 0);
-    assert_shape(tg_concat(2, (tg_tensor *[]){e, e}, 1), TG_SHAPE(2, 0));
+    tgt_assert_shape(tg_concat(2, (tg_tensor *[]){e, e}, 1), TG_SHAPE(2, 0));
     /* I64 data. */
     tg_tensor *l = iota(TG_I64, TG_SHAPE(3));
     y = tg_concat(2, (tg_tensor *[]){l, l}, 0);
@@ -419,15 +403,15 @@ START_TEST(test_index_select_values) {
     tg_tensor *x = iota(TG_F64, TG_SHAPE(3, 2));
     tg_tensor *i0 = index_1d(3, (const int64_t[]){2, 0, 2});
     tg_tensor *y = tg_index_select(x, 0, i0);
-    assert_shape(y, TG_SHAPE(3, 2));
+    tgt_assert_shape(y, TG_SHAPE(3, 2));
     tgt_assert_tensor(y, (const double[]){4, 5, 0, 1, 4, 5}, 0);
     tg_tensor *i1 = index_1d(4, (const int64_t[]){1, 1, 0, 1});
     y = tg_index_select(x, -1, i1);
-    assert_shape(y, TG_SHAPE(3, 4));
+    tgt_assert_shape(y, TG_SHAPE(3, 4));
     tgt_assert_tensor(y, (const double[]){1, 1, 0, 1, 3, 3, 2, 3, 5, 5, 4, 5}, 0);
     /* An empty index gives an empty axis. */
     tg_tensor *ie = tg_tensor_new(TG_I64, TG_SHAPE(0));
-    assert_shape(tg_index_select(x, 1, ie), TG_SHAPE(3, 0));
+    tgt_assert_shape(tg_index_select(x, 1, ie), TG_SHAPE(3, 0));
     /* I64 data (an embedding of labels). */
     tg_tensor *l = iota(TG_I64, TG_SHAPE(4));
     y = tg_index_select(l, 0, i0);
@@ -497,19 +481,19 @@ START_TEST(test_gather_values) {
     tg_tensor *x = tg_tensor_from(TG_F64, TG_SHAPE(2, 3), (const double[]){1, 2, 3, 4, 5, 6});
     tg_tensor *i1 = tg_tensor_from(TG_I64, TG_SHAPE(2, 2), (const int64_t[]){0, 0, 2, 1});
     tg_tensor *y = tg_gather(x, 1, i1);
-    assert_shape(y, TG_SHAPE(2, 2));
+    tgt_assert_shape(y, TG_SHAPE(2, 2));
     tgt_assert_tensor(y, (const double[]){1, 1, 6, 5}, 0);
     /* axis 0: y[i][j] = x[index[i][j]][j] */
     tg_tensor *i0 = tg_tensor_from(TG_I64, TG_SHAPE(1, 3), (const int64_t[]){1, 0, 1});
     y = tg_gather(x, -2, i0);
-    assert_shape(y, TG_SHAPE(1, 3));
+    tgt_assert_shape(y, TG_SHAPE(1, 3));
     tgt_assert_tensor(y, (const double[]){4, 2, 6}, 0);
     /* 3-D by the definition y[i][j][k] = z[i][index[i][j][k]][k], I64 data. */
     tg_tensor *z = iota(TG_I64, TG_SHAPE(2, 3, 2));
     const int64_t iv[] = {2, 0, 1, 1, 0, 0, 0, 2, 2, 1, 1, 2, 0, 0, 2, 1};
     tg_tensor *i3 = tg_tensor_from(TG_I64, TG_SHAPE(2, 4, 2), iv);
     tg_tensor *w = tg_gather(z, 1, i3);
-    assert_shape(w, TG_SHAPE(2, 4, 2));
+    tgt_assert_shape(w, TG_SHAPE(2, 4, 2));
     ck_assert_int_eq(w->dtype, TG_I64);
     for (int i = 0; i < 2; i++)
         for (int j = 0; j < 4; j++)
@@ -518,7 +502,7 @@ START_TEST(test_gather_values) {
                                 tg_tensor_get(z, (i * 3 + iv[(i * 4 + j) * 2 + k]) * 2 + k), 0);
     /* An empty index along the axis. */
     tg_tensor *ie = tg_tensor_new(TG_I64, TG_SHAPE(2, 0));
-    assert_shape(tg_gather(x, 1, ie), TG_SHAPE(2, 0));
+    tgt_assert_shape(tg_gather(x, 1, ie), TG_SHAPE(2, 0));
     tg_tape_reset();
     tg_tensor_free(x);
     tg_tensor_free(i1);
@@ -610,7 +594,7 @@ START_TEST(test_cast_values) {
     ck_assert_int_eq(s32->ndim, 0);
     ck_assert_close(tg_item(s32), 1.5, 0);
     tg_tensor *e = tg_tensor_new(TG_F32, TG_SHAPE(0, 2));
-    assert_shape(tg_cast(e, TG_I64), TG_SHAPE(0, 2));
+    tgt_assert_shape(tg_cast(e, TG_I64), TG_SHAPE(0, 2));
     tg_tape_reset();
     tg_tensor_free(x);
     tg_tensor_free(li);
@@ -651,7 +635,7 @@ START_TEST(test_cast_gradients) {
     /* The round trip through F32 against finite differences: eps large enough that
      * the float rounding of the perturbed input (about 1e-7) stays below tolerance. */
     tg_gradcheck_opts opts = {1e-3, 1e-4, 1e-3, false};
-    assert_gradchecks(f_cast_roundtrip, NULL, 1, (tg_tensor *[]){x}, &opts, "cast F64-F32-F64");
+    tgt_assert_grads(f_cast_roundtrip, NULL, 1, (tg_tensor *[]){x}, &opts, "cast F64-F32-F64");
     tg_tape_reset();
     tg_tensor_free(x);
     tg_tensor_free(x32);

@@ -1,5 +1,6 @@
 #include "testutil.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +22,76 @@ void tgt_assert_tensor(const tg_tensor *t, const double *want, double tol) {
                       (long long)i, tg_dtype_name(t->dtype), tg_shape_str(t, buf, sizeof buf), got,
                       want[i], tol);
     }
+}
+
+void tgt_assert_shape(const tg_tensor *t, int ndim, const int64_t *shape) {
+    ck_assert_ptr_nonnull(t);
+    bool same = t->ndim == ndim;
+    for (int d = 0; same && d < ndim; d++)
+        same = t->shape[d] == shape[d];
+    if (same) return;
+    char got[128], want[128] = "[";
+    size_t len = 1;
+    for (int d = 0; d < ndim && len < sizeof want; d++)
+        len += (size_t)snprintf(want + len, sizeof want - len, "%s%lld", d ? "," : "",
+                                (long long)shape[d]);
+    if (len < sizeof want) snprintf(want + len, sizeof want - len, "]");
+    ck_abort_msg("shape is %s, want %s", tg_shape_str(t, got, sizeof got), want);
+}
+
+void tgt_assert_gradcheck(tg_fn f, void *ctx, int n, tg_tensor *const *in,
+                          const tg_gradcheck_opts *opts, const char *what) {
+    tg_gradcheck_report rep;
+    memset(&rep, 0, sizeof rep);
+    ck_assert_msg(tg_gradcheck(f, ctx, n, in, opts, &rep), "gradcheck %s: %s", what, rep.message);
+}
+
+void tgt_assert_grads(tg_fn f, void *ctx, int n, tg_tensor *const *in,
+                      const tg_gradcheck_opts *opts, const char *what) {
+    tgt_assert_gradcheck(f, ctx, n, in, opts, what);
+    tg_gradcheck_report rep;
+    memset(&rep, 0, sizeof rep);
+    ck_assert_msg(tg_gradgradcheck(f, ctx, n, in, opts, &rep), "gradgradcheck %s: %s", what,
+                  rep.message);
+}
+
+tg_tensor *tgt_to_f32(const tg_tensor *x) {
+    tg_tensor *t = tg_tensor_new(TG_F32, x->ndim, x->shape);
+    ck_assert_ptr_nonnull(t);
+    for (int64_t i = 0; i < x->numel; i++)
+        tg_tensor_set(t, i, tg_tensor_get(x, i));
+    t->requires_grad = x->requires_grad;
+    return t;
+}
+
+void tgt_assert_close_f32(const tg_tensor *t32, const tg_tensor *t64, const char *what) {
+    char b1[64], b2[64];
+    ck_assert_msg(t32 && t64, "%s: missing result", what);
+    ck_assert_msg(tg_same_shape(t32, t64), "%s: shapes %s and %s", what,
+                  tg_shape_str(t32, b1, sizeof b1), tg_shape_str(t64, b2, sizeof b2));
+    ck_assert_int_eq(t32->dtype, TG_F32);
+    for (int64_t i = 0; i < t64->numel; i++) {
+        double a = tg_tensor_get(t32, i), b = tg_tensor_get(t64, i);
+        ck_assert_msg(fabs(a - b) <= 1e-6 * (1 + fabs(b)), "%s: element %lld: f32 %.9g, f64 %.17g",
+                      what, (long long)i, a, b);
+    }
+}
+
+void tgt_assert_f32_agrees(tg_fn f, void *ctx, int n, tg_tensor *const *in, const char *what) {
+    tg_tensor *in32[4];
+    ck_assert_int_le(n, 4);
+    for (int i = 0; i < n; i++)
+        in32[i] = tgt_to_f32(in[i]);
+    tg_tensor *y64 = f(in, ctx), *y32 = f(in32, ctx);
+    tgt_assert_close_f32(y32, y64, what);
+    tg_tensor *g64[4], *g32[4];
+    ck_assert_int_eq(tg_grad(1, &y64, NULL, n, in, g64, 0), 0);
+    ck_assert_int_eq(tg_grad(1, &y32, NULL, n, in32, g32, 0), 0);
+    for (int i = 0; i < n; i++)
+        tgt_assert_close_f32(g32[i], g64[i], what);
+    tg_tape_reset();
+    for (int i = 0; i < n; i++)
+        tg_tensor_free(in32[i]);
 }
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;

@@ -125,55 +125,51 @@ int tg_init_uniform(tg_tensor *t, double lo, double hi) {
     return 0;
 }
 
-int tg_init_zeros(tg_tensor *t) {
-    if (!check_init("tg_init_zeros", t)) return -1;
-    for (int64_t i = 0; i < t->numel; i++)
-        tg__set(t, i, 0.0);
-    return 0;
-}
-
-int tg_init_constant(tg_tensor *t, double c) {
-    if (!check_init("tg_init_constant", t)) return -1;
+static int init_constant(const char *op, tg_tensor *t, double c) {
+    if (!check_init(op, t)) return -1;
     for (int64_t i = 0; i < t->numel; i++)
         tg__set(t, i, c);
     return 0;
 }
 
-/* An empty tensor (a zero fan) has nothing to fill: the bound is never computed. */
-int tg_init_xavier_uniform(tg_tensor *t) {
+int tg_init_zeros(tg_tensor *t) {
+    return init_constant("tg_init_zeros", t, 0.0);
+}
+
+int tg_init_constant(tg_tensor *t, double c) {
+    return init_constant("tg_init_constant", t, c);
+}
+
+/* The fan-scaled initializers: std = sqrt(2 / fan) with fan = fan_in + fan_out (xavier)
+ * or fan_in (kaiming); normal draws N(0, std^2), uniform draws U(-b, b) with
+ * b = sqrt(6 / fan) = sqrt(3) std, which has the same std. An empty tensor (a zero fan)
+ * has nothing to fill: the scale is never computed. */
+static int init_fan_scaled(const char *op, tg_tensor *t, bool xavier, bool uniform) {
     double fi, fo;
-    if (!check_init("tg_init_xavier_uniform", t) || !fans("tg_init_xavier_uniform", t, &fi, &fo))
-        return -1;
+    if (!check_init(op, t) || !fans(op, t, &fi, &fo)) return -1;
     if (t->numel == 0) return 0;
-    double a = sqrt(6.0 / (fi + fo));
-    fill_uniform(t, -a, a);
+    double fan = xavier ? fi + fo : fi;
+    if (uniform) {
+        double b = sqrt(6.0 / fan);
+        fill_uniform(t, -b, b);
+    } else {
+        fill_normal(t, 0.0, sqrt(2.0 / fan));
+    }
     return 0;
+}
+
+int tg_init_xavier_uniform(tg_tensor *t) {
+    return init_fan_scaled("tg_init_xavier_uniform", t, true, true);
 }
 
 int tg_init_xavier_normal(tg_tensor *t) {
-    double fi, fo;
-    if (!check_init("tg_init_xavier_normal", t) || !fans("tg_init_xavier_normal", t, &fi, &fo))
-        return -1;
-    if (t->numel == 0) return 0;
-    fill_normal(t, 0.0, sqrt(2.0 / (fi + fo)));
-    return 0;
+    return init_fan_scaled("tg_init_xavier_normal", t, true, false);
 }
 
 int tg_init_kaiming_uniform(tg_tensor *t) {
-    double fi, fo;
-    if (!check_init("tg_init_kaiming_uniform", t) || !fans("tg_init_kaiming_uniform", t, &fi, &fo))
-        return -1;
-    if (t->numel == 0) return 0;
-    double b = sqrt(6.0 / fi);
-    fill_uniform(t, -b, b);
-    return 0;
+    return init_fan_scaled("tg_init_kaiming_uniform", t, false, true);
 }
 
 int tg_init_kaiming_normal(tg_tensor *t) {
-    double fi, fo;
-    if (!check_init("tg_init_kaiming_normal", t) || !fans("tg_init_kaiming_normal", t, &fi, &fo))
-        return -1;
-    if (t->numel == 0) return 0;
-    fill_normal(t, 0.0, sqrt(2.0 / fi));
-    return 0;
+    return init_fan_scaled("tg_init_kaiming_normal", t, false, false);
 }

@@ -30,6 +30,31 @@ static void block_copy(size_t es, int64_t outer, int64_t n, const void *src, int
                (size_t)n * es);
 }
 
+/* The start of every adjoint op below: checks that g is a float tensor, then returns
+ * zeros of g's shape but with length len along axis (on the tape), with that shape's
+ * [outer, len, inner] view in *outer and *inner. */
+static tg_tensor *adjoint_zeros(const char *op, const tg_tensor *g, int axis, int64_t len,
+                                int64_t *outer, int64_t *inner) {
+    if (!tg__check_float(op, g)) return NULL;
+    int64_t shape[TG_MAX_DIMS];
+    memcpy(shape, g->shape, sizeof shape);
+    shape[axis] = len;
+    axis_split(g->ndim, g->shape, axis, outer, inner);
+    return tg__tape_zeros(g->dtype, g->ndim, shape);
+}
+
+/* Stores the axis and the index tensor in the node n that recorded y (for the index
+ * ops, whose backwards read them as i[0] and aux[0]); returns y, or NULL if recording
+ * failed. */
+static tg_tensor *keep_axis_index(tg_tensor *y, tg__node *n, int axis, const tg_tensor *index) {
+    if (n == TG__RECORD_FAILED) return NULL;
+    if (n) {
+        n->i[0] = axis;
+        n->aux[0] = index;
+    }
+    return y;
+}
+
 /* ================= transpose ================= */
 
 /* dst (contiguous, shape[0..nd)) = src read with element strides str[0..nd). */
@@ -145,13 +170,10 @@ static int embed_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
 /* z = zeros with z.shape[axis] = len and g's other dims; z[.., start:start+k, ..] = g.
  * The adjoint of tg_slice. */
 static tg_tensor *embed(tg_tensor *g, int axis, int64_t start, int64_t len) {
-    if (!tg__check_float("tg_slice (backward)", g)) return NULL;
-    int64_t shape[TG_MAX_DIMS], outer, inner, k = g->shape[axis];
-    memcpy(shape, g->shape, sizeof shape);
-    shape[axis] = len;
-    axis_split(g->ndim, g->shape, axis, &outer, &inner);
-    tg_tensor *z = tg__tape_zeros(g->dtype, g->ndim, shape);
+    int64_t outer, inner;
+    tg_tensor *z = adjoint_zeros("tg_slice (backward)", g, axis, len, &outer, &inner);
     if (!z) return NULL;
+    int64_t k = g->shape[axis];
     block_copy(tg_dtype_size(g->dtype), outer, k * inner, g->data, k * inner, 0, z->data,
                len * inner, start * inner);
     tg__node *n = tg__record("embed", z, 1, &g, embed_backward);
@@ -271,13 +293,8 @@ tg_tensor *tg_index_select(tg_tensor *x, int axis, const tg_tensor *index) {
             for (int64_t j = 0; j < k; j++)
                 memcpy(dst + (size_t)((o * k + j) * inner) * es,
                        src + (size_t)((o * len + idx[j]) * inner) * es, (size_t)inner * es);
-    tg__node *n = tg__record("index_select", y, 1, &x, index_select_backward);
-    if (n == TG__RECORD_FAILED) return NULL;
-    if (n) {
-        n->i[0] = axis;
-        n->aux[0] = index;
-    }
-    return y;
+    return keep_axis_index(y, tg__record("index_select", y, 1, &x, index_select_backward), axis,
+                           index);
 }
 
 /* node: i[0] axis, aux[0] index */
@@ -302,24 +319,15 @@ INDEX_ADD(index_add_f64, double)
 /* z = zeros with z.shape[axis] = len; z[.., index[j], ..] += g[.., j, ..] for every j
  * (repeated indices add up). The adjoint of tg_index_select. */
 static tg_tensor *index_add(tg_tensor *g, int axis, const tg_tensor *index, int64_t len) {
-    if (!tg__check_float("tg_index_select (backward)", g)) return NULL;
-    int64_t shape[TG_MAX_DIMS], outer, inner, k = g->shape[axis];
-    memcpy(shape, g->shape, sizeof shape);
-    shape[axis] = len;
-    axis_split(g->ndim, g->shape, axis, &outer, &inner);
-    tg_tensor *z = tg__tape_zeros(g->dtype, g->ndim, shape);
+    int64_t outer, inner;
+    tg_tensor *z = adjoint_zeros("tg_index_select (backward)", g, axis, len, &outer, &inner);
     if (!z) return NULL;
+    int64_t k = g->shape[axis];
     if (g->dtype == TG_F64)
         index_add_f64(outer, k, len, inner, index->data, g->data, z->data);
     else
         index_add_f32(outer, k, len, inner, index->data, g->data, z->data);
-    tg__node *n = tg__record("index_add", z, 1, &g, index_add_backward);
-    if (n == TG__RECORD_FAILED) return NULL;
-    if (n) {
-        n->i[0] = axis;
-        n->aux[0] = index;
-    }
-    return z;
+    return keep_axis_index(z, tg__record("index_add", z, 1, &g, index_add_backward), axis, index);
 }
 
 /* ================= gather and its adjoint, scatter_add ================= */
@@ -362,13 +370,7 @@ tg_tensor *tg_gather(tg_tensor *x, int axis, const tg_tensor *index) {
                 memcpy(dst + (size_t)p * es, src + (size_t)((o * len + idx[p]) * inner + i) * es,
                        es);
             }
-    tg__node *n = tg__record("gather", y, 1, &x, gather_backward);
-    if (n == TG__RECORD_FAILED) return NULL;
-    if (n) {
-        n->i[0] = axis;
-        n->aux[0] = index;
-    }
-    return y;
+    return keep_axis_index(y, tg__record("gather", y, 1, &x, gather_backward), axis, index);
 }
 
 /* node: i[0] axis, aux[0] index */
@@ -392,24 +394,16 @@ SCATTER_ADD(scatter_add_f64, double)
 /* z = zeros of g's shape with z.shape[axis] = len; z[o, index[o,j,i], i] += g[o, j, i].
  * The adjoint of tg_gather. */
 static tg_tensor *scatter_add(tg_tensor *g, int axis, const tg_tensor *index, int64_t len) {
-    if (!tg__check_float("tg_gather (backward)", g)) return NULL;
-    int64_t shape[TG_MAX_DIMS], outer, inner, k = g->shape[axis];
-    memcpy(shape, g->shape, sizeof shape);
-    shape[axis] = len;
-    axis_split(g->ndim, g->shape, axis, &outer, &inner);
-    tg_tensor *z = tg__tape_zeros(g->dtype, g->ndim, shape);
+    int64_t outer, inner;
+    tg_tensor *z = adjoint_zeros("tg_gather (backward)", g, axis, len, &outer, &inner);
     if (!z) return NULL;
+    int64_t k = g->shape[axis];
     if (g->dtype == TG_F64)
         scatter_add_f64(outer, k, len, inner, index->data, g->data, z->data);
     else
         scatter_add_f32(outer, k, len, inner, index->data, g->data, z->data);
-    tg__node *n = tg__record("scatter_add", z, 1, &g, scatter_add_backward);
-    if (n == TG__RECORD_FAILED) return NULL;
-    if (n) {
-        n->i[0] = axis;
-        n->aux[0] = index;
-    }
-    return z;
+    return keep_axis_index(z, tg__record("scatter_add", z, 1, &g, scatter_add_backward), axis,
+                           index);
 }
 
 /* ================= cast ================= */

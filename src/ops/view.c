@@ -51,11 +51,27 @@ tg_tensor *tg_detach(tg_tensor *x) {
 
 /* ---- broadcast_to / sum_to ---- */
 
+/* What the tg__broadcast_walk callbacks of both ops read: input data, output data and
+ * their dtype. */
 typedef struct {
     const void *x;
     void *y;
     tg_dtype dt;
 } copy_ctx;
+
+/* The target of broadcast_to / sum_to: 0..TG_MAX_DIMS dimensions of sizes >= 0. */
+static bool check_target(const char *op, const tg_tensor *x, int ndim, const int64_t *shape) {
+    if (ndim < 0 || ndim > TG_MAX_DIMS || (ndim > 0 && !shape)) {
+        tg__fail("%s: bad target ndim %d for %s", op, ndim, tg__shp(x));
+        return false;
+    }
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] < 0) {
+            tg__fail("%s: bad target shape %s", op, tg__shp_raw(ndim, shape));
+            return false;
+        }
+    return true;
+}
 
 static void bcast_run(int64_t n, int64_t oo, const int64_t *off, const int64_t *st, void *vc) {
     const copy_ctx *c = vc;
@@ -91,11 +107,7 @@ static int broadcast_to_backward(const tg__node *n, tg_tensor *g, tg_tensor **gi
 
 tg_tensor *tg_broadcast_to(tg_tensor *x, int ndim, const int64_t *shape) {
     if (!tg__check_nonnull("tg_broadcast_to", x)) return NULL;
-    if (ndim < 0 || ndim > TG_MAX_DIMS || (ndim > 0 && !shape))
-        return tg__fail("tg_broadcast_to: bad target ndim %d for %s", ndim, tg__shp(x));
-    for (int i = 0; i < ndim; i++)
-        if (shape[i] < 0)
-            return tg__fail("tg_broadcast_to: bad target shape %s", tg__shp_raw(ndim, shape));
+    if (!check_target("tg_broadcast_to", x, ndim, shape)) return NULL;
     if (!broadcasts_to(x->ndim, x->shape, ndim, shape))
         return tg__fail("tg_broadcast_to: %s does not broadcast to %s", tg__shp(x),
                         tg__shp_raw(ndim, shape));
@@ -112,22 +124,19 @@ tg_tensor *tg_broadcast_to(tg_tensor *x, int ndim, const int64_t *shape) {
 /* sum_to walks the big input x; operand 0 is the small output with stride 0 on the
  * summed dimensions, so each run adds x's elements into y (a row sum when the run's
  * output stride is 0, an elementwise add when it is 1). */
-typedef struct {
-    const void *x;
-    void *y;
-    tg_dtype dt;
-} sum_ctx;
 
 #define SUMTO_RUN(NAME, T)                                                                         \
     static void NAME(int64_t n, int64_t ox, const int64_t *off, const int64_t *st, void *vc) {     \
-        const sum_ctx *c = vc;                                                                     \
+        const copy_ctx *c = vc;                                                                    \
         const T *x = (const T *)c->x + ox;                                                         \
         T *y = (T *)c->y + off[0];                                                                 \
         if (st[0] == 1) {                                                                          \
-            for (int64_t i = 0; i < n; i++) y[i] += x[i];                                          \
+            for (int64_t i = 0; i < n; i++)                                                        \
+                y[i] += x[i];                                                                      \
         } else {                                                                                   \
             double s = 0;                                                                          \
-            for (int64_t i = 0; i < n; i++) s += x[i];                                             \
+            for (int64_t i = 0; i < n; i++)                                                        \
+                s += x[i];                                                                         \
             y[0] += (T)s;                                                                          \
         }                                                                                          \
     }
@@ -141,17 +150,14 @@ static int sum_to_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
 
 tg_tensor *tg_sum_to(tg_tensor *x, int ndim, const int64_t *shape) {
     if (!tg__check_float("tg_sum_to", x)) return NULL;
-    if (ndim < 0 || ndim > TG_MAX_DIMS || (ndim > 0 && !shape))
-        return tg__fail("tg_sum_to: bad target ndim %d for %s", ndim, tg__shp(x));
-    for (int i = 0; i < ndim; i++)
-        if (shape[i] < 0) return tg__fail("tg_sum_to: bad target shape %s", tg__shp_raw(ndim, shape));
+    if (!check_target("tg_sum_to", x, ndim, shape)) return NULL;
     if (!broadcasts_to(ndim, shape, x->ndim, x->shape))
         return tg__fail("tg_sum_to: %s cannot be summed to %s (the target must broadcast to the "
                         "input)",
                         tg__shp(x), tg__shp_raw(ndim, shape));
     tg_tensor *y = tg__tape_zeros(x->dtype, ndim, shape);
     if (!y) return NULL;
-    sum_ctx c = {x->data, y->data, x->dtype};
+    copy_ctx c = {x->data, y->data, x->dtype};
     tg__broadcast_walk(x->ndim, x->shape, 1, (const int[]){ndim}, (const int64_t *const[]){shape},
                        x->dtype == TG_F64 ? sumto_f64 : sumto_f32, &c);
     if (tg__record("sum_to", y, 1, &x, sum_to_backward) == TG__RECORD_FAILED) return NULL;
