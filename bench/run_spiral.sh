@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Builds tapegrad (Release) and times one training step of the spiral example four ways
+# in one run, all on one thread (OPENBLAS_NUM_THREADS=1, torch.set_num_threads(1)):
+# tapegrad and the hand-written floor (bench/spiral.c), PyTorch eager and NumPy
+# (bench/spiral_peers.py). Prints each program's output, then the table.
+#
+#   bench/run_spiral.sh [build-dir]            default build dir: build/bench-release
+#
+# The machine may be shared, so the two programs run ROUNDS times in turn and the table
+# takes, for each side, the round with the lowest median (all rounds are printed).
+#
+# Environment: REPEATS (21) timed batches of STEPS (2000) steps each, after the
+# programs' warm-up; ROUNDS (3); PYTHON (/usr/bin/python3).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$root/build/bench-release}
+python=${PYTHON:-/usr/bin/python3}
+repeats=${REPEATS:-21}
+steps=${STEPS:-2000}
+rounds=${ROUNDS:-3}
+export OPENBLAS_NUM_THREADS=1
+
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DTG_BUILD_TESTS=OFF \
+      -DTG_BUILD_EXAMPLES=OFF -DTG_BUILD_BENCH=ON >/dev/null
+cmake --build "$build" -j2 --target bench_spiral >/dev/null
+
+all=""
+for r in $(seq 1 "$rounds"); do
+    echo "== round $r/$rounds: tapegrad and the floor (OPENBLAS_NUM_THREADS=$OPENBLAS_NUM_THREADS)"
+    out=$("$build/bench/spiral" "$repeats" "$steps")
+    echo "$out"
+    all+="$out"$'\n'
+    echo "== round $r/$rounds: PyTorch eager and NumPy"
+    out=$("$python" "$root/bench/spiral_peers.py" "$repeats" "$steps")
+    echo "$out"
+    all+="$out"$'\n'
+done
+
+field() { # field <side> <key>: key=... on the side's RESULT line with the lowest median
+    printf '%s\n' "$all" | awk -v s="$1" -v k="$2" '$1 == "RESULT" && $2 == s {
+        delete kv; for (i = 3; i <= NF; i++) { split($i, p, "="); kv[p[1]] = p[2] }
+        if (!n++ || kv["median_us"] + 0 < best) { best = kv["median_us"] + 0; v = kv[k] } }
+        END { print v }'
+}
+tg=$(field tapegrad median_us); tg_min=$(field tapegrad min_us)
+fl=$(field floor median_us); fl_min=$(field floor min_us)
+th=$(field torch median_us); th_min=$(field torch min_us)
+np=$(field numpy median_us); np_min=$(field numpy min_us)
+
+echo
+echo "Spiral training step (batch 20, 2-100-3 MLP, SGD momentum), F32, one thread"
+awk -v tg="$tg" -v fl="$fl" -v th="$th" -v np="$np" -v tgm="$tg_min" -v flm="$fl_min" \
+    -v thm="$th_min" -v npm="$np_min" 'BEGIN {
+    printf "| %-30s | %14s | %11s | %-26s |\n", "", "median us/step", "min us/step", "ratio (median)"
+    printf "|%s|%s|%s|%s|\n", "--------------------------------", "---------------:",
+        "------------:", "----------------------------"
+    printf "| %-30s | %14.2f | %11.2f | %-26s |\n", "hand-written C floor", fl, flm, ""
+    printf "| %-30s | %14.2f | %11.2f | tapegrad/floor = %6.2fx  |\n", "tapegrad", tg, tgm, tg / fl
+    printf "| %-30s | %14.2f | %11.2f | torch/tapegrad = %6.1fx  |\n", "PyTorch eager", th, thm, th / tg
+    printf "| %-30s | %14.2f | %11.2f | numpy/tapegrad = %6.1fx  |\n", "NumPy (hand-written)", np, npm, np / tg
+    printf "\ntargets: tapegrad/floor <= 2: %s (%.2fx); torch/tapegrad >= 15: %s (%.1fx)\n",
+        (tg / fl <= 2) ? "met" : "MISSED", tg / fl, (th / tg >= 15) ? "met" : "MISSED", th / tg
+}'
