@@ -1,11 +1,11 @@
 /* optim.c — SGD, Adam/AdamW and RMSprop, global-norm gradient clipping and the
  * closed forms of two learning-rate schedules.
  *
- * Each rule is one kernel over double arrays: the parameter, its gradient and its
+ * Each rule is one kernel over the parameter, its gradient and its
  * state slots. The kernels follow PyTorch's single-tensor implementations operation by
  * operation (same expressions, same order), so F64 runs agree with torch.optim to the
- * last few bits. F64 parameters are updated in place; F32 parameters go through the
- * same kernel in chunks converted to double and back, so there is one kernel per rule.
+ * last few bits. Each rule is one kernel written for both storage types; the
+ * arithmetic is in double for both.
  *
  * Updates are plain loops over ->data outside the tape: an optimizer step is not part
  * of any computation that is differentiated. */
@@ -48,137 +48,138 @@ struct tg_optim {
 
 /* ---------------- kernels ----------------
  * n elements; p the parameter, g its gradient, s[k] state slot k (NULL when unused);
- * t the step count of this parameter including the current step (t >= 1). */
-typedef void (*kernel_fn)(const tg_optim *o, int64_t n, double *p, const double *g,
-                          double *const *s, int64_t t);
+ * t the step count of this parameter including the current step (t >= 1). Each rule is
+ * written once as a macro and instantiated for float and double storage; arithmetic is
+ * always in double, so an F32 parameter follows the same rule as an F64 one, rounded
+ * to float where it is stored (parameter and state alike, as PyTorch stores them). */
+typedef void (*kernel_fn)(const tg_optim *o, int64_t n, void *p, const void *g, void *const *s,
+                          int64_t t);
 
-static void sgd_kernel(const tg_optim *o, int64_t n, double *p, const double *g, double *const *s,
-                       int64_t t) {
-    const double lr = o->lr, mom = o->o.sgd.momentum, wd = o->o.sgd.weight_decay;
-    const double keep = 1.0 - o->o.sgd.dampening;
-    const bool nesterov = o->o.sgd.nesterov;
-    double *buf = s[0];
-    for (int64_t i = 0; i < n; i++) {
-        double d = g[i];
-        if (wd != 0.0) d = d + wd * p[i];
-        if (mom != 0.0) {
-            /* First step: the buffer is the gradient itself, without dampening. */
-            buf[i] = t == 1 ? d : buf[i] * mom + keep * d;
-            d = nesterov ? d + mom * buf[i] : buf[i];
-        }
-        p[i] = p[i] + (-lr) * d;
+/* SGD. The common cases (plain, momentum without Nesterov or weight decay) get loops of
+ * their own without per-element tests, so they vectorise. */
+#define SGD_KERNEL(NAME, T)                                                                        \
+    static void NAME(const tg_optim *o, int64_t n, void *vp, const void *vg, void *const *s,       \
+                     int64_t t) {                                                                  \
+        T *p = vp, *buf = s[0];                                                                    \
+        const T *g = vg;                                                                           \
+        const double lr = o->lr, mom = o->o.sgd.momentum, wd = o->o.sgd.weight_decay;              \
+        const double keep = 1.0 - o->o.sgd.dampening;                                              \
+        const bool nesterov = o->o.sgd.nesterov;                                                   \
+        if (mom == 0.0 && wd == 0.0) {                                                             \
+            for (int64_t i = 0; i < n; i++) p[i] = (T)((double)p[i] + (-lr) * (double)g[i]);      \
+            return;                                                                                \
+        }                                                                                          \
+        if (mom != 0.0 && wd == 0.0 && !nesterov && t > 1) {                                       \
+            for (int64_t i = 0; i < n; i++) {                                                      \
+                double b = (double)buf[i] * mom + keep * (double)g[i];                             \
+                buf[i] = (T)b;                                                                     \
+                p[i] = (T)((double)p[i] + (-lr) * (double)buf[i]);                                 \
+            }                                                                                      \
+            return;                                                                                \
+        }                                                                                          \
+        for (int64_t i = 0; i < n; i++) {                                                          \
+            double d = g[i];                                                                       \
+            if (wd != 0.0) d = d + wd * (double)p[i];                                              \
+            if (mom != 0.0) {                                                                      \
+                /* First step: the buffer is the gradient itself, without dampening. */           \
+                buf[i] = (T)(t == 1 ? d : (double)buf[i] * mom + keep * d);                        \
+                d = nesterov ? d + mom * (double)buf[i] : (double)buf[i];                          \
+            }                                                                                      \
+            p[i] = (T)((double)p[i] + (-lr) * d);                                                  \
+        }                                                                                          \
     }
-}
 
-static void adam_kernel(const tg_optim *o, int64_t n, double *p, const double *g, double *const *s,
-                        int64_t t) {
-    const tg_adam_opts *a = &o->o.adam;
-    const double lr = o->lr, b1 = a->beta1, b2 = a->beta2, eps = a->eps, wd = a->weight_decay;
-    const double bc1 = 1.0 - pow(b1, (double)t), bc2 = 1.0 - pow(b2, (double)t);
-    const double neg_step = -(lr / bc1), bc2_sqrt = sqrt(bc2);
-    const double decay = 1.0 - lr * wd;
-    double *m = s[0], *v = s[1], *vmax = s[2];
-    for (int64_t i = 0; i < n; i++) {
-        double gi = g[i];
-        if (a->decoupled)
-            p[i] = p[i] * decay;
-        else if (wd != 0.0)
-            gi = gi + wd * p[i];
-        m[i] = m[i] * b1 + (1.0 - b1) * gi;
-        v[i] = v[i] * b2 + (1.0 - b2) * gi * gi;
-        double vv = v[i];
-        if (a->amsgrad) {
-            if (vv > vmax[i] || isnan(vv)) vmax[i] = vv; /* torch.maximum propagates NaN */
-            vv = vmax[i];
-        }
-        double denom = sqrt(vv) / bc2_sqrt + eps;
-        p[i] = p[i] + neg_step * m[i] / denom;
+#define ADAM_KERNEL(NAME, T)                                                                       \
+    static void NAME(const tg_optim *o, int64_t n, void *vp, const void *vg, void *const *s,       \
+                     int64_t t) {                                                                  \
+        const tg_adam_opts *a = &o->o.adam;                                                        \
+        const double lr = o->lr, b1 = a->beta1, b2 = a->beta2, eps = a->eps;                       \
+        const double wd = a->weight_decay;                                                         \
+        const double bc1 = 1.0 - pow(b1, (double)t), bc2 = 1.0 - pow(b2, (double)t);              \
+        const double neg_step = -(lr / bc1), bc2_sqrt = sqrt(bc2);                                 \
+        const double decay = 1.0 - lr * wd;                                                        \
+        T *p = vp, *m = s[0], *v = s[1], *vmax = s[2];                                             \
+        const T *g = vg;                                                                           \
+        for (int64_t i = 0; i < n; i++) {                                                          \
+            double gi = g[i], pi = p[i];                                                           \
+            if (a->decoupled)                                                                      \
+                pi = (T)(pi * decay);                                                              \
+            else if (wd != 0.0)                                                                    \
+                gi = gi + wd * pi;                                                                 \
+            double mi = (T)((double)m[i] * b1 + (1.0 - b1) * gi);                                  \
+            double vi = (T)((double)v[i] * b2 + (1.0 - b2) * gi * gi);                             \
+            m[i] = (T)mi;                                                                          \
+            v[i] = (T)vi;                                                                          \
+            double vv = vi;                                                                        \
+            if (a->amsgrad) {                                                                      \
+                /* torch.maximum propagates NaN */                                                 \
+                if (vv > (double)vmax[i] || isnan(vv)) vmax[i] = (T)vv;                            \
+                vv = vmax[i];                                                                      \
+            }                                                                                      \
+            double denom = sqrt(vv) / bc2_sqrt + eps;                                              \
+            p[i] = (T)(pi + neg_step * mi / denom);                                                \
+        }                                                                                          \
     }
-}
 
-static void rmsprop_kernel(const tg_optim *o, int64_t n, double *p, const double *g,
-                           double *const *s, int64_t t) {
-    const tg_rmsprop_opts *r = &o->o.rms;
-    const double lr = o->lr, al = r->alpha, eps = r->eps, wd = r->weight_decay, mom = r->momentum;
-    double *sq = s[0], *buf = s[1], *ga = s[2];
-    (void)t;
-    for (int64_t i = 0; i < n; i++) {
-        double gi = g[i];
-        if (wd != 0.0) gi = gi + wd * p[i];
-        sq[i] = sq[i] * al + (1.0 - al) * gi * gi;
-        double avg;
-        if (r->centered) {
-            ga[i] = ga[i] * al + (1.0 - al) * gi;
-            avg = sqrt(sq[i] - ga[i] * ga[i]);
-        } else {
-            avg = sqrt(sq[i]);
-        }
-        avg = avg + eps;
-        if (mom > 0.0) {
-            buf[i] = buf[i] * mom + gi / avg;
-            p[i] = p[i] + (-lr) * buf[i];
-        } else {
-            p[i] = p[i] + (-lr) * gi / avg;
-        }
+#define RMSPROP_KERNEL(NAME, T)                                                                    \
+    static void NAME(const tg_optim *o, int64_t n, void *vp, const void *vg, void *const *s,       \
+                     int64_t t) {                                                                  \
+        const tg_rmsprop_opts *r = &o->o.rms;                                                      \
+        const double lr = o->lr, al = r->alpha, eps = r->eps, wd = r->weight_decay;                \
+        const double mom = r->momentum;                                                            \
+        T *p = vp, *sq = s[0], *buf = s[1], *ga = s[2];                                            \
+        const T *g = vg;                                                                           \
+        (void)t;                                                                                   \
+        for (int64_t i = 0; i < n; i++) {                                                          \
+            double gi = g[i], pi = p[i];                                                           \
+            if (wd != 0.0) gi = gi + wd * pi;                                                      \
+            double sqi = (T)((double)sq[i] * al + (1.0 - al) * gi * gi);                           \
+            sq[i] = (T)sqi;                                                                        \
+            double avg;                                                                            \
+            if (r->centered) {                                                                     \
+                double gai = (T)((double)ga[i] * al + (1.0 - al) * gi);                            \
+                ga[i] = (T)gai;                                                                    \
+                avg = sqrt(sqi - gai * gai);                                                       \
+            } else {                                                                               \
+                avg = sqrt(sqi);                                                                   \
+            }                                                                                      \
+            avg = avg + eps;                                                                       \
+            if (mom > 0.0) {                                                                       \
+                double bi = (T)((double)buf[i] * mom + gi / avg);                                  \
+                buf[i] = (T)bi;                                                                    \
+                p[i] = (T)(pi + (-lr) * bi);                                                       \
+            } else {                                                                               \
+                p[i] = (T)(pi + (-lr) * gi / avg);                                                 \
+            }                                                                                      \
+        }                                                                                          \
     }
-}
 
-static kernel_fn kernel_of(optim_kind k) {
+SGD_KERNEL(sgd_f32, float)
+SGD_KERNEL(sgd_f64, double)
+ADAM_KERNEL(adam_f32, float)
+ADAM_KERNEL(adam_f64, double)
+RMSPROP_KERNEL(rmsprop_f32, float)
+RMSPROP_KERNEL(rmsprop_f64, double)
+
+static kernel_fn kernel_of(optim_kind k, tg_dtype dt) {
+    bool f64 = dt == TG_F64;
     switch (k) {
     case KIND_SGD:
-        return sgd_kernel;
+        return f64 ? sgd_f64 : sgd_f32;
     case KIND_ADAM:
-        return adam_kernel;
+        return f64 ? adam_f64 : adam_f32;
     default:
-        return rmsprop_kernel;
+        return f64 ? rmsprop_f64 : rmsprop_f32;
     }
 }
 
-/* Elements of an F32 parameter converted to double per kernel call. */
-#define CHUNK 256
-
-/* Runs the rule on one parameter: directly on the data for F64, through double
- * buffers chunk by chunk for F32 (the state is stored back as float, like the
- * parameter). */
+/* Runs the rule on one parameter, in place. */
 static void update_param(const tg_optim *o, param_slot *sl) {
-    kernel_fn kernel = kernel_of(o->kind);
     tg_tensor *p = sl->param;
-    const tg_tensor *g = p->grad;
-    if (p->dtype == TG_F64) {
-        double *s[MAX_STATE];
-        for (int k = 0; k < MAX_STATE; k++)
-            s[k] = sl->state[k] ? sl->state[k]->data : NULL;
-        kernel(o, p->numel, p->data, g->data, s, sl->steps);
-        return;
-    }
-    double pb[CHUNK], gb[CHUNK], sb[MAX_STATE][CHUNK];
-    double *s[MAX_STATE];
+    void *s[MAX_STATE];
     for (int k = 0; k < MAX_STATE; k++)
-        s[k] = sl->state[k] ? sb[k] : NULL;
-    float *pf = p->data;
-    const float *gf = g->data;
-    for (int64_t at = 0; at < p->numel; at += CHUNK) {
-        int64_t len = p->numel - at < CHUNK ? p->numel - at : CHUNK;
-        for (int64_t i = 0; i < len; i++) {
-            pb[i] = pf[at + i];
-            gb[i] = gf[at + i];
-        }
-        for (int k = 0; k < MAX_STATE; k++) {
-            if (!s[k]) continue;
-            const float *sf = sl->state[k]->data;
-            for (int64_t i = 0; i < len; i++)
-                sb[k][i] = sf[at + i];
-        }
-        kernel(o, len, pb, gb, s, sl->steps);
-        for (int64_t i = 0; i < len; i++)
-            pf[at + i] = (float)pb[i];
-        for (int k = 0; k < MAX_STATE; k++) {
-            if (!s[k]) continue;
-            float *sf = sl->state[k]->data;
-            for (int64_t i = 0; i < len; i++)
-                sf[at + i] = (float)sb[k][i];
-        }
-    }
+        s[k] = sl->state[k] ? sl->state[k]->data : NULL;
+    kernel_of(o->kind, p->dtype)(o, p->numel, p->data, p->grad->data, s, sl->steps);
 }
 
 /* ---------------- construction ---------------- */
