@@ -75,6 +75,19 @@ tg_tensor *tg_max(tg_tensor *x, int axis, bool keepdim);
  * is exact for large inputs (1e4) and does not overflow; d/dx_i = softmax(x)_i. */
 tg_tensor *tg_logsumexp(tg_tensor *x, int axis, bool keepdim);
 
+/* ---- softmax ----
+ * Along one axis (negative counts from the end; TG_ALL is an error), computed stably
+ * with the maximum subtracted first. */
+/* y_j = e^(x_j) / sum_k e^(x_k);            dx = y * (g - sum(g * y)) */
+tg_tensor *tg_softmax(tg_tensor *x, int axis);
+/* y_j = x_j - log sum_k e^(x_k);            dx = g - softmax(x) * sum(g) */
+tg_tensor *tg_log_softmax(tg_tensor *x, int axis);
+/* The fused softmax cross-entropy of logits [N, C] against labels (I64 [N], values in
+ * [0, C)): the 0-d mean  (1/N) sum_i [ logsumexp(x_i) - x_i[y_i] ],  one pass per row.
+ * d/dx = g (softmax(x) - onehot(y)) / N, itself differentiable. The tape keeps a
+ * pointer to labels: keep it alive until the backward pass is done. */
+tg_tensor *tg_softmax_cross_entropy(tg_tensor *logits, const tg_tensor *labels);
+
 /* ---- matrix products (OpenBLAS gemm) ----
  * tg_matmul: C[.., i, j] = sum_l A[.., i, l] B[.., l, j] for A [..., m, k] and
  * B [..., k, n]; both need ndim >= 2. The leading (batch) dimensions broadcast like

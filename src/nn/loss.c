@@ -50,11 +50,9 @@ static tg_tensor *label_column(const tg_tensor *labels) {
 
 tg_tensor *tg_loss_cross_entropy(tg_tensor *logits, const tg_tensor *labels) {
     if (!check_class_inputs("tg_loss_cross_entropy", logits, labels)) return NULL;
-    tg_tensor *idx = label_column(labels);
-    if (!idx) return NULL;
-    tg_tensor *lse = tg_logsumexp(logits, 1, true); /* [N, 1] */
-    tg_tensor *picked = tg_gather(logits, 1, idx);  /* [N, 1] */
-    return tg_mean(tg_sub(lse, picked), TG_ALL, false);
+    /* One fused op (ops.h): logsumexp minus the label's logit, averaged, in one pass;
+     * its backward is g (softmax - onehot) / N, written with ops. */
+    return tg_softmax_cross_entropy(logits, labels);
 }
 
 /* sum over all j of max(0, s_j - s_y + 1) times a constant mask that is 0 at j = y,

@@ -13,13 +13,14 @@ typedef enum {
     B_ADD, B_SUB, B_MUL, B_DIV, B_POW, B_MAX, B_MIN,
     B_MASK_GT, /* 1 where a > b, 0.5 where a == b, 0 elsewhere (maximum's gradient share) */
     B_MASK_LT, /* 1 where a < b, 0.5 where a == b, 0 elsewhere */
+    B_RELU_GRAD, /* a where b > 0, else 0: relu's backward in one pass (a = g, b = x) */
     B_COUNT
 } binop;
 
 static const char *const bin_names[B_COUNT] = {"tg_add", "tg_sub", "tg_mul", "tg_div",
                                                "tg_pow", "tg_maximum", "tg_minimum",
-                                               "tg_mask_gt", "tg_mask_lt"};
-static const char *const bin_syms[B_COUNT] = {"+", "-", "*", "/", "^", "max", "min", ">", "<"};
+                                               "tg_mask_gt", "tg_mask_lt", "tg_relu_grad"};
+static const char *const bin_syms[B_COUNT] = {"+", "-", "*", "/", "^", "max", "min", ">", "<", "where >0"};
 
 typedef struct {
     const void *a, *b;
@@ -37,7 +38,8 @@ typedef struct {
      : (op) == B_MAX ? (((x) > (z) || (x) != (x)) ? (x) : (z))                                     \
      : (op) == B_MIN ? (((x) < (z) || (x) != (x)) ? (x) : (z))                                     \
      : (op) == B_MASK_GT ? ((x) > (z) ? (T)1 : (x) == (z) ? (T)0.5 : (T)0)                         \
-                         : ((x) < (z) ? (T)1 : (x) == (z) ? (T)0.5 : (T)0))
+     : (op) == B_MASK_LT ? ((x) < (z) ? (T)1 : (x) == (z) ? (T)0.5 : (T)0)                         \
+                         : ((z) > 0 ? (x) : (T)0))
 
 /* The switch sits outside the loops so every loop has a fixed operation. */
 #define BIN_LOOPS(T, OP)                                                                           \
@@ -68,6 +70,7 @@ typedef struct {
             BIN_LOOPS(T, B_MIN)                                                                    \
             BIN_LOOPS(T, B_MASK_GT)                                                                \
             BIN_LOOPS(T, B_MASK_LT)                                                                \
+            BIN_LOOPS(T, B_RELU_GRAD)                                                              \
         default: break;                                                                            \
         }                                                                                          \
     }
@@ -191,10 +194,13 @@ static int maxmin_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
 }
 
 static const tg__backward_fn bin_backward[B_COUNT] = {
-    add_backward, sub_backward, mul_backward, div_backward, pow_backward, maxmin_backward,
-    maxmin_backward, NULL, NULL};
+    [B_ADD] = add_backward, [B_SUB] = sub_backward,     [B_MUL] = mul_backward,
+    [B_DIV] = div_backward, [B_POW] = pow_backward,     [B_MAX] = maxmin_backward,
+    [B_MIN] = maxmin_backward,
+    /* masks are constants and never recorded; relu_grad records itself */
+    [B_MASK_GT] = NULL,     [B_MASK_LT] = NULL,         [B_RELU_GRAD] = NULL};
 static const char *const bin_opnames[B_COUNT] = {"add", "sub", "mul", "div", "pow",
-                                                 "maximum", "minimum", "mask", "mask"};
+                                                 "maximum", "minimum", "mask", "mask", "relu_grad"};
 
 static tg_tensor *binary(binop op, tg_tensor *a, tg_tensor *b) {
     tg_tensor *y = binary_compute(op, a, b);
@@ -217,7 +223,6 @@ tg_tensor *tg_minimum(tg_tensor *a, tg_tensor *b) { return binary(B_MIN, a, b); 
 
 typedef enum {
     U_NEG, U_EXP, U_LOG, U_SIN, U_COS, U_TANH, U_SIGMOID, U_RELU, U_SQRT, U_ABS, U_SQUARE,
-    U_STEP, /* 1 where x > 0, else 0: relu's derivative */
     U_SIGN, /* -1, 0, 1: abs's derivative */
     U_ADDC, U_MULC, U_POWC, /* with the constant c */
     U_COUNT
@@ -225,7 +230,7 @@ typedef enum {
 
 static const char *const un_names[U_COUNT] = {
     "tg_neg", "tg_exp", "tg_log", "tg_sin", "tg_cos", "tg_tanh", "tg_sigmoid", "tg_relu",
-    "tg_sqrt", "tg_abs", "tg_square", "tg_step", "tg_sign", "tg_add_scalar", "tg_mul_scalar",
+    "tg_sqrt", "tg_abs", "tg_square", "tg_sign", "tg_add_scalar", "tg_mul_scalar",
     "tg_pow_scalar"};
 
 #define UN_EXPR(op, x, c, T, F)                                                                    \
@@ -241,7 +246,6 @@ static const char *const un_names[U_COUNT] = {
      : (op) == U_SQRT    ? sqrt##F(x)                                                              \
      : (op) == U_ABS     ? fabs##F(x)                                                              \
      : (op) == U_SQUARE  ? (x) * (x)                                                               \
-     : (op) == U_STEP    ? ((x) > 0 ? (T)1 : (T)0)                                                 \
      : (op) == U_SIGN    ? ((x) > 0 ? (T)1 : (x) < 0 ? (T)-1 : (T)0)                               \
      : (op) == U_ADDC    ? (x) + (c)                                                               \
      : (op) == U_MULC    ? (x) * (c)                                                               \
@@ -266,7 +270,6 @@ static const char *const un_names[U_COUNT] = {
             UN_LOOP(T, F, U_SQRT)                                                                  \
             UN_LOOP(T, F, U_ABS)                                                                   \
             UN_LOOP(T, F, U_SQUARE)                                                                \
-            UN_LOOP(T, F, U_STEP)                                                                  \
             UN_LOOP(T, F, U_SIGN)                                                                  \
             UN_LOOP(T, F, U_ADDC)                                                                  \
             UN_LOOP(T, F, U_MULC)                                                                  \
@@ -314,8 +317,22 @@ static int sigmoid_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     tg_tensor *y = n->out;
     return (gin[0] = tg_mul(g, tg_mul(y, tg_add_scalar(tg_neg(y), 1.0)))) ? 0 : -1;
 }
+/* relu's backward as one op: y = g where x > 0, else 0. Linear in g, so its own
+ * backward is the same op on the incoming gradient (x is a constant of it). */
+static tg_tensor *relu_grad(tg_tensor *g, tg_tensor *x);
+static int relu_grad_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
+    return (gin[0] = relu_grad(g, (tg_tensor *)n->aux[0])) ? 0 : -1;
+}
+static tg_tensor *relu_grad(tg_tensor *g, tg_tensor *x) {
+    tg_tensor *y = binary_compute(B_RELU_GRAD, g, x);
+    if (!y) return NULL;
+    tg__node *n = tg__record("relu_grad", y, 1, &g, relu_grad_backward);
+    if (n == TG__RECORD_FAILED) return NULL;
+    if (n) n->aux[0] = x;
+    return y;
+}
 static int relu_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
-    return (gin[0] = tg_mul(g, unary_compute(U_STEP, n->in[0], 0))) ? 0 : -1;
+    return (gin[0] = relu_grad(g, n->in[0])) ? 0 : -1;
 }
 /* d sqrt = 1 / (2 y) */
 static int sqrt_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
@@ -346,9 +363,12 @@ static int powc_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
 }
 
 static const tg__backward_fn un_backward[U_COUNT] = {
-    neg_backward, exp_backward,  log_backward,  sin_backward,    cos_backward,  tanh_backward,
-    sigmoid_backward, relu_backward, sqrt_backward, abs_backward, square_backward, NULL, NULL,
-    addc_backward, mulc_backward, powc_backward};
+    [U_NEG] = neg_backward,         [U_EXP] = exp_backward,   [U_LOG] = log_backward,
+    [U_SIN] = sin_backward,         [U_COS] = cos_backward,   [U_TANH] = tanh_backward,
+    [U_SIGMOID] = sigmoid_backward, [U_RELU] = relu_backward, [U_SQRT] = sqrt_backward,
+    [U_ABS] = abs_backward,         [U_SQUARE] = square_backward,
+    [U_SIGN] = NULL, /* a constant mask, never recorded */
+    [U_ADDC] = addc_backward,       [U_MULC] = mulc_backward, [U_POWC] = powc_backward};
 
 static tg_tensor *unary(unop op, tg_tensor *x, double c) {
     tg_tensor *y = unary_compute(op, x, c);

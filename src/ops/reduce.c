@@ -178,3 +178,132 @@ tg_tensor *tg_argmax(tg_tensor *x, int axis) {
     run(R_ARGMAX, &r, x, NULL, y->data);
     return y;
 }
+
+/* ================= softmax, log_softmax, softmax cross-entropy ================= */
+
+/* Along the reduced axis of each (o, k): m = max, s = sum e^(x - m), then
+ *   softmax:     y_j = e^(x_j - m) / s
+ *   log_softmax: y_j = x_j - m - log s
+ * A row whose maximum is not finite uses m = 0, as logsumexp does. */
+#define SOFTMAX_KERNEL(NAME, T, F)                                                                 \
+    static void NAME(bool log_form, const reduction *r, const T *x, T *y) {                        \
+        for (int64_t o = 0; o < r->outer; o++)                                                     \
+            for (int64_t k = 0; k < r->inner; k++) {                                               \
+                int64_t base = o * r->n * r->inner + k, s = r->inner;                              \
+                const T *p = x + base;                                                             \
+                T *q = y + base;                                                                   \
+                T m = p[0];                                                                        \
+                for (int64_t j = 1; j < r->n; j++)                                                 \
+                    if (p[j * s] > m) m = p[j * s];                                                \
+                if (!isfinite(m)) m = 0;                                                           \
+                double sum = 0;                                                                    \
+                for (int64_t j = 0; j < r->n; j++) sum += exp##F(p[j * s] - m);                    \
+                if (log_form) {                                                                    \
+                    T c = (T)(m + log(sum));                                                       \
+                    for (int64_t j = 0; j < r->n; j++) q[j * s] = p[j * s] - c;                    \
+                } else {                                                                           \
+                    T inv = (T)(1.0 / sum);                                                        \
+                    for (int64_t j = 0; j < r->n; j++) q[j * s] = exp##F(p[j * s] - m) * inv;      \
+                }                                                                                  \
+            }                                                                                      \
+    }
+SOFTMAX_KERNEL(softmax_f32, float, f)
+SOFTMAX_KERNEL(softmax_f64, double, )
+
+/* d softmax: gin = y * (g - sum(g * y)) */
+static int softmax_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
+    int axis = (int)n->i[0];
+    tg_tensor *y = n->out;
+    return (gin[0] = tg_mul(y, tg_sub(g, tg_sum(tg_mul(g, y), axis, true)))) ? 0 : -1;
+}
+
+/* d log_softmax: gin = g - e^y * sum(g) */
+static int log_softmax_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
+    int axis = (int)n->i[0];
+    return (gin[0] = tg_sub(g, tg_mul(tg_exp(n->out), tg_sum(g, axis, true)))) ? 0 : -1;
+}
+
+static tg_tensor *softmax_op(const char *op, bool log_form, tg_tensor *x, int axis) {
+    if (!tg__check_float(op, x)) return NULL;
+    if (axis == TG_ALL) return tg__fail("%s: needs one axis, not TG_ALL (%s)", op, tg__shp(x));
+    reduction r;
+    if (!plan(op, x, axis, true, &r)) return NULL;
+    if (axis < 0) axis += x->ndim;
+    tg_tensor *y = tg__tape_tensor(x->dtype, x->ndim, x->shape);
+    if (!y) return NULL;
+    if (r.n > 0) {
+        if (x->dtype == TG_F64)
+            softmax_f64(log_form, &r, x->data, y->data);
+        else
+            softmax_f32(log_form, &r, x->data, y->data);
+    }
+    tg__node *n = tg__record(log_form ? "log_softmax" : "softmax", y, 1, &x,
+                             log_form ? log_softmax_backward : softmax_backward);
+    if (n == TG__RECORD_FAILED) return NULL;
+    if (n) n->i[0] = axis;
+    return y;
+}
+
+tg_tensor *tg_softmax(tg_tensor *x, int axis) { return softmax_op("tg_softmax", false, x, axis); }
+tg_tensor *tg_log_softmax(tg_tensor *x, int axis) {
+    return softmax_op("tg_log_softmax", true, x, axis);
+}
+
+/* loss = (1/N) sum_i [ logsumexp(x_i) - x_i[y_i] ] in one pass per row. */
+#define XENT_KERNEL(NAME, T, F)                                                                    \
+    static double NAME(int64_t rows, int64_t c, const T *x, const int64_t *y) {                    \
+        double total = 0;                                                                          \
+        for (int64_t i = 0; i < rows; i++) {                                                       \
+            const T *p = x + i * c;                                                                \
+            T m = p[0];                                                                            \
+            for (int64_t j = 1; j < c; j++)                                                        \
+                if (p[j] > m) m = p[j];                                                            \
+            if (!isfinite(m)) m = 0;                                                               \
+            double sum = 0;                                                                        \
+            for (int64_t j = 0; j < c; j++) sum += exp##F(p[j] - m);                               \
+            total += (double)m + log(sum) - (double)p[y[i]];                                       \
+        }                                                                                          \
+        return total / (double)rows;                                                               \
+    }
+XENT_KERNEL(xent_f32, float, f)
+XENT_KERNEL(xent_f64, double, )
+
+/* d loss / d x = g (softmax(x) - onehot(y)) / N. The one-hot matrix is a constant. */
+static int xent_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
+    tg_tensor *x = n->in[0];
+    const tg_tensor *labels = n->aux[0];
+    int64_t rows = x->shape[0], c = x->shape[1];
+    tg_tensor *onehot = tg__tape_zeros(x->dtype, x->ndim, x->shape);
+    if (!onehot) return -1;
+    const int64_t *y = labels->data;
+    for (int64_t i = 0; i < rows; i++) tg__set(onehot, i * c + y[i], 1.0);
+    tg_tensor *scale = tg_mul_scalar(g, 1.0 / (double)rows);
+    return (gin[0] = tg_mul(tg_sub(tg_softmax(x, 1), onehot), scale)) ? 0 : -1;
+}
+
+tg_tensor *tg_softmax_cross_entropy(tg_tensor *logits, const tg_tensor *labels) {
+    const char *op = "tg_softmax_cross_entropy";
+    if (!tg__check_float(op, logits) || !tg__check_nonnull(op, labels)) return NULL;
+    if (logits->ndim != 2 || logits->shape[0] < 1 || logits->shape[1] < 1)
+        return tg__fail("%s: logits must be [N, C] with N >= 1 and C >= 1, got %s", op,
+                        tg__shp(logits));
+    if (labels->dtype != TG_I64 || labels->ndim != 1 || labels->shape[0] != logits->shape[0])
+        return tg__fail("%s: labels must be i64 [%lld] for logits %s, got %s %s", op,
+                        (long long)logits->shape[0], tg__shp(logits),
+                        tg_dtype_name(labels->dtype), tg__shp(labels));
+    int64_t rows = logits->shape[0], c = logits->shape[1];
+    const int64_t *y = labels->data;
+    for (int64_t i = 0; i < rows; i++)
+        if (y[i] < 0 || y[i] >= c)
+            return tg__fail("%s: label %lld out of range for %lld classes at row %lld", op,
+                            (long long)y[i], (long long)c, (long long)i);
+    tg_tensor *out = tg__tape_tensor(logits->dtype, 0, NULL);
+    if (!out) return NULL;
+    double v = logits->dtype == TG_F64 ? xent_f64(rows, c, logits->data, y)
+                                       : xent_f32(rows, c, logits->data, y);
+    tg__set(out, 0, v);
+    tg__node *n = tg__record("softmax_cross_entropy", out, 1, &logits, xent_backward);
+    if (n == TG__RECORD_FAILED) return NULL;
+    if (n) n->aux[0] = labels;
+    return out;
+}

@@ -1,0 +1,205 @@
+/* test_softmax.c — tg_softmax, tg_log_softmax and the fused tg_softmax_cross_entropy. */
+#include <math.h>
+#include <string.h>
+
+#include "testutil.h"
+
+typedef struct {
+    int axis;
+    bool log_form;
+} sm_ctx;
+
+static tg_tensor *f_softmax(tg_tensor *const *in, void *vctx) {
+    const sm_ctx *c = vctx;
+    /* A non-uniform weighting so the check sees every output, not just their sum. */
+    tg_tensor *y = c->log_form ? tg_log_softmax(in[0], c->axis) : tg_softmax(in[0], c->axis);
+    return tg_mul(y, tg_sin(in[0]));
+}
+
+/* softmax of one row, by the definition. */
+static void softmax_ref(const double *x, int n, double *out, bool log_form) {
+    double m = x[0], s = 0;
+    for (int i = 1; i < n; i++) m = x[i] > m ? x[i] : m;
+    for (int i = 0; i < n; i++) s += exp(x[i] - m);
+    for (int i = 0; i < n; i++) out[i] = log_form ? x[i] - m - log(s) : exp(x[i] - m) / s;
+}
+
+START_TEST(test_softmax_values) {
+    for (int lf = 0; lf < 2; lf++) {
+        double xv[6] = {0.5, -1.0, 2.0, 1e4, 1e4 - 1.0, -1e4}, want[6];
+        tg_tensor *x = tg_tensor_from(TG_F64, TG_SHAPE(2, 3), xv);
+        softmax_ref(xv, 3, want, lf);
+        softmax_ref(xv + 3, 3, want + 3, lf);
+        tg_tensor *y = lf ? tg_log_softmax(x, 1) : tg_softmax(x, -1);
+        tgt_assert_tensor(y, want, 1e-12);
+        /* Along axis 0: columns. */
+        double col[2], wcol[2];
+        tg_tensor *y0 = lf ? tg_log_softmax(x, 0) : tg_softmax(x, 0);
+        for (int j = 0; j < 3; j++) {
+            col[0] = xv[j];
+            col[1] = xv[3 + j];
+            softmax_ref(col, 2, wcol, lf);
+            ck_assert_close(tg_tensor_get(y0, j), wcol[0], 1e-12);
+            ck_assert_close(tg_tensor_get(y0, 3 + j), wcol[1], 1e-12);
+        }
+        tg_tape_reset();
+        tg_tensor_free(x);
+    }
+}
+END_TEST
+
+START_TEST(test_softmax_grads) {
+    static const int64_t shapes[][3] = {{5, 0, 0}, {3, 4, 0}, {2, 3, 4}};
+    static const int ndims[] = {1, 2, 3};
+    for (int lf = 0; lf < 2; lf++)
+        for (int s = 0; s < 3; s++)
+            for (int axis = -1; axis < ndims[s]; axis++) {
+                tgt_seed((uint64_t)(s * 10 + axis + 2));
+                tg_tensor *x = tgt_rand(TG_F64, ndims[s], shapes[s], -2.0, 2.0);
+                tg_requires_grad(x, true);
+                sm_ctx c = {axis, lf};
+                tgt_assert_grads(f_softmax, &c, 1, &x, NULL, lf ? "log_softmax" : "softmax");
+                tgt_assert_f32_agrees(f_softmax, &c, 1, &x, lf ? "log_softmax f32" : "softmax f32");
+                tg_tape_reset();
+                tg_tensor_free(x);
+            }
+}
+END_TEST
+
+START_TEST(test_softmax_errors) {
+    tg_tensor *x = tg_tensor_new(TG_F64, TG_SHAPE(2, 3));
+    tg_tensor *i = tg_tensor_new(TG_I64, TG_SHAPE(2, 3));
+    tg_tensor *s = tg_scalar(TG_F64, 1.0);
+    ck_assert_op_error(tg_softmax(x, 2), "tg_softmax", "axis 2", "[2,3]");
+    ck_assert_op_error(tg_log_softmax(x, -3), "tg_log_softmax", "axis -3", "[2,3]");
+    ck_assert_op_error(tg_softmax(x, TG_ALL), "tg_softmax", "TG_ALL", "[2,3]");
+    ck_assert_op_error(tg_softmax(i, 1), "tg_softmax", "i64", "[2,3]");
+    ck_assert_op_error(tg_log_softmax(s, 0), "tg_log_softmax", "axis 0", "[]");
+    ck_assert_op_error(tg_softmax(NULL, 0), "tg_softmax", "NULL");
+    tg_tape_reset();
+    tg_tensor_free(x);
+    tg_tensor_free(i);
+    tg_tensor_free(s);
+}
+END_TEST
+
+/* ---- fused cross-entropy ---- */
+
+static tg_tensor *f_xent(tg_tensor *const *in, void *ctx) {
+    return tg_softmax_cross_entropy(in[0], (const tg_tensor *)ctx);
+}
+
+/* The same loss composed from logsumexp and a one-hot mask (ctx: the mask, [N, C]). */
+static tg_tensor *f_xent_composed(tg_tensor *const *in, void *ctx) {
+    tg_tensor *onehot = ctx;
+    tg_tensor *picked = tg_sum(tg_mul(in[0], onehot), 1, true);
+    return tg_mean(tg_sub(tg_logsumexp(in[0], 1, true), picked), TG_ALL, false);
+}
+
+START_TEST(test_xent_values_and_grads) {
+    tgt_seed(7);
+    const int64_t rows = 4, classes = 5;
+    tg_tensor *x = tgt_rand(TG_F64, TG_SHAPE(rows, classes), -3.0, 3.0);
+    tg_requires_grad(x, true);
+    int64_t lv[4] = {0, 4, 2, 2};
+    tg_tensor *labels = tg_tensor_from(TG_I64, TG_SHAPE(rows), lv);
+    /* Closed form. */
+    double want = 0;
+    for (int64_t i = 0; i < rows; i++) {
+        double row[5], m = -INFINITY, s = 0;
+        for (int j = 0; j < classes; j++) row[j] = tg_tensor_get(x, i * classes + j);
+        for (int j = 0; j < classes; j++) m = fmax(m, row[j]);
+        for (int j = 0; j < classes; j++) s += exp(row[j] - m);
+        want += m + log(s) - row[lv[i]];
+    }
+    want /= (double)rows;
+    tg_tensor *y = tg_softmax_cross_entropy(x, labels);
+    ck_assert_int_eq(y->ndim, 0);
+    ck_assert_close(tg_item(y), want, 1e-12);
+    /* The gradient equals that of the composed loss. */
+    tg_tensor *onehot = tg_tensor_new(TG_F64, TG_SHAPE(rows, classes));
+    for (int64_t i = 0; i < rows; i++) tg_tensor_set(onehot, i * classes + lv[i], 1.0);
+    tg_tensor *yc = f_xent_composed(&x, onehot);
+    ck_assert_close(tg_item(yc), want, 1e-12);
+    tg_tensor *g1, *g2;
+    ck_assert_int_eq(tg_grad(1, &y, NULL, 1, &x, &g1, 0), 0);
+    ck_assert_int_eq(tg_grad(1, &yc, NULL, 1, &x, &g2, 0), 0);
+    for (int64_t i = 0; i < x->numel; i++)
+        ck_assert_close(tg_tensor_get(g1, i), tg_tensor_get(g2, i), 1e-12);
+    tg_tape_reset();
+    tgt_assert_grads(f_xent, labels, 1, &x, NULL, "softmax_cross_entropy");
+    tgt_assert_f32_agrees(f_xent, labels, 1, &x, "softmax_cross_entropy f32");
+    /* Stable at large logits: 1e4 spread gives the exact margin. */
+    double big[2] = {1e4, 0.0};
+    int64_t l1[1] = {1};
+    tg_tensor *xb = tg_tensor_from(TG_F64, TG_SHAPE(1, 2), big);
+    tg_tensor *lb = tg_tensor_from(TG_I64, TG_SHAPE(1), l1);
+    ck_assert_close(tg_item(tg_softmax_cross_entropy(xb, lb)), 1e4, 1e-9);
+    tg_tape_reset();
+    tg_tensor_free(onehot);
+    tg_tensor_free(xb);
+    tg_tensor_free(lb);
+    tg_tensor_free(x);
+    tg_tensor_free(labels);
+}
+END_TEST
+
+START_TEST(test_xent_errors) {
+    tg_tensor *x = tg_tensor_new(TG_F64, TG_SHAPE(2, 3));
+    tg_tensor *x3 = tg_tensor_new(TG_F64, TG_SHAPE(2, 3, 1));
+    int64_t good[2] = {0, 2}, bad[2] = {0, 3}, neg[2] = {-1, 0};
+    tg_tensor *l = tg_tensor_from(TG_I64, TG_SHAPE(2), good);
+    tg_tensor *lbad = tg_tensor_from(TG_I64, TG_SHAPE(2), bad);
+    tg_tensor *lneg = tg_tensor_from(TG_I64, TG_SHAPE(2), neg);
+    tg_tensor *l3 = tg_tensor_new(TG_I64, TG_SHAPE(3));
+    tg_tensor *lf = tg_tensor_new(TG_F64, TG_SHAPE(2));
+    ck_assert_op_error(tg_softmax_cross_entropy(x, lbad), "tg_softmax_cross_entropy", "label 3",
+                       "3 classes", "row 1");
+    ck_assert_op_error(tg_softmax_cross_entropy(x, lneg), "tg_softmax_cross_entropy", "label -1",
+                       "row 0");
+    ck_assert_op_error(tg_softmax_cross_entropy(x, l3), "tg_softmax_cross_entropy", "[3]", "[2,3]");
+    ck_assert_op_error(tg_softmax_cross_entropy(x, lf), "tg_softmax_cross_entropy", "f64", "[2]");
+    ck_assert_op_error(tg_softmax_cross_entropy(x3, l), "tg_softmax_cross_entropy", "[2,3,1]");
+    ck_assert_op_error(tg_softmax_cross_entropy(l3, l), "tg_softmax_cross_entropy", "i64");
+    ck_assert_op_error(tg_softmax_cross_entropy(x, NULL), "tg_softmax_cross_entropy", "NULL");
+    ck_assert_op_error(tg_softmax_cross_entropy(NULL, l), "tg_softmax_cross_entropy", "NULL");
+    tg_tape_reset();
+    tg_tensor *all[] = {x, x3, l, lbad, lneg, l3, lf};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) tg_tensor_free(all[i]);
+}
+END_TEST
+
+/* relu's backward is one op whose own backward is itself: second derivatives of a
+ * function that goes through relu twice. */
+static tg_tensor *f_relu2(tg_tensor *const *in, void *ctx) {
+    (void)ctx;
+    return tg_mul(tg_relu(tg_mul(in[0], in[1])), tg_relu(in[0]));
+}
+
+START_TEST(test_relu_grad_op) {
+    double xv[4] = {0.5, -0.7, 1.3, 2.1}, wv[4] = {1.5, 0.4, -0.9, 0.8};
+    tg_tensor *x = tg_tensor_from(TG_F64, TG_SHAPE(4), xv);
+    tg_tensor *w = tg_tensor_from(TG_F64, TG_SHAPE(4), wv);
+    tg_requires_grad(x, true);
+    tg_requires_grad(w, true);
+    tgt_assert_grads(f_relu2, NULL, 2, (tg_tensor *[]){x, w}, NULL, "relu twice");
+    tg_tape_reset();
+    tg_tensor_free(x);
+    tg_tensor_free(w);
+}
+END_TEST
+
+static Suite *softmax_suite(void) {
+    Suite *s = suite_create("softmax");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_softmax_values);
+    tcase_add_test(tc, test_softmax_grads);
+    tcase_add_test(tc, test_softmax_errors);
+    tcase_add_test(tc, test_xent_values_and_grads);
+    tcase_add_test(tc, test_xent_errors);
+    tcase_add_test(tc, test_relu_grad_op);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return tgt_run(softmax_suite()); }
