@@ -7,7 +7,7 @@
  * parameter's ->grad, as left there by tg_backward(), and updates the parameter's data
  * in place; tg_optim_zero_grad() zeroes the gradients for the next step. The update
  * rules reproduce torch.optim.SGD, Adam, AdamW and RMSprop operation by operation
- * (in double precision; F32 parameters are computed in double and stored as float).
+ * (in the parameter's own precision, as PyTorch's tensor ops are: F32 parameters in float).
  *
  *     tg_tensor *params[2] = {w, b};                   // persistent, requires_grad
  *     tg_optim *opt = tg_adam(2, params, TG_ADAM_DEFAULTS);

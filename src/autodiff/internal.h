@@ -119,6 +119,11 @@ bool tg__broadcast_shape(const char *op, const char *sym, int na, const int64_t 
 int64_t tg__numel(int ndim, const int64_t *shape);
 bool tg__shape_eq(int na, const int64_t *sa, int nb, const int64_t *sb);
 
+/* True when `small` (leading 1s ignored) is a non-empty trailing part of `big`'s shape
+ * with at least one dimension: broadcasting small against big repeats it row after
+ * row (the bias add). The fast path of binary ops and of tg_sum_to. */
+bool tg__is_row_of(int n_small, const int64_t *small, int n_big, const int64_t *big);
+
 /* ---- strided iteration (the one broadcasting helper) ----
  * Walks an output of shape (ndim, shape) row by row. For each operand k its strides
  * (in elements, 0 on broadcast dimensions) are derived from its own shape aligned on

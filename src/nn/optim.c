@@ -4,8 +4,7 @@
  * Each rule is one kernel over the parameter, its gradient and its
  * state slots. The kernels follow PyTorch's single-tensor implementations operation by
  * operation (same expressions, same order), so F64 runs agree with torch.optim to the
- * last few bits. Each rule is one kernel written for both storage types; the
- * arithmetic is in double for both.
+ * last few bits. Each rule is one kernel written for both storage types.
  *
  * Updates are plain loops over ->data outside the tape: an optimizer step is not part
  * of any computation that is differentiated. */
@@ -49,9 +48,9 @@ struct tg_optim {
 /* ---------------- kernels ----------------
  * n elements; p the parameter, g its gradient, s[k] state slot k (NULL when unused);
  * t the step count of this parameter including the current step (t >= 1). Each rule is
- * written once as a macro and instantiated for float and double storage; arithmetic is
- * always in double, so an F32 parameter follows the same rule as an F64 one, rounded
- * to float where it is stored (parameter and state alike, as PyTorch stores them). */
+ * written once as a macro and instantiated for float and double: the per-element
+ * arithmetic is in the parameter's own type, as PyTorch's tensor ops are, with the
+ * scalar factors (bias corrections, step sizes) computed in double first. */
 typedef void (*kernel_fn)(const tg_optim *o, int64_t n, void *p, const void *g, void *const *s,
                           int64_t t);
 
@@ -62,104 +61,104 @@ typedef void (*kernel_fn)(const tg_optim *o, int64_t n, void *p, const void *g, 
                      int64_t t) {                                                                  \
         T *p = vp, *buf = s[0];                                                                    \
         const T *g = vg;                                                                           \
-        const double lr = o->lr, mom = o->o.sgd.momentum, wd = o->o.sgd.weight_decay;              \
-        const double keep = 1.0 - o->o.sgd.dampening;                                              \
+        const T neg_lr = (T)(-o->lr), mom = (T)o->o.sgd.momentum;                                  \
+        const T wd = (T)o->o.sgd.weight_decay, keep = (T)(1.0 - o->o.sgd.dampening);               \
         const bool nesterov = o->o.sgd.nesterov;                                                   \
-        if (mom == 0.0 && wd == 0.0) {                                                             \
-            for (int64_t i = 0; i < n; i++) p[i] = (T)((double)p[i] + (-lr) * (double)g[i]);      \
+        if (mom == 0 && wd == 0) {                                                                 \
+            for (int64_t i = 0; i < n; i++) p[i] = p[i] + neg_lr * g[i];                           \
             return;                                                                                \
         }                                                                                          \
-        if (mom != 0.0 && wd == 0.0 && !nesterov && t > 1) {                                       \
+        if (mom != 0 && wd == 0 && !nesterov && t > 1) {                                           \
             for (int64_t i = 0; i < n; i++) {                                                      \
-                double b = (double)buf[i] * mom + keep * (double)g[i];                             \
-                buf[i] = (T)b;                                                                     \
-                p[i] = (T)((double)p[i] + (-lr) * (double)buf[i]);                                 \
+                T b = buf[i] * mom + keep * g[i];                                                  \
+                buf[i] = b;                                                                        \
+                p[i] = p[i] + neg_lr * b;                                                          \
             }                                                                                      \
             return;                                                                                \
         }                                                                                          \
         for (int64_t i = 0; i < n; i++) {                                                          \
-            double d = g[i];                                                                       \
-            if (wd != 0.0) d = d + wd * (double)p[i];                                              \
-            if (mom != 0.0) {                                                                      \
+            T d = g[i];                                                                            \
+            if (wd != 0) d = d + wd * p[i];                                                        \
+            if (mom != 0) {                                                                        \
                 /* First step: the buffer is the gradient itself, without dampening. */           \
-                buf[i] = (T)(t == 1 ? d : (double)buf[i] * mom + keep * d);                        \
-                d = nesterov ? d + mom * (double)buf[i] : (double)buf[i];                          \
+                buf[i] = t == 1 ? d : buf[i] * mom + keep * d;                                     \
+                d = nesterov ? d + mom * buf[i] : buf[i];                                          \
             }                                                                                      \
-            p[i] = (T)((double)p[i] + (-lr) * d);                                                  \
+            p[i] = p[i] + neg_lr * d;                                                              \
         }                                                                                          \
     }
 
-#define ADAM_KERNEL(NAME, T)                                                                       \
+#define ADAM_KERNEL(NAME, T, F)                                                                    \
     static void NAME(const tg_optim *o, int64_t n, void *vp, const void *vg, void *const *s,       \
                      int64_t t) {                                                                  \
         const tg_adam_opts *a = &o->o.adam;                                                        \
-        const double lr = o->lr, b1 = a->beta1, b2 = a->beta2, eps = a->eps;                       \
-        const double wd = a->weight_decay;                                                         \
-        const double bc1 = 1.0 - pow(b1, (double)t), bc2 = 1.0 - pow(b2, (double)t);              \
-        const double neg_step = -(lr / bc1), bc2_sqrt = sqrt(bc2);                                 \
-        const double decay = 1.0 - lr * wd;                                                        \
+        const double bc1 = 1.0 - pow(a->beta1, (double)t), bc2 = 1.0 - pow(a->beta2, (double)t);   \
+        const T b1 = (T)a->beta1, b2 = (T)a->beta2, eps = (T)a->eps, wd = (T)a->weight_decay;      \
+        const T one_b1 = (T)(1.0 - a->beta1), one_b2 = (T)(1.0 - a->beta2);                        \
+        const T neg_step = (T)(-(o->lr / bc1)), bc2_sqrt = (T)sqrt(bc2);                           \
+        const T decay = (T)(1.0 - o->lr * a->weight_decay);                                        \
         T *p = vp, *m = s[0], *v = s[1], *vmax = s[2];                                             \
         const T *g = vg;                                                                           \
         for (int64_t i = 0; i < n; i++) {                                                          \
-            double gi = g[i], pi = p[i];                                                           \
+            T gi = g[i], pi = p[i];                                                                \
             if (a->decoupled)                                                                      \
-                pi = (T)(pi * decay);                                                              \
-            else if (wd != 0.0)                                                                    \
+                pi = pi * decay;                                                                   \
+            else if (wd != 0)                                                                      \
                 gi = gi + wd * pi;                                                                 \
-            double mi = (T)((double)m[i] * b1 + (1.0 - b1) * gi);                                  \
-            double vi = (T)((double)v[i] * b2 + (1.0 - b2) * gi * gi);                             \
-            m[i] = (T)mi;                                                                          \
-            v[i] = (T)vi;                                                                          \
-            double vv = vi;                                                                        \
+            T mi = m[i] * b1 + one_b1 * gi;                                                        \
+            T vi = v[i] * b2 + one_b2 * gi * gi;                                                   \
+            m[i] = mi;                                                                             \
+            v[i] = vi;                                                                             \
+            T vv = vi;                                                                             \
             if (a->amsgrad) {                                                                      \
                 /* torch.maximum propagates NaN */                                                 \
-                if (vv > (double)vmax[i] || isnan(vv)) vmax[i] = (T)vv;                            \
+                if (vv > vmax[i] || isnan(vv)) vmax[i] = vv;                                       \
                 vv = vmax[i];                                                                      \
             }                                                                                      \
-            double denom = sqrt(vv) / bc2_sqrt + eps;                                              \
-            p[i] = (T)(pi + neg_step * mi / denom);                                                \
+            T denom = sqrt##F(vv) / bc2_sqrt + eps;                                                \
+            p[i] = pi + neg_step * mi / denom;                                                     \
         }                                                                                          \
     }
 
-#define RMSPROP_KERNEL(NAME, T)                                                                    \
+#define RMSPROP_KERNEL(NAME, T, F)                                                                 \
     static void NAME(const tg_optim *o, int64_t n, void *vp, const void *vg, void *const *s,       \
                      int64_t t) {                                                                  \
         const tg_rmsprop_opts *r = &o->o.rms;                                                      \
-        const double lr = o->lr, al = r->alpha, eps = r->eps, wd = r->weight_decay;                \
-        const double mom = r->momentum;                                                            \
+        const T neg_lr = (T)(-o->lr), al = (T)r->alpha, one_al = (T)(1.0 - r->alpha);              \
+        const T eps = (T)r->eps, wd = (T)r->weight_decay, mom = (T)r->momentum;                    \
         T *p = vp, *sq = s[0], *buf = s[1], *ga = s[2];                                            \
         const T *g = vg;                                                                           \
         (void)t;                                                                                   \
         for (int64_t i = 0; i < n; i++) {                                                          \
-            double gi = g[i], pi = p[i];                                                           \
-            if (wd != 0.0) gi = gi + wd * pi;                                                      \
-            double sqi = (T)((double)sq[i] * al + (1.0 - al) * gi * gi);                           \
-            sq[i] = (T)sqi;                                                                        \
-            double avg;                                                                            \
+            T gi = g[i], pi = p[i];                                                                \
+            if (wd != 0) gi = gi + wd * pi;                                                        \
+            T sqi = sq[i] * al + one_al * gi * gi;                                                 \
+            sq[i] = sqi;                                                                           \
+            T avg;                                                                                 \
             if (r->centered) {                                                                     \
-                double gai = (T)((double)ga[i] * al + (1.0 - al) * gi);                            \
-                ga[i] = (T)gai;                                                                    \
-                avg = sqrt(sqi - gai * gai);                                                       \
+                T gai = ga[i] * al + one_al * gi;                                                  \
+                ga[i] = gai;                                                                       \
+                avg = sqrt##F(sqi - gai * gai);                                                    \
             } else {                                                                               \
-                avg = sqrt(sqi);                                                                   \
+                avg = sqrt##F(sqi);                                                                \
             }                                                                                      \
             avg = avg + eps;                                                                       \
-            if (mom > 0.0) {                                                                       \
-                double bi = (T)((double)buf[i] * mom + gi / avg);                                  \
-                buf[i] = (T)bi;                                                                    \
-                p[i] = (T)(pi + (-lr) * bi);                                                       \
+            if (mom > 0) {                                                                         \
+                T bi = buf[i] * mom + gi / avg;                                                    \
+                buf[i] = bi;                                                                       \
+                p[i] = pi + neg_lr * bi;                                                           \
             } else {                                                                               \
-                p[i] = (T)(pi + (-lr) * gi / avg);                                                 \
+                p[i] = pi + neg_lr * gi / avg;                                                     \
             }                                                                                      \
         }                                                                                          \
     }
 
 SGD_KERNEL(sgd_f32, float)
 SGD_KERNEL(sgd_f64, double)
-ADAM_KERNEL(adam_f32, float)
-ADAM_KERNEL(adam_f64, double)
-RMSPROP_KERNEL(rmsprop_f32, float)
-RMSPROP_KERNEL(rmsprop_f64, double)
+ADAM_KERNEL(adam_f32, float, f)
+ADAM_KERNEL(adam_f64, double, )
+RMSPROP_KERNEL(rmsprop_f32, float, f)
+RMSPROP_KERNEL(rmsprop_f64, double, )
 
 static kernel_fn kernel_of(optim_kind k, tg_dtype dt) {
     bool f64 = dt == TG_F64;

@@ -56,6 +56,16 @@ bool tg__broadcast_shape(const char *op, const char *sym, int na, const int64_t 
     return true;
 }
 
+bool tg__is_row_of(int n_small, const int64_t *small, int n_big, const int64_t *big) {
+    int lead = 0;
+    while (lead < n_small && small[lead] == 1) lead++;
+    int k = n_small - lead;
+    if (k == 0 || k > n_big) return false;
+    for (int i = 0; i < k; i++)
+        if (small[lead + i] != big[n_big - k + i] || small[lead + i] == 0) return false;
+    return true;
+}
+
 enum { MAX_OPS = 4 };
 
 void tg__broadcast_walk(int ndim, const int64_t *shape, int nops, const int *op_ndim,

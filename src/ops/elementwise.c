@@ -41,17 +41,24 @@ typedef struct {
      : (op) == B_MASK_LT ? ((x) < (z) ? (T)1 : (x) == (z) ? (T)0.5 : (T)0)                         \
                          : ((z) > 0 ? (x) : (T)0))
 
-/* The switch sits outside the loops so every loop has a fixed operation. */
+/* The switch sits outside the loops so every loop has a fixed operation. Operands are
+ * loaded into locals first: a select such as relu_grad's then reads memory
+ * unconditionally and the loop vectorises (blends instead of branches). */
+#define BIN_LOOP(T, OP, IA, IB)                                                                    \
+    for (int64_t i = 0; i < n; i++) {                                                              \
+        T x_ = a[IA], z_ = b[IB];                                                                  \
+        y[i] = BIN_EXPR(OP, x_, z_, T);                                                            \
+    }
 #define BIN_LOOPS(T, OP)                                                                           \
     case OP:                                                                                       \
         if (sa == 1 && sb == 1)                                                                    \
-            for (int64_t i = 0; i < n; i++) y[i] = BIN_EXPR(OP, a[i], b[i], T);                    \
+            BIN_LOOP(T, OP, i, i)                                                                  \
         else if (sa == 1)                                                                          \
-            for (int64_t i = 0; i < n; i++) y[i] = BIN_EXPR(OP, a[i], b[0], T);                    \
+            BIN_LOOP(T, OP, i, 0)                                                                  \
         else if (sb == 1)                                                                          \
-            for (int64_t i = 0; i < n; i++) y[i] = BIN_EXPR(OP, a[0], b[i], T);                    \
+            BIN_LOOP(T, OP, 0, i)                                                                  \
         else                                                                                       \
-            for (int64_t i = 0; i < n; i++) y[i] = BIN_EXPR(OP, a[0], b[0], T);                    \
+            BIN_LOOP(T, OP, 0, 0)                                                                  \
         break;
 
 #define BIN_RUN(NAME, T)                                                                           \
@@ -91,6 +98,14 @@ static tg_tensor *binary_compute(binop op, tg_tensor *a, tg_tensor *b) {
     tg__run_fn run = a->dtype == TG_F64 ? bin_run_f64 : bin_run_f32;
     if (tg__shape_eq(a->ndim, a->shape, b->ndim, b->shape)) {
         if (y->numel) run(y->numel, 0, (const int64_t[]){0, 0}, (const int64_t[]){1, 1}, &c);
+    } else if (tg__is_row_of(b->ndim, b->shape, a->ndim, a->shape) ||
+               tg__is_row_of(a->ndim, a->shape, b->ndim, b->shape)) {
+        /* One operand is a row repeated over the other's leading dimensions. */
+        bool b_row = b->numel <= a->numel;
+        int64_t inner = b_row ? b->numel : a->numel;
+        for (int64_t at = 0; at < y->numel; at += inner)
+            run(inner, at, (const int64_t[]){b_row ? at : 0, b_row ? 0 : at},
+                (const int64_t[]){1, 1}, &c);
     } else {
         tg__broadcast_walk(nd, shape, 2, (const int[]){a->ndim, b->ndim},
                            (const int64_t *const[]){a->shape, b->shape}, run, &c);
@@ -242,7 +257,7 @@ static const char *const un_names[U_COUNT] = {
      : (op) == U_TANH    ? tanh##F(x)                                                              \
      : (op) == U_SIGMOID ? ((x) >= 0 ? (T)1 / ((T)1 + exp##F(-(x)))                                \
                                      : exp##F(x) / ((T)1 + exp##F(x)))                             \
-     : (op) == U_RELU    ? ((x) > 0 ? (x) : (x) != (x) ? (x) : (T)0)                               \
+     : (op) == U_RELU    ? ((x) < 0 ? (T)0 : (x)) /* NaN stays NaN */                              \
      : (op) == U_SQRT    ? sqrt##F(x)                                                              \
      : (op) == U_ABS     ? fabs##F(x)                                                              \
      : (op) == U_SQUARE  ? (x) * (x)                                                               \
@@ -253,7 +268,10 @@ static const char *const un_names[U_COUNT] = {
 
 #define UN_LOOP(T, F, OP)                                                                          \
     case OP:                                                                                       \
-        for (int64_t i = 0; i < n; i++) y[i] = UN_EXPR(OP, x[i], c, T, F);                         \
+        for (int64_t i = 0; i < n; i++) {                                                          \
+            T v_ = x[i];                                                                           \
+            y[i] = UN_EXPR(OP, v_, c, T, F);                                                       \
+        }                                                                                          \
         break;
 
 #define UN_KERNEL(NAME, T, F)                                                                      \

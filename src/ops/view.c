@@ -158,8 +158,15 @@ tg_tensor *tg_sum_to(tg_tensor *x, int ndim, const int64_t *shape) {
     tg_tensor *y = tg__tape_zeros(x->dtype, ndim, shape);
     if (!y) return NULL;
     copy_ctx c = {x->data, y->data, x->dtype};
-    tg__broadcast_walk(x->ndim, x->shape, 1, (const int[]){ndim}, (const int64_t *const[]){shape},
-                       x->dtype == TG_F64 ? sumto_f64 : sumto_f32, &c);
+    tg__run_fn run = x->dtype == TG_F64 ? sumto_f64 : sumto_f32;
+    if (tg__is_row_of(ndim, shape, x->ndim, x->shape)) {
+        /* The bias gradient: add up the rows of x. */
+        for (int64_t at = 0; at < x->numel; at += y->numel)
+            run(y->numel, at, (const int64_t[]){0}, (const int64_t[]){1}, &c);
+    } else {
+        tg__broadcast_walk(x->ndim, x->shape, 1, (const int[]){ndim},
+                           (const int64_t *const[]){shape}, run, &c);
+    }
     if (tg__record("sum_to", y, 1, &x, sum_to_backward) == TG__RECORD_FAILED) return NULL;
     return y;
 }
