@@ -40,6 +40,8 @@
 #include <time.h>
 
 #include <tapegrad.h>
+
+#include "bench_util.h"
 #include <tapegrad/data.h>
 #include <tapegrad/nn.h>
 #include <tapegrad/optim.h>
@@ -47,23 +49,12 @@
 enum { B = 128, D0 = 784, D1 = 512, D2 = 512, D3 = 10, NBATCH = 8 };
 static const double LR = 0.01;
 
-static double now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 typedef struct {
     double median, min;
 } stat;
 
 static stat summarize(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
     return (stat){v[n / 2], v[0]};
 }
 
@@ -118,10 +109,10 @@ static void time_modes(net *t, int repeats, int steps, long *counter, float *las
         for (int w = 0; w < 3; w++, (*counter)++) last[mode] = run_once(t, (int)(*counter % NBATCH), mode);
     for (int r = 0; r < repeats; r++)
         for (int mode = 0; mode < 3; mode++) {
-            double t0 = now_ns();
+            double t0 = bench_now_ns();
             for (int s = 0; s < steps; s++, (*counter)++)
                 last[mode] = run_once(t, (int)(*counter % NBATCH), mode);
-            ms[mode * repeats + r] = (now_ns() - t0) / 1e6 / steps;
+            ms[mode * repeats + r] = (bench_now_ns() - t0) / 1e6 / steps;
         }
     for (int mode = 0; mode < 3; mode++) out[mode] = summarize(ms + mode * repeats, repeats);
     free(ms);
@@ -222,12 +213,12 @@ static stat time_gemms(const gemm_shape *g, int n, int repeats, int steps, const
     for (int w = 0; w < 3; w++)
         for (int i = 0; i < n; i++) gemm(&g[i], a, b, c);
     for (int r = 0; r < repeats; r++) {
-        double t0 = now_ns();
+        double t0 = bench_now_ns();
         for (int s = 0; s < steps; s++)
             for (int i = 0; i < n; i++) gemm(&g[i], a, b, c);
-        gf[r] = *flops * steps / (now_ns() - t0); /* flop per ns = GFLOP/s */
+        gf[r] = *flops * steps / (bench_now_ns() - t0); /* flop per ns = GFLOP/s */
     }
-    qsort(gf, (size_t)repeats, sizeof *gf, cmp_double);
+    qsort(gf, (size_t)repeats, sizeof *gf, bench_cmp_double);
     stat st = {gf[repeats / 2], gf[repeats - 1]}; /* median and best */
     free(gf);
     return st;

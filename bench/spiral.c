@@ -45,6 +45,8 @@
 #include <time.h>
 
 #include <tapegrad.h>
+
+#include "bench_util.h"
 #include <tapegrad/data.h>
 #include <tapegrad/nn.h>
 #include <tapegrad/optim.h>
@@ -52,33 +54,6 @@
 enum { PER_CLASS = 100, CLASSES = 3, N = PER_CLASS * CLASSES, IN = 2, HID = 100, BATCH = 20,
        NBATCH = N / BATCH, WARMUP = 1000, CHECK_STEPS = 300 };
 static const double LR = 0.1, MOMENTUM = 0.9;
-
-/* ---------------- counting allocator ---------------- */
-
-static unsigned long long n_alloc, n_release;
-
-static void *count_alloc(size_t size, void *ud) {
-    (void)ud;
-    n_alloc++;
-    return malloc(size);
-}
-
-static void count_release(void *p, void *ud) {
-    (void)ud;
-    if (p) n_release++;
-    free(p);
-}
-
-static double now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static void *xmalloc(size_t n) {
     void *p = malloc(n);
@@ -199,11 +174,11 @@ static double max_rel_diff(const float *a, const tg_tensor *t, int n) {
 /* Times `repeats` batches of `steps` steps; fills per-step microseconds into us. */
 #define TIME_LOOP(us, repeats, steps, counter, body)                                               \
     for (int r_ = 0; r_ < (repeats); r_++) {                                                       \
-        double t0_ = now_ns();                                                                     \
+        double t0_ = bench_now_ns();                                                                     \
         for (int s_ = 0; s_ < (steps); s_++, (counter)++) {                                        \
             body;                                                                                  \
         }                                                                                          \
-        (us)[r_] = (now_ns() - t0_) / 1e3 / (steps);                                              \
+        (us)[r_] = (bench_now_ns() - t0_) / 1e3 / (steps);                                              \
     }
 
 int main(int argc, char **argv) {
@@ -213,7 +188,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: spiral [repeats [steps [tapegrad]]]\n");
         return 2;
     }
-    tg_set_allocator(&(tg_allocator){count_alloc, count_release, NULL});
+    bench_count_allocations();
 
     /* The data, in a fixed random order, cut into batches. */
     tg_tensor *X = NULL, *Y = NULL;
@@ -288,9 +263,9 @@ int main(int argc, char **argv) {
 
     /* (a) tapegrad */
     for (int s = 0; s < WARMUP; s++, step_t++) lt = tg_step(&t, (int)(step_t % NBATCH));
-    unsigned long long alloc0 = n_alloc;
+    unsigned long long alloc0 = bench_n_alloc;
     TIME_LOOP(us_t, repeats, steps, step_t, lt = tg_step(&t, (int)(step_t % NBATCH)));
-    unsigned long long allocs = n_alloc - alloc0;
+    unsigned long long allocs = bench_n_alloc - alloc0;
 
     /* (b) the floor */
     for (int s = 0; s < WARMUP && !only_tapegrad; s++, step_f++)
@@ -307,8 +282,8 @@ int main(int argc, char **argv) {
         min_t = fmin(min_t, us_t[r]);
         min_f = fmin(min_f, us_f[r]);
     }
-    qsort(us_t, (size_t)repeats, sizeof(double), cmp_double);
-    qsort(us_f, (size_t)repeats, sizeof(double), cmp_double);
+    qsort(us_t, (size_t)repeats, sizeof(double), bench_cmp_double);
+    qsort(us_f, (size_t)repeats, sizeof(double), bench_cmp_double);
     double med_t = us_t[repeats / 2], med_f = us_f[repeats / 2];
     double per_step = (double)allocs / ((double)repeats * steps);
     printf("tapegrad: %.3f us/step median, %.3f min (%d x %d steps); heap allocations in the "
@@ -337,7 +312,7 @@ int main(int argc, char **argv) {
     tg_tape_free();
     free(xs);
     free(ys);
-    if (n_alloc != n_release)
-        fprintf(stderr, "spiral: %llu allocations but %llu releases\n", n_alloc, n_release);
-    return allocs == 0 && n_alloc == n_release ? 0 : 1;
+    if (bench_n_alloc != bench_n_release)
+        fprintf(stderr, "spiral: %llu allocations but %llu releases\n", bench_n_alloc, bench_n_release);
+    return allocs == 0 && bench_n_alloc == bench_n_release ? 0 : 1;
 }

@@ -25,30 +25,7 @@
 
 #include <tapegrad.h>
 
-static unsigned long long n_alloc, n_release;
-
-static void *count_alloc(size_t size, void *ud) {
-    (void)ud;
-    n_alloc++;
-    return malloc(size);
-}
-
-static void count_release(void *p, void *ud) {
-    (void)ud;
-    if (p) n_release++;
-    free(p);
-}
-
-static double now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "bench_util.h"
 
 /* One record + backward + reset cycle. Returns 0, or -1 with tg_error() set. */
 static int cycle(tg_tensor *x1, tg_tensor *x2) {
@@ -69,7 +46,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s [batches [cycles]]\n", argv[0]);
         return 2;
     }
-    tg_set_allocator(&(tg_allocator){count_alloc, count_release, NULL});
+    bench_count_allocations();
 
     tg_tensor *x1 = tg_scalar(TG_F64, 2.0), *x2 = tg_scalar(TG_F64, 5.0);
     if (!x1 || !x2) {
@@ -99,20 +76,20 @@ int main(int argc, char **argv) {
 
     double *ns = malloc((size_t)batches * sizeof *ns);
     if (!ns) return 1;
-    unsigned long long alloc0 = n_alloc;
+    unsigned long long alloc0 = bench_n_alloc;
     int bad = 0;
     for (long b = 0; b < batches; b++) {
-        double t0 = now_ns();
+        double t0 = bench_now_ns();
         for (long i = 0; i < cycles; i++)
             bad |= cycle(x1, x2);
-        ns[b] = (now_ns() - t0) / (double)cycles;
+        ns[b] = (bench_now_ns() - t0) / (double)cycles;
     }
-    unsigned long long allocs = n_alloc - alloc0;
+    unsigned long long allocs = bench_n_alloc - alloc0;
     if (bad) {
         fprintf(stderr, "tape_overhead: %s\n", tg_error());
         return 1;
     }
-    qsort(ns, (size_t)batches, sizeof *ns, cmp_double);
+    qsort(ns, (size_t)batches, sizeof *ns, bench_cmp_double);
     double median = ns[batches / 2], min = ns[0];
     double per_cycle = (double)allocs / ((double)batches * (double)cycles);
 
@@ -127,7 +104,7 @@ int main(int argc, char **argv) {
     tg_tensor_free(x1);
     tg_tensor_free(x2);
     tg_tape_free();
-    if (n_alloc != n_release)
-        fprintf(stderr, "tape_overhead: %llu allocations but %llu releases\n", n_alloc, n_release);
-    return allocs == 0 && n_alloc == n_release ? 0 : 1;
+    if (bench_n_alloc != bench_n_release)
+        fprintf(stderr, "tape_overhead: %llu allocations but %llu releases\n", bench_n_alloc, bench_n_release);
+    return allocs == 0 && bench_n_alloc == bench_n_release ? 0 : 1;
 }
