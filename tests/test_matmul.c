@@ -247,6 +247,25 @@ START_TEST(test_matmul_f32_agrees_with_f64) {
 }
 END_TEST
 
+/* tg_matmul itself (no flags) through the shared F32 check: results and the gradients
+ * of their sum, on every case. */
+START_TEST(test_matmul_plain_f32_agrees) {
+    tgt_seed(6);
+    for (int c = 0; c < NCASES; c++) {
+        const mm_case *k = &cases[c];
+        tg_tensor *a = operand(TG_F64, k->na, k->a, false, 0.5, 1.5);
+        tg_tensor *b = operand(TG_F64, k->nb, k->b, false, 0.5, 1.5);
+        tg_requires_grad(a, true);
+        tg_requires_grad(b, true);
+        char what[32];
+        snprintf(what, sizeof what, "tg_matmul case %d", c);
+        tgt_assert_f32_agrees(f_matmul, NULL, 2, (tg_tensor *[]){a, b}, what);
+        tg_tensor_free(a);
+        tg_tensor_free(b);
+    }
+}
+END_TEST
+
 /* ================= zero-size dimensions ================= */
 
 START_TEST(test_matmul_k_zero_gives_zeros) {
@@ -413,6 +432,10 @@ START_TEST(test_matmul_error_ndim) {
     ck_assert_op_error(tg_matmul(m, v), "tg_matmul", "at least 2 dimensions", "[3,2] @ [3]");
     ck_assert_op_error(tg_matmul_t(s, m, true, false), "tg_matmul_t", "at least 2 dimensions",
                        "[]^T @ [3,2]");
+    /* 0-d operands: a matrix product has no 0-d form. */
+    ck_assert_op_error(tg_matmul(s, s), "tg_matmul", "at least 2 dimensions", "[] @ []");
+    ck_assert_op_error(tg_matmul_t(m, v, false, true), "tg_matmul_t", "at least 2 dimensions",
+                       "[3,2] @ [3]^T");
     tg_tape_reset();
     tg_tensor_free(v);
     tg_tensor_free(m);
@@ -428,6 +451,9 @@ START_TEST(test_matmul_error_dtype) {
     ck_assert_op_error(tg_matmul(a, b), "tg_matmul", "dtypes differ", "f32 [3,4]", "f64 [4,2]");
     ck_assert_op_error(tg_matmul_t(b, a, true, true), "tg_matmul_t", "dtypes differ");
     ck_assert_op_error(tg_matmul(i, j), "tg_matmul", "f32 or f64", "i64 [3,4]");
+    ck_assert_op_error(tg_matmul_t(i, j, true, false), "tg_matmul_t", "f32 or f64", "i64 [3,4]");
+    ck_assert_op_error(tg_matmul_t(a, j, false, false), "tg_matmul_t", "dtypes differ", "f32 [3,4]",
+                       "i64 [4,2]");
     tg_tape_reset();
     tg_tensor_free(a);
     tg_tensor_free(b);
@@ -458,6 +484,8 @@ START_TEST(test_matmul_error_null) {
     ck_assert_op_error(tg_matmul(NULL, a), "tg_matmul", "NULL");
     ck_assert_op_error(tg_matmul(a, NULL), "tg_matmul", "NULL");
     ck_assert_op_error(tg_matmul_t(NULL, NULL, true, false), "tg_matmul_t", "NULL");
+    ck_assert_op_error(tg_matmul_t(NULL, a, false, true), "tg_matmul_t", "NULL");
+    ck_assert_op_error(tg_matmul_t(a, NULL, true, false), "tg_matmul_t", "NULL");
     tg_tape_reset();
     tg_tensor_free(a);
 }
@@ -488,6 +516,7 @@ static Suite *matmul_suite(void) {
     tcase_add_test(tc, test_matmul_batched_broadcast_values);
     tcase_add_test(tc, test_matmul_broadcast_shape_example);
     tcase_add_test(tc, test_matmul_f32_agrees_with_f64);
+    tcase_add_test(tc, test_matmul_plain_f32_agrees);
     tcase_add_test(tc, test_matmul_k_zero_gives_zeros);
     tcase_add_test(tc, test_matmul_empty_m_n_batch);
     suite_add_tcase(s, tc);

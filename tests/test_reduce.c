@@ -302,6 +302,19 @@ START_TEST(test_argmax) {
     /* 0-d input. */
     tg_tensor *s = tg_scalar(TG_F64, 3);
     ck_assert_close(tg_item(tg_argmax(s, TG_ALL)), 0, 0);
+    /* F32 gives the same indices as F64 (the random values are far apart compared with
+     * float rounding). */
+    tg_tensor *x32 = tgt_to_f32(x);
+    for (int axis = -3; axis < 3; axis++) {
+        tg_tensor *a64 = tg_argmax(x, axis), *a32 = tg_argmax(x32, axis);
+        ck_assert_ptr_nonnull(a32);
+        ck_assert_int_eq(a32->dtype, TG_I64);
+        ck_assert(tg_same_shape(a32, a64));
+        for (int64_t i = 0; i < a64->numel; i++)
+            ck_assert_int_eq((int64_t)tg_tensor_get(a32, i), (int64_t)tg_tensor_get(a64, i));
+    }
+    ck_assert_close(tg_item(tg_argmax(x32, TG_ALL)), tg_item(all), 0);
+    tg_tensor_free(x32);
     /* Errors. */
     tg_tensor *i64 = tg_tensor_new(TG_I64, TG_SHAPE(2, 3));
     ck_assert_op_error(tg_argmax(i64, 0), "tg_argmax", "i64", "[2,3]");
@@ -364,6 +377,14 @@ START_TEST(test_reshape) {
     tg_tensor *a = rand_req(TG_SHAPE(2, 1), -2, 2), *b = rand_req(TG_SHAPE(3), -2, 2);
     target t6 = {1, {6}};
     tgt_assert_grads(f_reshape_bcast, &t6, 2, (tg_tensor *[]){a, b}, NULL, "tg_reshape broadcast");
+    tgt_assert_f32_agrees(f_reshape_bcast, &t6, 2, (tg_tensor *[]){a, b}, "tg_reshape broadcast");
+    /* To a 0-d result. */
+    tg_tensor *one = rand_req(TG_SHAPE(1, 1), -2, 2);
+    target t0 = {0, {0}};
+    tgt_assert_shape(tg_reshape(one, 0, NULL), 0, NULL);
+    tgt_assert_grads(f_reshape, &t0, 1, &one, NULL, "tg_reshape [1,1] -> []");
+    tgt_assert_f32_agrees(f_reshape, &t0, 1, &one, "tg_reshape [1,1] -> []");
+    tg_tensor_free(one);
     /* I64 tensors can be reshaped (indices). */
     tg_tensor *i64 = tg_tensor_from(TG_I64, TG_SHAPE(4), (int64_t[]){1, 2, 3, 4});
     tg_tensor *ri = tg_reshape(i64, TG_SHAPE(2, 2));
@@ -459,6 +480,12 @@ START_TEST(test_broadcast_to_and_sum_to) {
     ck_assert_op_error(tg_sum_to(x, TG_SHAPE(1, 2, 3, 1)), "tg_sum_to", "[2,3]", "[1,2,3,1]");
     ck_assert_op_error(tg_sum_to(x, TG_SHAPE(-1)), "tg_sum_to", "[-1]");
     ck_assert_op_error(tg_sum_to(NULL, TG_SHAPE(2)), "tg_sum_to", "NULL");
+    /* A NULL target shape and too many target dimensions. */
+    ck_assert_op_error(tg_broadcast_to(x, 2, NULL), "tg_broadcast_to", "[2,3]");
+    ck_assert_op_error(tg_sum_to(x, 2, NULL), "tg_sum_to", "[2,3]");
+    ck_assert_op_error(tg_sum_to(x, 9, NULL), "tg_sum_to", "ndim 9", "[2,3]");
+    ck_assert_op_error(tg_broadcast_to(x, -1, NULL), "tg_broadcast_to", "ndim -1", "[2,3]");
+    ck_assert_op_error(tg_reshape(x, -1, NULL), "tg_reshape", "ndim -1", "[2,3]");
     tg_tape_reset();
     tg_tensor_free(i64);
     tg_tensor_free(x);
@@ -487,9 +514,20 @@ START_TEST(test_detach) {
     tg_tensor *e = tg_detach(tg_exp(x));
     ck_assert(!e->requires_grad);
     ck_assert_ptr_null(e->grad);
-    /* I64 and 0-d are fine. */
+    /* I64, F32 and 0-d are fine. */
     tg_tensor *s = tg_scalar(TG_F64, 2.5);
     ck_assert_close(tg_item(tg_detach(s)), 2.5, 0);
+    tg_tensor *l = tg_tensor_from(TG_I64, TG_SHAPE(2), (int64_t[]){4, -5});
+    tg_tensor *dl = tg_detach(l);
+    ck_assert_int_eq(dl->dtype, TG_I64);
+    tgt_assert_tensor(dl, (double[]){4, -5}, 0);
+    tg_tensor *x32 = tgt_to_f32(x);
+    tg_tensor *d32 = tg_detach(tg_mul_scalar(x32, 2.0));
+    ck_assert_int_eq(d32->dtype, TG_F32);
+    ck_assert(!d32->requires_grad);
+    tgt_assert_tensor(d32, (double[]){2, -4, 6}, 0);
+    tg_tensor_free(l);
+    tg_tensor_free(x32);
     ck_assert_op_error(tg_detach(NULL), "tg_detach", "NULL");
     tg_tape_reset();
     tg_tensor_free(x);

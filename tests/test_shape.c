@@ -199,6 +199,60 @@ START_TEST(test_shape_f32_agrees_with_f64) {
 }
 END_TEST
 
+/* Each op applied to a broadcast sum x [2,1,4] + y [3,1] -> [2,3,4], so that its
+ * backward feeds a gradient that sum_to reduces back to both shapes. */
+typedef enum { B_TRANSPOSE, B_SLICE, B_CONCAT, B_INDEX_SELECT, B_GATHER, B_CAST } bcast_kind;
+
+typedef struct {
+    bcast_kind kind;
+    const tg_tensor *index;
+} bcast_ctx;
+
+static tg_tensor *f_bcast(tg_tensor *const *in, void *vc) {
+    const bcast_ctx *c = vc;
+    tg_tensor *z = tg_add(in[0], in[1]);
+    switch (c->kind) {
+    case B_TRANSPOSE:
+        return tg_transpose(z, 0, 2);
+    case B_SLICE:
+        return tg_slice(z, 1, 1, 3);
+    case B_CONCAT:
+        return tg_concat(3, (tg_tensor *[]){z, in[0], z}, 1);
+    case B_INDEX_SELECT:
+        return tg_index_select(z, 1, c->index);
+    case B_GATHER:
+        return tg_gather(z, 2, c->index);
+    case B_CAST:
+        return tg_cast(z, z->dtype);
+    }
+    return NULL;
+}
+
+START_TEST(test_shape_broadcast_inputs) {
+    static const char *names[] = {"transpose", "slice", "concat", "index_select", "gather", "cast"};
+    tgt_seed(23);
+    tg_tensor *x = tgt_rand(TG_F64, TG_SHAPE(2, 1, 4), -1, 1),
+              *y = tgt_rand(TG_F64, TG_SHAPE(3, 1), -1, 1);
+    tg_requires_grad(x, true);
+    tg_requires_grad(y, true);
+    tg_tensor *isel = index_1d(4, (const int64_t[]){2, 0, 2, 1});
+    tg_tensor *igat = tg_tensor_from(TG_I64, TG_SHAPE(2, 3, 2),
+                                     (const int64_t[]){3, 0, 1, 1, 2, 3, 0, 0, 3, 2, 1, 3});
+    for (int k = B_TRANSPOSE; k <= B_CAST; k++) {
+        bcast_ctx c = {(bcast_kind)k, k == B_INDEX_SELECT ? isel : igat};
+        char what[64];
+        snprintf(what, sizeof what, "%s of a broadcast sum", names[k]);
+        tgt_assert_grads(f_bcast, &c, 2, (tg_tensor *[]){x, y}, NULL, what);
+        tgt_assert_f32_agrees(f_bcast, &c, 2, (tg_tensor *[]){x, y}, what);
+    }
+    tg_tape_reset();
+    tg_tensor_free(x);
+    tg_tensor_free(y);
+    tg_tensor_free(isel);
+    tg_tensor_free(igat);
+}
+END_TEST
+
 /* ================= transpose ================= */
 
 START_TEST(test_transpose_values) {
@@ -459,6 +513,10 @@ START_TEST(test_index_select_errors) {
     ck_assert_op_error(tg_index_select(x, 0, fidx), "tg_index_select", "1-D i64", "f64 [2]",
                        "[3,2]");
     ck_assert_op_error(tg_index_select(x, 0, idx2d), "tg_index_select", "1-D i64", "i64 [2,1]");
+    tg_tensor *idx0d = tg_scalar(TG_I64, 0);
+    ck_assert_op_error(tg_index_select(x, 0, idx0d), "tg_index_select", "1-D i64", "i64 []",
+                       "[3,2]");
+    tg_tensor_free(idx0d);
     ck_assert_op_error(tg_index_select(x, 2, ok), "tg_index_select",
                        "axis 2 out of range for [3,2]");
     ck_assert_op_error(tg_index_select(s, 0, ok), "tg_index_select", "axis 0 out of range for []");
@@ -540,6 +598,9 @@ START_TEST(test_gather_errors) {
     ck_assert_op_error(tg_gather(x, 1, neg), "tg_gather", "index value -2", "[2,3]");
     ck_assert_op_error(tg_gather(x, 1, fidx), "tg_gather", "i64", "f64 [2,1]", "[2,3]");
     ck_assert_op_error(tg_gather(x, 1, i1d), "tg_gather", "index [2]", "x [2,3]");
+    tg_tensor *i0d = tg_scalar(TG_I64, 0);
+    ck_assert_op_error(tg_gather(x, 0, i0d), "tg_gather", "index []", "x [2,3]");
+    tg_tensor_free(i0d);
     ck_assert_op_error(tg_gather(x, 1, wrong), "tg_gather", "index [3,1]", "x [2,3]",
                        "every axis but axis 1");
     ck_assert_op_error(tg_gather(x, 2, ok), "tg_gather", "axis 2 out of range for [2,3]");
@@ -682,6 +743,7 @@ static Suite *shape_suite(void) {
     TCase *tc = tcase_create("all ops");
     tcase_add_test(tc, test_shape_gradcheck);
     tcase_add_test(tc, test_shape_f32_agrees_with_f64);
+    tcase_add_test(tc, test_shape_broadcast_inputs);
     tcase_add_test(tc, test_shape_null_keeps_first_error);
     suite_add_tcase(s, tc);
     tc = tcase_create("transpose");

@@ -66,6 +66,33 @@ START_TEST(test_softmax_grads) {
 }
 END_TEST
 
+/* softmax of a broadcast sum: x [3,1] + b [4] -> [3,4], along each axis. */
+static tg_tensor *f_softmax_bcast(tg_tensor *const *in, void *vctx) {
+    const sm_ctx *c = vctx;
+    tg_tensor *z = tg_add(in[0], in[1]);
+    tg_tensor *y = c->log_form ? tg_log_softmax(z, c->axis) : tg_softmax(z, c->axis);
+    return tg_mul(y, tg_sin(z));
+}
+
+START_TEST(test_softmax_broadcast_grads) {
+    tgt_seed(31);
+    tg_tensor *x = tgt_rand(TG_F64, TG_SHAPE(3, 1), -2.0, 2.0);
+    tg_tensor *b = tgt_rand(TG_F64, TG_SHAPE(4), -2.0, 2.0);
+    tg_requires_grad(x, true);
+    tg_requires_grad(b, true);
+    for (int lf = 0; lf < 2; lf++)
+        for (int axis = -1; axis < 2; axis++) {
+            sm_ctx c = {axis, lf};
+            const char *what = lf ? "log_softmax broadcast" : "softmax broadcast";
+            tgt_assert_grads(f_softmax_bcast, &c, 2, (tg_tensor *[]){x, b}, NULL, what);
+            tgt_assert_f32_agrees(f_softmax_bcast, &c, 2, (tg_tensor *[]){x, b}, what);
+        }
+    tg_tape_reset();
+    tg_tensor_free(x);
+    tg_tensor_free(b);
+}
+END_TEST
+
 START_TEST(test_softmax_errors) {
     tg_tensor *x = tg_tensor_new(TG_F64, TG_SHAPE(2, 3));
     tg_tensor *i = tg_tensor_new(TG_I64, TG_SHAPE(2, 3));
@@ -76,6 +103,18 @@ START_TEST(test_softmax_errors) {
     ck_assert_op_error(tg_softmax(i, 1), "tg_softmax", "i64", "[2,3]");
     ck_assert_op_error(tg_log_softmax(s, 0), "tg_log_softmax", "axis 0", "[]");
     ck_assert_op_error(tg_softmax(NULL, 0), "tg_softmax", "NULL");
+    /* Each kind for both ops. */
+    ck_assert_op_error(tg_softmax(x, -3), "tg_softmax", "axis -3", "[2,3]");
+    ck_assert_op_error(tg_log_softmax(x, 2), "tg_log_softmax", "axis 2", "[2,3]");
+    ck_assert_op_error(tg_log_softmax(x, TG_ALL), "tg_log_softmax", "TG_ALL", "[2,3]");
+    ck_assert_op_error(tg_log_softmax(i, 1), "tg_log_softmax", "i64", "[2,3]");
+    ck_assert_op_error(tg_softmax(s, 0), "tg_softmax", "axis 0", "[]");
+    ck_assert_op_error(tg_log_softmax(NULL, 0), "tg_log_softmax", "NULL");
+    /* A NULL input keeps an earlier message. */
+    tg_clear_error();
+    ck_assert_ptr_null(tg_softmax(i, 1));
+    ck_assert_ptr_null(tg_log_softmax(NULL, 0));
+    ck_assert_ptr_nonnull(strstr(tg_error(), "tg_softmax"));
     tg_tape_reset();
     tg_tensor_free(x);
     tg_tensor_free(i);
@@ -144,6 +183,52 @@ START_TEST(test_xent_values_and_grads) {
 }
 END_TEST
 
+/* More shapes: one row, two classes, one class (loss and gradient 0), and logits that
+ * come from a broadcast sum (x [N,C] + bias [C]). */
+static tg_tensor *f_xent_bias(tg_tensor *const *in, void *ctx) {
+    return tg_softmax_cross_entropy(tg_add(in[0], in[1]), (const tg_tensor *)ctx);
+}
+
+START_TEST(test_xent_shapes) {
+    static const struct {
+        int64_t rows, classes;
+        int64_t labels[6];
+    } cases[] = {{1, 3, {2}}, {6, 2, {0, 1, 1, 0, 1, 1}}, {3, 1, {0, 0, 0}}, {2, 7, {6, 0}}};
+    tgt_seed(41);
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        tg_tensor *x = tgt_rand(TG_F64, TG_SHAPE(cases[k].rows, cases[k].classes), -3.0, 3.0);
+        tg_tensor *l = tg_tensor_from(TG_I64, TG_SHAPE(cases[k].rows), cases[k].labels);
+        tg_requires_grad(x, true);
+        char what[64];
+        snprintf(what, sizeof what, "softmax_cross_entropy [%lld,%lld]", (long long)cases[k].rows,
+                 (long long)cases[k].classes);
+        tgt_assert_grads(f_xent, l, 1, &x, NULL, what);
+        tgt_assert_f32_agrees(f_xent, l, 1, &x, what);
+        if (cases[k].classes == 1) {
+            tg_tensor *y = tg_softmax_cross_entropy(x, l);
+            ck_assert_close(tg_item(y), 0, 0);
+            ck_assert_int_eq(tg_backward(y), 0);
+            for (int64_t i = 0; i < x->numel; i++)
+                ck_assert_close(tg_tensor_get(x->grad, i), 0, 0);
+        }
+        tg_tape_reset();
+        tg_tensor_free(x);
+        tg_tensor_free(l);
+    }
+    tg_tensor *x = tgt_rand(TG_F64, TG_SHAPE(4, 3), -2.0, 2.0);
+    tg_tensor *bias = tgt_rand(TG_F64, TG_SHAPE(3), -1.0, 1.0);
+    tg_tensor *l = tg_tensor_from(TG_I64, TG_SHAPE(4), (int64_t[]){2, 0, 1, 2});
+    tg_requires_grad(x, true);
+    tg_requires_grad(bias, true);
+    tgt_assert_grads(f_xent_bias, l, 2, (tg_tensor *[]){x, bias}, NULL, "xent broadcast bias");
+    tgt_assert_f32_agrees(f_xent_bias, l, 2, (tg_tensor *[]){x, bias}, "xent broadcast bias");
+    tg_tape_reset();
+    tg_tensor_free(x);
+    tg_tensor_free(bias);
+    tg_tensor_free(l);
+}
+END_TEST
+
 START_TEST(test_xent_errors) {
     tg_tensor *x = tg_tensor_new(TG_F64, TG_SHAPE(2, 3));
     tg_tensor *x3 = tg_tensor_new(TG_F64, TG_SHAPE(2, 3, 1));
@@ -163,8 +248,30 @@ START_TEST(test_xent_errors) {
     ck_assert_op_error(tg_softmax_cross_entropy(l3, l), "tg_softmax_cross_entropy", "i64");
     ck_assert_op_error(tg_softmax_cross_entropy(x, NULL), "tg_softmax_cross_entropy", "NULL");
     ck_assert_op_error(tg_softmax_cross_entropy(NULL, l), "tg_softmax_cross_entropy", "NULL");
+    /* 0-d and 1-D logits, no rows, no classes, 0-d labels. */
+    tg_tensor *s = tg_scalar(TG_F64, 1.0), *v = tg_tensor_new(TG_F64, TG_SHAPE(3));
+    tg_tensor *x0 = tg_tensor_new(TG_F64, TG_SHAPE(0, 3)), *l0 = tg_tensor_new(TG_I64, TG_SHAPE(0));
+    tg_tensor *xc0 = tg_tensor_new(TG_F64, TG_SHAPE(2, 0)), *ls = tg_scalar(TG_I64, 0);
+    ck_assert_op_error(tg_softmax_cross_entropy(s, l), "tg_softmax_cross_entropy", "[N, C]",
+                       "got []");
+    ck_assert_op_error(tg_softmax_cross_entropy(v, l), "tg_softmax_cross_entropy", "got [3]");
+    ck_assert_op_error(tg_softmax_cross_entropy(x0, l0), "tg_softmax_cross_entropy", "N >= 1",
+                       "[0,3]");
+    ck_assert_op_error(tg_softmax_cross_entropy(xc0, l), "tg_softmax_cross_entropy", "C >= 1",
+                       "[2,0]");
+    ck_assert_op_error(tg_softmax_cross_entropy(x, ls), "tg_softmax_cross_entropy", "i64 []",
+                       "[2,3]");
+    /* F32 logits against F64 labels: the labels' dtype is named. */
+    tg_tensor *x32 = tg_tensor_new(TG_F32, TG_SHAPE(2, 3));
+    ck_assert_op_error(tg_softmax_cross_entropy(x32, lf), "tg_softmax_cross_entropy", "f64 [2]",
+                       "[2,3]");
+    /* NULL labels keep an earlier message. */
+    tg_clear_error();
+    ck_assert_ptr_null(tg_softmax_cross_entropy(x, lbad));
+    ck_assert_ptr_null(tg_softmax_cross_entropy(NULL, NULL));
+    ck_assert_ptr_nonnull(strstr(tg_error(), "label 3"));
     tg_tape_reset();
-    tg_tensor *all[] = {x, x3, l, lbad, lneg, l3, lf};
+    tg_tensor *all[] = {x, x3, l, lbad, lneg, l3, lf, s, v, x0, l0, xc0, ls, x32};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) tg_tensor_free(all[i]);
 }
 END_TEST
@@ -194,8 +301,10 @@ static Suite *softmax_suite(void) {
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_softmax_values);
     tcase_add_test(tc, test_softmax_grads);
+    tcase_add_test(tc, test_softmax_broadcast_grads);
     tcase_add_test(tc, test_softmax_errors);
     tcase_add_test(tc, test_xent_values_and_grads);
+    tcase_add_test(tc, test_xent_shapes);
     tcase_add_test(tc, test_xent_errors);
     tcase_add_test(tc, test_relu_grad_op);
     suite_add_tcase(s, tc);

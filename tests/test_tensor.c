@@ -458,6 +458,151 @@ START_TEST(test_allocation_failure_every_k) {
 }
 END_TEST
 
+/* A graph through the ops with their own allocation patterns, sized by (n, d, c):
+ *     xs = index_select(x, 0, rows)              x [n,d], rows i64 [n]
+ *     h  = matmul(xs, w)                         w [d,c]
+ *     hc = concat(h, tanh(h)) along axis 1       [n,2c]
+ *     loss = softmax_cross_entropy(hc, labels) + mean(gather(hc, 1, pick)^2)
+ *            + 0.1 * sum(max(hc, 1))
+ * then tg_backward(loss), a tg_grad of dloss/dx with TG_CREATE_GRAPH and a second
+ * tg_grad of sum((dloss/dx)^2) with respect to w (double backward through every op).
+ * Returns 0 on success, -1 when a step failed; *stage is 1 when the forward pass
+ * failed, 2 when a backward pass did. On success the gradients are written into
+ * gx [n*d], gw [d*c] and ggw [d*c]. */
+typedef struct {
+    int64_t n, d, c;
+} graph_size;
+
+static int run_op_graph(graph_size z, int *stage, double *gx, double *gw, double *ggw) {
+    int64_t n = z.n, d = z.d, c = z.c;
+    tg_tensor *x = tg_tensor_new(TG_F64, TG_SHAPE(n, d)),
+              *w = tg_tensor_new(TG_F64, TG_SHAPE(d, c));
+    tg_tensor *rows = tg_tensor_new(TG_I64, TG_SHAPE(n)),
+              *labels = tg_tensor_new(TG_I64, TG_SHAPE(n));
+    tg_tensor *pick = tg_tensor_new(TG_I64, TG_SHAPE(n, 2));
+    for (int64_t i = 0; x && i < x->numel; i++)
+        tg_tensor_set(x, i, sin(0.7 * (double)i));
+    for (int64_t i = 0; w && i < w->numel; i++)
+        tg_tensor_set(w, i, cos(1.3 * (double)i) / 2);
+    for (int64_t i = 0; rows && i < n; i++)
+        tg_tensor_set(rows, i, (double)((i * 5 + 1) % n));
+    for (int64_t i = 0; labels && i < n; i++)
+        tg_tensor_set(labels, i, (double)((i * 3) % (2 * c)));
+    for (int64_t i = 0; pick && i < 2 * n; i++)
+        tg_tensor_set(pick, i, (double)((i * 7) % (2 * c)));
+    tg_requires_grad(x, true);
+    tg_requires_grad(w, true);
+
+    tg_tensor *h = tg_matmul(tg_index_select(x, 0, rows), w);
+    tg_tensor *hc = tg_concat(2, (tg_tensor *[]){h, tg_tanh(h)}, 1);
+    tg_tensor *loss = tg_add(tg_add(tg_softmax_cross_entropy(hc, labels),
+                                    tg_mean(tg_square(tg_gather(hc, 1, pick)), TG_ALL, false)),
+                             tg_mul_scalar(tg_sum(tg_max(hc, 1, false), TG_ALL, false), 0.1));
+    int rc = -1;
+    *stage = 1;
+    if (loss) {
+        *stage = 2;
+        tg_tensor *dx = NULL, *ddw = NULL;
+        rc = tg_backward(loss);
+        if (rc == 0) rc = tg_grad(1, &loss, NULL, 1, &x, &dx, TG_CREATE_GRAPH);
+        if (rc == 0) {
+            tg_tensor *gn = tg_sum(tg_square(dx), TG_ALL, false);
+            rc = tg_grad(1, &gn, NULL, 1, &w, &ddw, 0);
+        }
+        if (rc == 0) {
+            *stage = 0;
+            for (int64_t i = 0; i < n * d; i++)
+                gx[i] = tg_tensor_get(x->grad, i);
+            for (int64_t i = 0; i < d * c; i++)
+                gw[i] = tg_tensor_get(w->grad, i);
+            for (int64_t i = 0; i < d * c; i++)
+                ggw[i] = tg_tensor_get(ddw, i);
+        } else {
+            ck_assert_ptr_null(ddw);
+        }
+    }
+    tg_tape_reset();
+    tg_tensor_free(x);
+    tg_tensor_free(w);
+    tg_tensor_free(rows);
+    tg_tensor_free(labels);
+    tg_tensor_free(pick);
+    return rc;
+}
+
+/* Every allocation of run_op_graph fails in turn, at several sizes: a tiny graph (the
+ * first arena block holds everything) and graphs whose tensors outgrow the blocks, so
+ * the tape has to add blocks in the middle of forward and backward ops. The arena
+ * doubles its blocks, so one size reaches only a few ops; together these sizes make a
+ * new block fall in 30 different places (in the forward index_select, matmul, tanh,
+ * concat, add, max, sum and mul_scalar, and in most nodes of the two backward passes).
+ * Each failure gives -1 (or a NULL loss) with "out of memory", never a crash or a
+ * leak; the run after the last allocation succeeds with the gradients of an unhooked
+ * run. */
+START_TEST(test_allocation_failure_every_k_ops) {
+    const graph_size sizes[] = {
+        {3, 4, 3},     {16, 32, 4},   {16, 8, 24},  {20, 48, 16}, {20, 48, 24},  {32, 48, 24},
+        {48, 32, 4},   {64, 48, 16},  {100, 16, 4}, {100, 32, 8}, {100, 32, 16}, {100, 32, 24},
+        {100, 48, 16}, {100, 48, 24}, {128, 8, 16}, {128, 32, 8}, {160, 32, 4},  {160, 32, 16},
+        {160, 32, 24}, {200, 16, 4},  {256, 8, 16}};
+    for (size_t zi = 0; zi < sizeof sizes / sizeof *sizes; zi++) {
+        graph_size z = sizes[zi];
+        size_t nx = (size_t)(z.n * z.d), nw = (size_t)(z.d * z.c);
+        double *ref = malloc((2 * nx + 4 * nw) * sizeof *ref);
+        ck_assert_ptr_nonnull(ref);
+        double *rgx = ref, *rgw = ref + nx, *rggw = rgw + nw;
+        double *gx = rggw + nw, *gw = gx + nx, *ggw = gw + nw;
+        int stage;
+        /* The reference, on malloc. */
+        tg_tape_free();
+        tg_clear_error();
+        ck_assert_msg(run_op_graph(z, &stage, rgx, rgw, rggw) == 0, "%s", tg_error());
+        tg_tape_free();
+
+        fail_alloc_state st = {0};
+        tg_set_allocator(&(tg_allocator){fail_alloc, fail_release, &st});
+        ck_assert_int_eq(run_op_graph(z, &stage, gx, gw, ggw), 0);
+        tg_tape_free();
+        long total = st.count;
+        ck_assert_int_eq(st.live, 0);
+        int failed_in[3] = {0};
+        for (long k = 1; k <= total + 1; k++) {
+            st = (fail_alloc_state){.fail_at = k};
+            tg_clear_error();
+            int rc = run_op_graph(z, &stage, gx, gw, ggw);
+            if (k <= total) {
+                ck_assert_msg(st.failed == 1, "size %zu: allocation %ld of %ld not reached", zi, k,
+                              total);
+                ck_assert_msg(rc == -1, "size %zu: allocation %ld failed but the run succeeded", zi,
+                              k);
+                ck_assert_msg(tg_error() && strstr(tg_error(), "out of memory"),
+                              "size %zu: allocation %ld: error is \"%s\"", zi, k,
+                              tg_error() ? tg_error() : "(none)");
+                failed_in[stage]++;
+            } else {
+                ck_assert_int_eq(rc, 0);
+                for (size_t i = 0; i < nx; i++)
+                    ck_assert_close(gx[i], rgx[i], 1e-12);
+                for (size_t i = 0; i < nw; i++) {
+                    ck_assert_close(gw[i], rgw[i], 1e-12);
+                    ck_assert_close(ggw[i], rggw[i], 1e-12 * (1 + fabs(rggw[i])));
+                }
+            }
+            tg_tape_free();
+            ck_assert_msg(st.live == 0, "size %zu: failing allocation %ld leaked %ld blocks", zi, k,
+                          st.live);
+        }
+        /* The persistent tensors and the first block fail in the forward pass; the larger
+         * graphs also need new blocks during the backward passes. */
+        ck_assert_int_gt(failed_in[1], 0);
+        if (zi > 0) ck_assert_int_gt(failed_in[2], 0);
+        tg_set_allocator(NULL);
+        tg_clear_error();
+        free(ref);
+    }
+}
+END_TEST
+
 START_TEST(test_allocation_failure_constructors) {
     tg_tape_free();
     fail_alloc_state st = {.fail_at = 1};
@@ -528,6 +673,7 @@ static Suite *tensor_suite(void) {
     suite_add_tcase(s, c);
     c = tcase_create("allocator");
     tcase_add_test(c, test_allocation_failure_every_k);
+    tcase_add_test(c, test_allocation_failure_every_k_ops);
     tcase_add_test(c, test_allocation_failure_constructors);
     tcase_add_test(c, test_allocator_counts_everything);
     suite_add_tcase(s, c);
