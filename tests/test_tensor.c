@@ -422,6 +422,71 @@ static int run_small_graph(void) {
     return rc;
 }
 
+/* A failed tg_backward changes no ->grad: with gradients already present from a first
+ * pass (x) and absent (v), a second pass whose k-th allocation fails leaves x->grad as
+ * it was and v->grad NULL; when it succeeds the gradients have added up. */
+START_TEST(test_failed_backward_changes_no_grad) {
+    tg_tape_free();
+    fail_alloc_state st = {0};
+    tg_set_allocator(&(tg_allocator){fail_alloc, fail_release, &st});
+    const double xv[3] = {0.3, -1.2, 2.0};
+    for (long k = 1;; k++) {
+        tg_tensor *x = tg_tensor_from(TG_F64, TG_SHAPE(3), xv);
+        tg_tensor *v = tg_scalar(TG_F64, 0.5);
+        ck_assert_ptr_nonnull(x);
+        ck_assert_ptr_nonnull(v);
+        tg_requires_grad(x, true);
+        tg_requires_grad(v, true);
+        ck_assert_int_eq(tg_backward(tg_sum(tg_sin(x), TG_ALL, false)), 0); /* dx = cos x */
+        tg_tape_reset();
+        st = (fail_alloc_state){.fail_at = k, .live = st.live};
+        /* dx = v cos x + 2x. x's last use comes after v's, so the sweep delivers x's
+         * gradient before v's is allocated. */
+        tg_tensor *first = tg_sum(tg_mul(tg_sin(x), v), TG_ALL, false);
+        tg_tensor *second = tg_sum(tg_square(x), TG_ALL, false);
+        tg_tensor *y = tg_add(first, second);
+        int rc = y ? tg_backward(y) : -1;
+        for (int i = 0; i < 3; i++) {
+            double want = cos(xv[i]) + (rc == 0 ? 0.5 * cos(xv[i]) + 2 * xv[i] : 0.0);
+            ck_assert_close(tg_tensor_get(x->grad, i), want, 1e-15);
+        }
+        if (rc == 0) {
+            ck_assert_ptr_nonnull(v->grad);
+        } else {
+            ck_assert_msg(v->grad == NULL, "allocation %ld failed but v->grad was set", k);
+        }
+        bool reached = st.failed > 0;
+        tg_tape_reset();
+        tg_tensor_free(x);
+        tg_tensor_free(v);
+        tg_tape_free();
+        if (!reached) break; /* every allocation of the second pass has been failed once */
+    }
+    ck_assert_int_eq(st.live, 0);
+    tg_set_allocator(NULL);
+    tg_clear_error();
+}
+END_TEST
+
+/* An allocation failure inside an op names the op and the result's shape. */
+START_TEST(test_out_of_memory_names_the_op) {
+    tg_tensor *a = tg_tensor_new(TG_F32, TG_SHAPE(3, 4)), *b = tg_tensor_new(TG_F32, TG_SHAPE(4, 5));
+    tg_tape_free(); /* an empty arena: the matmul's result needs a new block */
+    fail_alloc_state st = {.fail_at = 1};
+    tg_set_allocator(&(tg_allocator){fail_alloc, fail_release, &st});
+    ck_assert_op_error(tg_matmul(a, b), "tg_matmul: out of memory", "[3,5]", "f32");
+    st = (fail_alloc_state){.fail_at = 1};
+    tg_tensor *c = tg_tensor_new(TG_F64, TG_SHAPE(2));
+    ck_assert_ptr_null(c);
+    tgt_assert_error_has("tg_tensor_new", (const char *[]){"tg_tensor_new: out of memory"}, 1);
+    tg_tape_free();
+    tg_set_allocator(NULL);
+    tg_tensor_free(a);
+    tg_tensor_free(b);
+    tg_clear_error();
+}
+END_TEST
+
 START_TEST(test_allocation_failure_every_k) {
     tg_tape_free(); /* memory must be released by the allocator that gave it */
     fail_alloc_state st = {0};
@@ -673,6 +738,8 @@ static Suite *tensor_suite(void) {
     suite_add_tcase(s, c);
     c = tcase_create("allocator");
     tcase_add_test(c, test_allocation_failure_every_k);
+    tcase_add_test(c, test_failed_backward_changes_no_grad);
+    tcase_add_test(c, test_out_of_memory_names_the_op);
     tcase_add_test(c, test_allocation_failure_every_k_ops);
     tcase_add_test(c, test_allocation_failure_constructors);
     tcase_add_test(c, test_allocator_counts_everything);

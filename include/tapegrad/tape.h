@@ -41,8 +41,9 @@ extern "C" {
 
 /* Backward from y, which must have exactly one element: seeds dy = 1 and adds the
  * gradient of y into ->grad of every tensor that requires one. Returns 0, or -1 with
- * tg_error() set (y NULL, y with more than one element, y not on the tape's graph
- * is fine: it simply does nothing, allocation failure). */
+ * tg_error() set when y is NULL, has more than one element, does not require a
+ * gradient (no input of it does, or it was computed in no-grad mode), or an allocation
+ * fails. On failure no ->grad has been changed. */
 int tg_backward(tg_tensor *y);
 
 /* Backward from y with the given seed dy (same shape and dtype as y). */

@@ -42,6 +42,7 @@ static int check_seed(const char *op, const tg_tensor *y, const tg_tensor *dy) {
 /* Seeds ys and sweeps back from `last`. The caller clears the accumulators. */
 static int sweep(const char *op, tg__node *last, int ny, tg_tensor *const *ys,
                  tg_tensor *const *dys) {
+    tg__op_name = op;
     for (int i = 0; i < ny; i++) {
         tg_tensor *seed;
         if (dys && dys[i]) {
@@ -81,27 +82,58 @@ static int sweep(const char *op, tg__node *last, int ny, tg_tensor *const *ys,
     return 0;
 }
 
-/* Adds t's accumulated gradient into t->grad. */
-static int deliver(tg_tensor *t) {
+/* Delivery of the accumulated gradients into ->grad happens in two phases so that a
+ * failed backward changes no ->grad: first everything that can fail (allocating new
+ * persistent gradients, summing into existing tape gradients) into a list of pending
+ * updates; then, if all of it succeeded, the updates, which cannot fail. */
+typedef struct {
+    tg_tensor *t;     /* the tensor whose ->grad changes */
+    tg_tensor *g;     /* its accumulated gradient (for persistent t) */
+    tg_tensor *fresh; /* persistent t without ->grad: its new gradient tensor */
+    tg_tensor *value; /* tape t: the new ->grad */
+} pending;
+
+/* Phase 1 for one tensor: appends its update to list (if it has a gradient to take). */
+static int prepare(tg_tensor *t, pending *list, size_t *count) {
     tg_tensor *g = t->tg__acc;
-    if (!g) return 0;
-    t->tg__acc = NULL;
-    if (!t->requires_grad) return 0;
+    if (!g || !t->requires_grad) return 0;
+    t->tg__acc = NULL; /* taken: a tensor seen again later is skipped */
+    pending *u = &list[(*count)++];
+    *u = (pending){t, g, NULL, NULL};
     if (t->tg__persistent) {
-        if (!t->grad) {
-            t->grad = tg_tensor_new(t->dtype, t->ndim, t->shape);
-            if (!t->grad) return -1;
+        if (!t->grad && !(u->fresh = tg_tensor_new(t->dtype, t->ndim, t->shape))) return -1;
+    } else {
+        u->value = t->grad ? tg_add(t->grad, g) : g;
+        if (!u->value) return -1;
+    }
+    return 0;
+}
+
+static int deliver_all(tg__node *last, tg_tensor *y) {
+    tg__op_name = "tg_backward";
+    size_t cap = 1;
+    for (tg__node *n = last; n; n = n->prev) cap += 1 + (size_t)n->nin;
+    pending *list = tg__arena_alloc(cap * sizeof *list);
+    if (!list) return -1;
+    size_t count = 0;
+    int rc = prepare(y, list, &count);
+    for (tg__node *n = last; n && rc == 0; n = n->prev) {
+        rc = prepare(n->out, list, &count);
+        for (int i = 0; i < n->nin && rc == 0; i++) rc = prepare(n->in[i], list, &count);
+    }
+    if (rc != 0) {
+        for (size_t k = 0; k < count; k++) tg_tensor_free(list[k].fresh);
+        return -1;
+    }
+    for (size_t k = 0; k < count; k++) {
+        pending *u = &list[k];
+        if (u->t->tg__persistent) {
+            if (u->fresh) u->t->grad = u->fresh;
+            tg__accumulate_into(u->t->grad, u->g);
+        } else {
+            u->t->grad = u->value;
         }
-        tg__accumulate_into(t->grad, g);
-        return 0;
     }
-    if (!t->grad) {
-        t->grad = g;
-        return 0;
-    }
-    tg_tensor *s = tg_add(t->grad, g);
-    if (!s) return -1;
-    t->grad = s;
     return 0;
 }
 
@@ -119,14 +151,7 @@ int tg_backward_seeded(tg_tensor *y, const tg_tensor *dy) {
     bool mode = tg_set_grad_enabled(false);
     tg_tensor *dys[1] = {(tg_tensor *)dy};
     int rc = sweep("tg_backward", last, 1, &y, dy ? dys : NULL);
-    if (rc == 0) {
-        for (tg__node *n = last; n && rc == 0; n = n->prev) {
-            if (deliver(n->out) != 0) rc = -1;
-            for (int i = 0; i < n->nin && rc == 0; i++)
-                if (deliver(n->in[i]) != 0) rc = -1;
-        }
-        if (rc == 0 && deliver(y) != 0) rc = -1;
-    }
+    if (rc == 0) rc = deliver_all(last, y);
     clear_acc(last, 1, &y);
     tg_set_grad_enabled(mode);
     return rc;

@@ -43,6 +43,11 @@ int tg__fail_int(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *tg__shp(const tg_tensor *t);
 const char *tg__shp_raw(int ndim, const int64_t *shape);
 
+/* The public function running on this thread, set by the argument checks every op
+ * starts with (and by constructors and backward), so that an allocation failure deep
+ * inside can name it: "tg_matmul: out of memory ...". */
+extern _Thread_local const char *tg__op_name;
+
 /* ---- memory ---- */
 void *tg__alloc(size_t size);   /* through the allocator hook; sets tg_error on failure */
 void tg__release(void *p);

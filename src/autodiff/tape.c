@@ -105,7 +105,13 @@ static tg_tensor *tape_header(tg_dtype dt, int ndim, const int64_t *shape, size_
 }
 
 tg_tensor *tg__tape_tensor(tg_dtype dt, int ndim, const int64_t *shape) {
-    return tape_header(dt, ndim, shape, (size_t)tg__numel(ndim, shape) * tg_dtype_size(dt));
+    size_t bytes = (size_t)tg__numel(ndim, shape) * tg_dtype_size(dt);
+    tg_tensor *t = tape_header(dt, ndim, shape, bytes);
+    if (!t)
+        tg__fail("%s: out of memory for a %s %s result (%zu bytes)",
+                 tg__op_name ? tg__op_name : "tapegrad", tg__shp_raw(ndim, shape),
+                 tg_dtype_name(dt), bytes);
+    return t;
 }
 
 tg_tensor *tg__tape_zeros(tg_dtype dt, int ndim, const int64_t *shape) {

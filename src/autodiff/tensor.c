@@ -24,9 +24,13 @@ void tg_set_allocator(const tg_allocator *a) {
         allocator = (tg_allocator){default_alloc, default_release, NULL};
 }
 
+_Thread_local const char *tg__op_name;
+
 void *tg__alloc(size_t size) {
     void *p = allocator.alloc(size ? size : 1, allocator.ud);
-    if (!p) tg__fail("tapegrad: out of memory (allocating %zu bytes)", size);
+    if (!p)
+        tg__fail("%s: out of memory (allocating %zu bytes)", tg__op_name ? tg__op_name : "tapegrad",
+                 size);
     return p;
 }
 
@@ -115,6 +119,7 @@ static void init_header(tg_tensor *t, tg_dtype dt, int ndim, const int64_t *shap
 /* One allocation holds the header and (64-byte aligned) data; the data pointer is
  * aligned by hand because the hook promises only malloc alignment. */
 static tg_tensor *persistent_new(const char *op, tg_dtype dt, int ndim, const int64_t *shape) {
+    tg__op_name = op;
     size_t bytes;
     if (!check_shape(op, dt, ndim, shape, &bytes)) return NULL;
     char *mem = tg__alloc(HDR_BYTES + 64 + bytes);

@@ -5,6 +5,7 @@
 #include "../autodiff/internal.h"
 
 bool tg__check_nonnull(const char *op, const tg_tensor *x) {
+    tg__op_name = op;
     if (x) return true;
     tg__fail_soft("%s: input is NULL", op);
     return false;
