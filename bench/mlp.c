@@ -88,7 +88,8 @@ static void die(const char *what) {
 static float run_once(net *t, int b, int mode) {
     size_t mark = tg_tape_mark();
     tg_tensor *h = t->xb[b];
-    for (int i = 0; i < 5; i++) h = tg_module_forward(t->layer[i], h);
+    for (int i = 0; i < 5; i++)
+        h = tg_module_forward(t->layer[i], h);
     tg_tensor *loss = tg_loss_cross_entropy(h, t->yb[b]);
     if (!loss) die("forward");
     if (mode == MODE_STEP) tg_optim_zero_grad(t->opt);
@@ -106,7 +107,8 @@ static void time_modes(net *t, int repeats, int steps, long *counter, float *las
     double *ms = malloc(sizeof(double) * 3 * (size_t)repeats);
     if (!ms) die("out of memory");
     for (int mode = 0; mode < 3; mode++)
-        for (int w = 0; w < 3; w++, (*counter)++) last[mode] = run_once(t, (int)(*counter % NBATCH), mode);
+        for (int w = 0; w < 3; w++, (*counter)++)
+            last[mode] = run_once(t, (int)(*counter % NBATCH), mode);
     for (int r = 0; r < repeats; r++)
         for (int mode = 0; mode < 3; mode++) {
             double t0 = bench_now_ns();
@@ -114,7 +116,8 @@ static void time_modes(net *t, int repeats, int steps, long *counter, float *las
                 last[mode] = run_once(t, (int)(*counter % NBATCH), mode);
             ms[mode * repeats + r] = (bench_now_ns() - t0) / 1e6 / steps;
         }
-    for (int mode = 0; mode < 3; mode++) out[mode] = summarize(ms + mode * repeats, repeats);
+    for (int mode = 0; mode < 3; mode++)
+        out[mode] = summarize(ms + mode * repeats, repeats);
     free(ms);
 }
 
@@ -128,8 +131,10 @@ static int run_tapegrad(int repeats, int steps) {
         if (!t.xb[b] || !t.yb[b]) die("data");
         float *x = t.xb[b]->data;
         int64_t *y = t.yb[b]->data;
-        for (int i = 0; i < B * D0; i++) x[i] = (float)tg_rng_normal(&rng);
-        for (int i = 0; i < B; i++) y[i] = (int64_t)tg_rng_below(&rng, D3);
+        for (int i = 0; i < B * D0; i++)
+            x[i] = (float)tg_rng_normal(&rng);
+        for (int i = 0; i < B; i++)
+            y[i] = (int64_t)tg_rng_below(&rng, D3);
     }
     tg_seed(0);
     t.layer[0] = tg_nn_linear(D0, D1, TG_F32);
@@ -140,19 +145,23 @@ static int run_tapegrad(int repeats, int steps) {
     for (int i = 0; i < 5; i++)
         if (!t.layer[i]) die("layers");
     int np = 0;
-    for (int i = 0; i < 5; i += 2) np += tg_module_params(t.layer[i], t.params + np, 6 - np);
+    for (int i = 0; i < 5; i += 2)
+        np += tg_module_params(t.layer[i], t.params + np, 6 - np);
     if (np != 6 || !(t.opt = tg_sgd(6, t.params, (tg_sgd_opts){.lr = LR}))) die("setup");
     size_t param_bytes = 0;
-    for (int i = 0; i < 6; i++) param_bytes += (size_t)t.params[i]->numel * sizeof(float);
+    for (int i = 0; i < 6; i++)
+        param_bytes += (size_t)t.params[i]->numel * sizeof(float);
 
     long counter = 0;
     float first = 0, last[3];
-    for (int b = 0; b < NBATCH; b++) first += run_once(&t, b, MODE_FORWARD) / NBATCH;
+    for (int b = 0; b < NBATCH; b++)
+        first += run_once(&t, b, MODE_FORWARD) / NBATCH;
     stat times[3];
     time_modes(&t, repeats, steps, &counter, last, times);
     stat st = times[MODE_STEP], fw = times[MODE_FORWARD], fb = times[MODE_FWD_BWD];
     float trained = 0; /* mean loss over the 8 batches, as `first` */
-    for (int b = 0; b < NBATCH; b++) trained += run_once(&t, b, MODE_FORWARD) / NBATCH;
+    for (int b = 0; b < NBATCH; b++)
+        trained += run_once(&t, b, MODE_FORWARD) / NBATCH;
     size_t grad_bytes = 0;
     for (int i = 0; i < 6; i++)
         if (t.params[i]->grad) grad_bytes += (size_t)t.params[i]->grad->numel * sizeof(float);
@@ -177,7 +186,8 @@ static int run_tapegrad(int repeats, int steps) {
 
     tg_tape_reset();
     tg_optim_free(t.opt);
-    for (int i = 0; i < 5; i++) tg_module_free(t.layer[i]);
+    for (int i = 0; i < 5; i++)
+        tg_module_free(t.layer[i]);
     for (int b = 0; b < NBATCH; b++) {
         tg_tensor_free(t.xb[b]);
         tg_tensor_free(t.yb[b]);
@@ -207,15 +217,18 @@ static void gemm(const gemm_shape *g, const float *a, const float *b, float *c) 
 static stat time_gemms(const gemm_shape *g, int n, int repeats, int steps, const float *a,
                        const float *b, float *c, double *flops) {
     *flops = 0;
-    for (int i = 0; i < n; i++) *flops += 2.0 * g[i].m * g[i].n * g[i].k;
+    for (int i = 0; i < n; i++)
+        *flops += 2.0 * g[i].m * g[i].n * g[i].k;
     double *gf = malloc(sizeof(double) * (size_t)repeats);
     if (!gf) exit(1);
     for (int w = 0; w < 3; w++)
-        for (int i = 0; i < n; i++) gemm(&g[i], a, b, c);
+        for (int i = 0; i < n; i++)
+            gemm(&g[i], a, b, c);
     for (int r = 0; r < repeats; r++) {
         double t0 = bench_now_ns();
         for (int s = 0; s < steps; s++)
-            for (int i = 0; i < n; i++) gemm(&g[i], a, b, c);
+            for (int i = 0; i < n; i++)
+                gemm(&g[i], a, b, c);
         gf[r] = *flops * steps / (bench_now_ns() - t0); /* flop per ns = GFLOP/s */
     }
     qsort(gf, (size_t)repeats, sizeof *gf, bench_cmp_double);
@@ -235,9 +248,9 @@ static int run_gemm(int repeats, int steps) {
     const gemm_shape fwd1[] = {{B, D1, D0, false, false}};
     const gemm_shape fwd2[] = {{B, D2, D1, false, false}};
     const gemm_shape step[] = {
-        {B, D1, D0, false, false},  {B, D2, D1, false, false},  {B, D3, D2, false, false},
-        {D2, D3, B, true, false},   {B, D2, D3, false, true},   {D1, D2, B, true, false},
-        {B, D1, D2, false, true},   {D0, D1, B, true, false},
+        {B, D1, D0, false, false}, {B, D2, D1, false, false}, {B, D3, D2, false, false},
+        {D2, D3, B, true, false},  {B, D2, D3, false, true},  {D1, D2, B, true, false},
+        {B, D1, D2, false, true},  {D0, D1, B, true, false},
     };
     double f1, f2, fs;
     stat s1 = time_gemms(fwd1, 1, repeats, steps, a, b, c, &f1);
@@ -260,7 +273,9 @@ static int run_gemm(int repeats, int steps) {
 int main(int argc, char **argv) {
     const char *mode = argc > 1 ? argv[1] : "tapegrad";
     bool is_gemm = strcmp(mode, "gemm") == 0;
-    int repeats = argc > 2 ? atoi(argv[2]) : 21, steps = argc > 3 ? atoi(argv[3]) : is_gemm ? 20 : 10;
+    int repeats = argc > 2 ? atoi(argv[2]) : 21, steps = argc > 3  ? atoi(argv[3])
+                                                         : is_gemm ? 20
+                                                                   : 10;
     if ((!is_gemm && strcmp(mode, "tapegrad") != 0) || repeats < 1 || steps < 1) {
         fprintf(stderr, "usage: mlp tapegrad|gemm [repeats [steps]]\n");
         return 2;

@@ -51,8 +51,17 @@
 #include <tapegrad/nn.h>
 #include <tapegrad/optim.h>
 
-enum { PER_CLASS = 100, CLASSES = 3, N = PER_CLASS * CLASSES, IN = 2, HID = 100, BATCH = 20,
-       NBATCH = N / BATCH, WARMUP = 1000, CHECK_STEPS = 300 };
+enum {
+    PER_CLASS = 100,
+    CLASSES = 3,
+    N = PER_CLASS * CLASSES,
+    IN = 2,
+    HID = 100,
+    BATCH = 20,
+    NBATCH = N / BATCH,
+    WARMUP = 1000,
+    CHECK_STEPS = 300
+};
 static const double LR = 0.1, MOMENTUM = 0.9;
 
 static void *xmalloc(size_t n) {
@@ -67,7 +76,7 @@ static void *xmalloc(size_t n) {
 /* ---------------- the floor: one fused step by hand ---------------- */
 
 typedef struct {
-    float w1[IN * HID], b1[HID], w2[HID * CLASSES], b2[CLASSES]; /* parameters */
+    float w1[IN * HID], b1[HID], w2[HID * CLASSES], b2[CLASSES];   /* parameters */
     float m1[IN * HID], mb1[HID], m2[HID * CLASSES], mb2[CLASSES]; /* momentum buffers */
     float g1[IN * HID], gb1[HID], g2[HID * CLASSES], gb2[CLASSES]; /* gradients */
     float h[BATCH * HID], dh[BATCH * HID], z[BATCH * CLASSES];     /* activations */
@@ -84,8 +93,8 @@ static void sgd_update(float *p, float *buf, const float *g, int n) {
 /* One SGD step on x [BATCH, IN], labels y [BATCH]; returns the loss. */
 static float floor_step(floor_net *f, const float *x, const int64_t *y) {
     /* h = relu(x W1 + b1) */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BATCH, HID, IN, 1.0f, x, IN, f->w1,
-                HID, 0.0f, f->h, HID);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BATCH, HID, IN, 1.0f, x, IN, f->w1, HID,
+                0.0f, f->h, HID);
     for (int n = 0; n < BATCH; n++) {
         float *row = f->h + n * HID;
         for (int j = 0; j < HID; j++) {
@@ -110,24 +119,29 @@ static float floor_step(floor_net *f, const float *x, const int64_t *y) {
             s += row[c];
         }
         loss += logf(s) + mx - picked;
-        for (int c = 0; c < CLASSES; c++) row[c] = row[c] / s / BATCH;
+        for (int c = 0; c < CLASSES; c++)
+            row[c] = row[c] / s / BATCH;
         row[y[n]] -= 1.0f / BATCH;
     }
     loss /= BATCH;
     /* dW2 = h^T dz, db2 = sum_n dz */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, HID, CLASSES, BATCH, 1.0f, f->h, HID,
-                f->z, CLASSES, 0.0f, f->g2, CLASSES);
-    for (int c = 0; c < CLASSES; c++) f->gb2[c] = 0.0f;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, HID, CLASSES, BATCH, 1.0f, f->h, HID, f->z,
+                CLASSES, 0.0f, f->g2, CLASSES);
+    for (int c = 0; c < CLASSES; c++)
+        f->gb2[c] = 0.0f;
     for (int n = 0; n < BATCH; n++)
-        for (int c = 0; c < CLASSES; c++) f->gb2[c] += f->z[n * CLASSES + c];
+        for (int c = 0; c < CLASSES; c++)
+            f->gb2[c] += f->z[n * CLASSES + c];
     /* dh = (dz W2^T) * (h > 0) */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BATCH, HID, CLASSES, 1.0f, f->z, CLASSES,
                 f->w2, CLASSES, 0.0f, f->dh, HID);
     for (int i = 0; i < BATCH * HID; i++) /* branch-free: the compiler vectorizes it */
         f->dh[i] = f->h[i] > 0.0f ? f->dh[i] : 0.0f;
-    for (int j = 0; j < HID; j++) f->gb1[j] = 0.0f;
+    for (int j = 0; j < HID; j++)
+        f->gb1[j] = 0.0f;
     for (int n = 0; n < BATCH; n++)
-        for (int j = 0; j < HID; j++) f->gb1[j] += f->dh[n * HID + j];
+        for (int j = 0; j < HID; j++)
+            f->gb1[j] += f->dh[n * HID + j];
     /* dW1 = x^T dh */
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, IN, HID, BATCH, 1.0f, x, IN, f->dh, HID,
                 0.0f, f->g1, HID);
@@ -174,11 +188,11 @@ static double max_rel_diff(const float *a, const tg_tensor *t, int n) {
 /* Times `repeats` batches of `steps` steps; fills per-step microseconds into us. */
 #define TIME_LOOP(us, repeats, steps, counter, body)                                               \
     for (int r_ = 0; r_ < (repeats); r_++) {                                                       \
-        double t0_ = bench_now_ns();                                                                     \
+        double t0_ = bench_now_ns();                                                               \
         for (int s_ = 0; s_ < (steps); s_++, (counter)++) {                                        \
             body;                                                                                  \
         }                                                                                          \
-        (us)[r_] = (bench_now_ns() - t0_) / 1e3 / (steps);                                              \
+        (us)[r_] = (bench_now_ns() - t0_) / 1e3 / (steps);                                         \
     }
 
 int main(int argc, char **argv) {
@@ -197,7 +211,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     int perm[N];
-    for (int i = 0; i < N; i++) perm[i] = i;
+    for (int i = 0; i < N; i++)
+        perm[i] = i;
     tg_rng rng;
     tg_rng_seed(&rng, 7);
     for (int i = N - 1; i > 0; i--) { /* Fisher-Yates */
@@ -246,10 +261,10 @@ int main(int argc, char **argv) {
         double d = fabs((double)lt - (double)lf) / (fabs((double)lt) + 1e-2);
         if (d > worst_loss) worst_loss = d;
     }
-    double worst_param = fmax(fmax(max_rel_diff(f->w1, t.params[0], IN * HID),
-                                   max_rel_diff(f->b1, t.params[1], HID)),
-                              fmax(max_rel_diff(f->w2, t.params[2], HID * CLASSES),
-                                   max_rel_diff(f->b2, t.params[3], CLASSES)));
+    double worst_param = fmax(
+        fmax(max_rel_diff(f->w1, t.params[0], IN * HID), max_rel_diff(f->b1, t.params[1], HID)),
+        fmax(max_rel_diff(f->w2, t.params[2], HID * CLASSES),
+             max_rel_diff(f->b2, t.params[3], CLASSES)));
     printf("check: %d steps side by side, loss %.4f (tapegrad) vs %.4f (floor); worst relative "
            "difference: loss %.2e, parameters %.2e\n",
            CHECK_STEPS, lt, lf, worst_loss, worst_param);
@@ -262,7 +277,8 @@ int main(int argc, char **argv) {
     double *us_f = xmalloc(sizeof(double) * (size_t)repeats);
 
     /* (a) tapegrad */
-    for (int s = 0; s < WARMUP; s++, step_t++) lt = tg_step(&t, (int)(step_t % NBATCH));
+    for (int s = 0; s < WARMUP; s++, step_t++)
+        lt = tg_step(&t, (int)(step_t % NBATCH));
     unsigned long long alloc0 = bench_n_alloc;
     TIME_LOOP(us_t, repeats, steps, step_t, lt = tg_step(&t, (int)(step_t % NBATCH)));
     unsigned long long allocs = bench_n_alloc - alloc0;
@@ -271,11 +287,12 @@ int main(int argc, char **argv) {
     for (int s = 0; s < WARMUP && !only_tapegrad; s++, step_f++)
         lf = floor_step(f, xs + (step_f % NBATCH) * BATCH * IN, ys + (step_f % NBATCH) * BATCH);
     if (only_tapegrad)
-        for (int r = 0; r < repeats; r++) us_f[r] = NAN;
+        for (int r = 0; r < repeats; r++)
+            us_f[r] = NAN;
     else
         TIME_LOOP(us_f, repeats, steps, step_f,
-              lf = floor_step(f, xs + (step_f % NBATCH) * BATCH * IN,
-                              ys + (step_f % NBATCH) * BATCH));
+                  lf = floor_step(f, xs + (step_f % NBATCH) * BATCH * IN,
+                                  ys + (step_f % NBATCH) * BATCH));
 
     double min_t = us_t[0], min_f = us_f[0];
     for (int r = 1; r < repeats; r++) {
@@ -313,6 +330,7 @@ int main(int argc, char **argv) {
     free(xs);
     free(ys);
     if (bench_n_alloc != bench_n_release)
-        fprintf(stderr, "spiral: %llu allocations but %llu releases\n", bench_n_alloc, bench_n_release);
+        fprintf(stderr, "spiral: %llu allocations but %llu releases\n", bench_n_alloc,
+                bench_n_release);
     return allocs == 0 && bench_n_alloc == bench_n_release ? 0 : 1;
 }

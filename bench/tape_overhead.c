@@ -105,6 +105,7 @@ int main(int argc, char **argv) {
     tg_tensor_free(x2);
     tg_tape_free();
     if (bench_n_alloc != bench_n_release)
-        fprintf(stderr, "tape_overhead: %llu allocations but %llu releases\n", bench_n_alloc, bench_n_release);
+        fprintf(stderr, "tape_overhead: %llu allocations but %llu releases\n", bench_n_alloc,
+                bench_n_release);
     return allocs == 0 && bench_n_alloc == bench_n_release ? 0 : 1;
 }

@@ -24,13 +24,13 @@
 #ifndef TAPEGRAD_H
 #define TAPEGRAD_H
 
-#include "tapegrad/tensor.h"
-#include "tapegrad/tape.h"
-#include "tapegrad/ops.h"
-#include "tapegrad/gradcheck.h"
-#include "tapegrad/nn.h"
-#include "tapegrad/optim.h"
 #include "tapegrad/data.h"
+#include "tapegrad/gradcheck.h"
 #include "tapegrad/io.h"
+#include "tapegrad/nn.h"
+#include "tapegrad/ops.h"
+#include "tapegrad/optim.h"
+#include "tapegrad/tape.h"
+#include "tapegrad/tensor.h"
 
 #endif

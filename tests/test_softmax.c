@@ -19,9 +19,12 @@ static tg_tensor *f_softmax(tg_tensor *const *in, void *vctx) {
 /* softmax of one row, by the definition. */
 static void softmax_ref(const double *x, int n, double *out, bool log_form) {
     double m = x[0], s = 0;
-    for (int i = 1; i < n; i++) m = x[i] > m ? x[i] : m;
-    for (int i = 0; i < n; i++) s += exp(x[i] - m);
-    for (int i = 0; i < n; i++) out[i] = log_form ? x[i] - m - log(s) : exp(x[i] - m) / s;
+    for (int i = 1; i < n; i++)
+        m = x[i] > m ? x[i] : m;
+    for (int i = 0; i < n; i++)
+        s += exp(x[i] - m);
+    for (int i = 0; i < n; i++)
+        out[i] = log_form ? x[i] - m - log(s) : exp(x[i] - m) / s;
 }
 
 START_TEST(test_softmax_values) {
@@ -146,9 +149,12 @@ START_TEST(test_xent_values_and_grads) {
     double want = 0;
     for (int64_t i = 0; i < rows; i++) {
         double row[5], m = -INFINITY, s = 0;
-        for (int j = 0; j < classes; j++) row[j] = tg_tensor_get(x, i * classes + j);
-        for (int j = 0; j < classes; j++) m = fmax(m, row[j]);
-        for (int j = 0; j < classes; j++) s += exp(row[j] - m);
+        for (int j = 0; j < classes; j++)
+            row[j] = tg_tensor_get(x, i * classes + j);
+        for (int j = 0; j < classes; j++)
+            m = fmax(m, row[j]);
+        for (int j = 0; j < classes; j++)
+            s += exp(row[j] - m);
         want += m + log(s) - row[lv[i]];
     }
     want /= (double)rows;
@@ -157,7 +163,8 @@ START_TEST(test_xent_values_and_grads) {
     ck_assert_close(tg_item(y), want, 1e-12);
     /* The gradient equals that of the composed loss. */
     tg_tensor *onehot = tg_tensor_new(TG_F64, TG_SHAPE(rows, classes));
-    for (int64_t i = 0; i < rows; i++) tg_tensor_set(onehot, i * classes + lv[i], 1.0);
+    for (int64_t i = 0; i < rows; i++)
+        tg_tensor_set(onehot, i * classes + lv[i], 1.0);
     tg_tensor *yc = f_xent_composed(&x, onehot);
     ck_assert_close(tg_item(yc), want, 1e-12);
     tg_tensor *g1, *g2;
@@ -272,7 +279,8 @@ START_TEST(test_xent_errors) {
     ck_assert_ptr_nonnull(strstr(tg_error(), "label 3"));
     tg_tape_reset();
     tg_tensor *all[] = {x, x3, l, lbad, lneg, l3, lf, s, v, x0, l0, xc0, ls, x32};
-    for (size_t i = 0; i < sizeof all / sizeof *all; i++) tg_tensor_free(all[i]);
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        tg_tensor_free(all[i]);
 }
 END_TEST
 
@@ -311,4 +319,6 @@ static Suite *softmax_suite(void) {
     return s;
 }
 
-int main(void) { return tgt_run(softmax_suite()); }
+int main(void) {
+    return tgt_run(softmax_suite());
+}

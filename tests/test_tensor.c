@@ -470,7 +470,8 @@ END_TEST
 
 /* An allocation failure inside an op names the op and the result's shape. */
 START_TEST(test_out_of_memory_names_the_op) {
-    tg_tensor *a = tg_tensor_new(TG_F32, TG_SHAPE(3, 4)), *b = tg_tensor_new(TG_F32, TG_SHAPE(4, 5));
+    tg_tensor *a = tg_tensor_new(TG_F32, TG_SHAPE(3, 4)),
+              *b = tg_tensor_new(TG_F32, TG_SHAPE(4, 5));
     tg_tape_free(); /* an empty arena: the matmul's result needs a new block */
     fail_alloc_state st = {.fail_at = 1};
     tg_set_allocator(&(tg_allocator){fail_alloc, fail_release, &st});

@@ -8,8 +8,8 @@ void tgt_assert_error_has(const char *what, const char *const *frags, int n) {
     const char *e = tg_error();
     ck_assert_msg(e != NULL, "%s failed without setting tg_error()", what);
     for (int i = 0; i < n; i++)
-        ck_assert_msg(strstr(e, frags[i]) != NULL, "error of %s is \"%s\"; expected it to contain \"%s\"",
-                      what, e, frags[i]);
+        ck_assert_msg(strstr(e, frags[i]) != NULL,
+                      "error of %s is \"%s\"; expected it to contain \"%s\"", what, e, frags[i]);
 }
 
 void tgt_assert_tensor(const tg_tensor *t, const double *want, double tol) {
@@ -95,7 +95,9 @@ void tgt_assert_f32_agrees(tg_fn f, void *ctx, int n, tg_tensor *const *in, cons
 }
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-void tgt_seed(uint64_t s) { rng_state = s * 0x9E3779B97F4A7C15ull + 1; }
+void tgt_seed(uint64_t s) {
+    rng_state = s * 0x9E3779B97F4A7C15ull + 1;
+}
 static double next_unit(void) {
     rng_state ^= rng_state << 13;
     rng_state ^= rng_state >> 7;
@@ -106,7 +108,8 @@ static double next_unit(void) {
 tg_tensor *tgt_rand(tg_dtype dt, int ndim, const int64_t *shape, double lo, double hi) {
     tg_tensor *t = tg_tensor_new(dt, ndim, shape);
     if (!t) return NULL;
-    for (int64_t i = 0; i < t->numel; i++) tg_tensor_set(t, i, lo + (hi - lo) * next_unit());
+    for (int64_t i = 0; i < t->numel; i++)
+        tg_tensor_set(t, i, lo + (hi - lo) * next_unit());
     return t;
 }
 

@@ -12,7 +12,7 @@
 #define ck_assert_close(a, b, tol)                                                                 \
     do {                                                                                           \
         double ck_a_ = (a), ck_b_ = (b), ck_t_ = (tol);                                            \
-        ck_assert_msg(fabs(ck_a_ - ck_b_) <= ck_t_ || (isnan(ck_a_) && isnan(ck_b_)),             \
+        ck_assert_msg(fabs(ck_a_ - ck_b_) <= ck_t_ || (isnan(ck_a_) && isnan(ck_b_)),              \
                       "%s = %.17g but %s = %.17g (tolerance %g)", #a, ck_a_, #b, ck_b_, ck_t_);    \
     } while (0)
 

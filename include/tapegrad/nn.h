@@ -148,12 +148,12 @@ void tg_seed(uint64_t seed);
  * standard normal (Marsaglia's polar method). */
 double tg_rand_uniform(void);
 double tg_rand_normal(void);
-int tg_init_normal(tg_tensor *t, double mean, double std);  /* N(mean, std^2); std >= 0 */
-int tg_init_uniform(tg_tensor *t, double lo, double hi);    /* U[lo, hi); lo <= hi */
+int tg_init_normal(tg_tensor *t, double mean, double std); /* N(mean, std^2); std >= 0 */
+int tg_init_uniform(tg_tensor *t, double lo, double hi);   /* U[lo, hi); lo <= hi */
 int tg_init_zeros(tg_tensor *t);
 int tg_init_constant(tg_tensor *t, double c);
-int tg_init_xavier_uniform(tg_tensor *t); /* U(-a, a), a = sqrt(6 / (fan_in + fan_out)) */
-int tg_init_xavier_normal(tg_tensor *t);  /* N(0, 2 / (fan_in + fan_out)) */
+int tg_init_xavier_uniform(tg_tensor *t);  /* U(-a, a), a = sqrt(6 / (fan_in + fan_out)) */
+int tg_init_xavier_normal(tg_tensor *t);   /* N(0, 2 / (fan_in + fan_out)) */
 int tg_init_kaiming_uniform(tg_tensor *t); /* U(-b, b), b = sqrt(6 / fan_in) (ReLU gain) */
 int tg_init_kaiming_normal(tg_tensor *t);  /* N(0, 2 / fan_in) */
 
@@ -166,9 +166,9 @@ typedef struct {
     int epochs;         /* >= 1 */
     bool shuffle;       /* reshuffle every epoch with a generator seeded by seed */
     uint64_t seed;
-    tg_loss_fn loss;    /* required */
-    tg_optim *optim;    /* required; built over tg_model_params */
-    int verbose;        /* 0: silent; 1: one line per epoch; 2: also one per step */
+    tg_loss_fn loss; /* required */
+    tg_optim *optim; /* required; built over tg_model_params */
+    int verbose;     /* 0: silent; 1: one line per epoch; 2: also one per step */
 } tg_fit_opts;
 
 tg_model *tg_model_new(void);

@@ -30,10 +30,10 @@ extern "C" {
 #endif
 
 /* ---- binary elementwise, broadcasting ---- */
-tg_tensor *tg_add(tg_tensor *a, tg_tensor *b);     /* a + b */
-tg_tensor *tg_sub(tg_tensor *a, tg_tensor *b);     /* a - b */
-tg_tensor *tg_mul(tg_tensor *a, tg_tensor *b);     /* a * b */
-tg_tensor *tg_div(tg_tensor *a, tg_tensor *b);     /* a / b */
+tg_tensor *tg_add(tg_tensor *a, tg_tensor *b); /* a + b */
+tg_tensor *tg_sub(tg_tensor *a, tg_tensor *b); /* a - b */
+tg_tensor *tg_mul(tg_tensor *a, tg_tensor *b); /* a * b */
+tg_tensor *tg_div(tg_tensor *a, tg_tensor *b); /* a / b */
 /* a^b. d/da = b a^(b-1); d/db = a^b log(a), taken as 0 where a = 0 and b >= 0 (as
  * PyTorch does), NaN where a < 0. */
 tg_tensor *tg_pow(tg_tensor *a, tg_tensor *b);

@@ -44,25 +44,27 @@ typedef enum {
 /* TG_SHAPE(2, 3) expands to the two arguments `2, (const int64_t[]){2, 3}`.
  * For a 0-d (scalar) shape pass `0, NULL` (or use tg_scalar). */
 #define TG_SHAPE(...)                                                                              \
-    (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]){__VA_ARGS__}
+    (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]) {                 \
+        __VA_ARGS__                                                                                \
+    }
 
 typedef struct tg_tensor tg_tensor;
 
 struct tg_tensor {
-    tg_dtype dtype;              /* element type */
-    int ndim;                    /* 0 <= ndim <= TG_MAX_DIMS; 0 is a scalar */
-    int64_t shape[TG_MAX_DIMS];  /* shape[i] >= 0 for i < ndim; unused entries are 1 */
-    int64_t numel;               /* product of shape[0..ndim) (1 for a scalar) */
-    void *data;                  /* numel elements, contiguous, row-major, 64-byte aligned */
-    tg_tensor *grad;             /* accumulated gradient after tg_backward, or NULL */
-    bool requires_grad;          /* gradients flow into this tensor */
+    tg_dtype dtype;             /* element type */
+    int ndim;                   /* 0 <= ndim <= TG_MAX_DIMS; 0 is a scalar */
+    int64_t shape[TG_MAX_DIMS]; /* shape[i] >= 0 for i < ndim; unused entries are 1 */
+    int64_t numel;              /* product of shape[0..ndim) (1 for a scalar) */
+    void *data;                 /* numel elements, contiguous, row-major, 64-byte aligned */
+    tg_tensor *grad;            /* accumulated gradient after tg_backward, or NULL */
+    bool requires_grad;         /* gradients flow into this tensor */
     /* --- private: maintained by the library --- */
-    bool tg__persistent;         /* made by a tg_tensor_* constructor */
-    bool tg__view;               /* data belongs to another tensor */
-    int32_t tg__id;              /* tape tensors: creation number on the tape (for printing) */
-    struct tg__node *tg__node;   /* node that produced this tensor, or NULL for a leaf */
-    tg_tensor *tg__acc;          /* gradient being accumulated during a backward sweep */
-    char tg__name[24];           /* optional name used by tg_tape_print / tg_tape_dot */
+    bool tg__persistent;       /* made by a tg_tensor_* constructor */
+    bool tg__view;             /* data belongs to another tensor */
+    int32_t tg__id;            /* tape tensors: creation number on the tape (for printing) */
+    struct tg__node *tg__node; /* node that produced this tensor, or NULL for a leaf */
+    tg_tensor *tg__acc;        /* gradient being accumulated during a backward sweep */
+    char tg__name[24];         /* optional name used by tg_tape_print / tg_tape_dot */
 };
 
 /* Size in bytes of one element of dtype dt (4 or 8); 0 for an invalid dtype. */

@@ -27,9 +27,11 @@ static int acc_add(tg_tensor *t, tg_tensor *g) {
 static void clear_acc(tg__node *last, int ny, tg_tensor *const *ys) {
     for (tg__node *n = last; n; n = n->prev) {
         n->out->tg__acc = NULL;
-        for (int i = 0; i < n->nin; i++) n->in[i]->tg__acc = NULL;
+        for (int i = 0; i < n->nin; i++)
+            n->in[i]->tg__acc = NULL;
     }
-    for (int i = 0; i < ny; i++) ys[i]->tg__acc = NULL;
+    for (int i = 0; i < ny; i++)
+        ys[i]->tg__acc = NULL;
 }
 
 static int check_seed(const char *op, const tg_tensor *y, const tg_tensor *dy) {
@@ -63,7 +65,8 @@ static int sweep(const char *op, tg__node *last, int ny, tg_tensor *const *ys,
             gin = tg__arena_alloc((size_t)n->nin * sizeof *gin);
             if (!gin) return -1;
         }
-        for (int i = 0; i < n->nin; i++) gin[i] = NULL;
+        for (int i = 0; i < n->nin; i++)
+            gin[i] = NULL;
         if (n->backward(n, g, gin) != 0) {
             if (!tg_error()) tg__fail("%s: backward of %s failed", op, n->op);
             return -1;
@@ -112,17 +115,20 @@ static int prepare(tg_tensor *t, pending *list, size_t *count) {
 static int deliver_all(tg__node *last, tg_tensor *y) {
     tg__op_name = "tg_backward";
     size_t cap = 1;
-    for (tg__node *n = last; n; n = n->prev) cap += 1 + (size_t)n->nin;
+    for (tg__node *n = last; n; n = n->prev)
+        cap += 1 + (size_t)n->nin;
     pending *list = tg__arena_alloc(cap * sizeof *list);
     if (!list) return -1;
     size_t count = 0;
     int rc = prepare(y, list, &count);
     for (tg__node *n = last; n && rc == 0; n = n->prev) {
         rc = prepare(n->out, list, &count);
-        for (int i = 0; i < n->nin && rc == 0; i++) rc = prepare(n->in[i], list, &count);
+        for (int i = 0; i < n->nin && rc == 0; i++)
+            rc = prepare(n->in[i], list, &count);
     }
     if (rc != 0) {
-        for (size_t k = 0; k < count; k++) tg_tensor_free(list[k].fresh);
+        for (size_t k = 0; k < count; k++)
+            tg_tensor_free(list[k].fresh);
         return -1;
     }
     for (size_t k = 0; k < count; k++) {
@@ -157,28 +163,31 @@ int tg_backward_seeded(tg_tensor *y, const tg_tensor *dy) {
     return rc;
 }
 
-int tg_backward(tg_tensor *y) { return tg_backward_seeded(y, NULL); }
+int tg_backward(tg_tensor *y) {
+    return tg_backward_seeded(y, NULL);
+}
 
 int tg_grad(int ny, tg_tensor *const *ys, tg_tensor *const *dys, int nx, tg_tensor *const *xs,
             tg_tensor **dxs_out, unsigned flags) {
     if (dxs_out)
-        for (int i = 0; i < nx; i++) dxs_out[i] = NULL;
+        for (int i = 0; i < nx; i++)
+            dxs_out[i] = NULL;
     if (ny < 1 || nx < 1 || !ys || !xs || !dxs_out)
-        return tg__fail_int("tg_grad: need ny >= 1, nx >= 1 and non-NULL arrays (ny=%d, nx=%d)",
-                            ny, nx);
+        return tg__fail_int("tg_grad: need ny >= 1, nx >= 1 and non-NULL arrays (ny=%d, nx=%d)", ny,
+                            nx);
     for (int i = 0; i < ny; i++)
         if (!ys[i]) return tg__fail_soft("tg_grad: ys[%d] is NULL", i), -1;
     for (int j = 0; j < nx; j++) {
         if (!xs[j]) return tg__fail_soft("tg_grad: xs[%d] is NULL", j), -1;
         if (xs[j]->dtype == TG_I64)
-            return tg__fail_int("tg_grad: xs[%d] %s is i64 and has no gradient", j,
-                                tg__shp(xs[j]));
+            return tg__fail_int("tg_grad: xs[%d] %s is i64 and has no gradient", j, tg__shp(xs[j]));
     }
     tg__node *last = tg__tape_last();
     bool mode = tg_set_grad_enabled((flags & TG_CREATE_GRAPH) != 0);
     int rc = sweep("tg_grad", last, ny, ys, dys);
     /* Read every result before clearing: xs may repeat or be among ys. */
-    for (int j = 0; j < nx && rc == 0; j++) dxs_out[j] = xs[j]->tg__acc;
+    for (int j = 0; j < nx && rc == 0; j++)
+        dxs_out[j] = xs[j]->tg__acc;
     clear_acc(last, ny, ys);
     for (int j = 0; j < nx && rc == 0; j++) {
         if (!dxs_out[j]) {
@@ -188,7 +197,8 @@ int tg_grad(int ny, tg_tensor *const *ys, tg_tensor *const *dys, int nx, tg_tens
     }
     tg_set_grad_enabled(mode);
     if (rc != 0)
-        for (int j = 0; j < nx; j++) dxs_out[j] = NULL;
+        for (int j = 0; j < nx; j++)
+            dxs_out[j] = NULL;
     return rc;
 }
 

@@ -49,7 +49,7 @@ const char *tg__shp_raw(int ndim, const int64_t *shape);
 extern _Thread_local const char *tg__op_name;
 
 /* ---- memory ---- */
-void *tg__alloc(size_t size);   /* through the allocator hook; sets tg_error on failure */
+void *tg__alloc(size_t size); /* through the allocator hook; sets tg_error on failure */
 void tg__release(void *p);
 
 /* Bump allocation on this thread's tape arena, 64-byte aligned; NULL (tg_error set) on
@@ -77,18 +77,18 @@ typedef struct tg__node tg__node;
 typedef int (*tg__backward_fn)(const tg__node *n, tg_tensor *gout, tg_tensor **gin);
 
 struct tg__node {
-    tg__node *prev;            /* previous node on the tape (creation order) */
-    size_t pos;                /* arena position before the node was allocated */
-    const char *op;            /* op name for printing, e.g. "matmul" */
+    tg__node *prev; /* previous node on the tape (creation order) */
+    size_t pos;     /* arena position before the node was allocated */
+    const char *op; /* op name for printing, e.g. "matmul" */
     tg__backward_fn backward;
-    tg_tensor *out;            /* the op's result */
-    int nin;                   /* number of inputs */
-    tg_tensor **in;            /* inputs (points at inline_in when nin <= 3) */
+    tg_tensor *out; /* the op's result */
+    int nin;        /* number of inputs */
+    tg_tensor **in; /* inputs (points at inline_in when nin <= 3) */
     tg_tensor *inline_in[TG__NODE_INLINE];
-    const tg_tensor *aux[2];   /* non-differentiable tensor arguments (indices, cond) */
-    double d[2];               /* scalar arguments */
-    int64_t i[4];              /* integer arguments (axes, flags, offsets) */
-    void *extra;               /* op-specific data on the arena, or NULL */
+    const tg_tensor *aux[2]; /* non-differentiable tensor arguments (indices, cond) */
+    double d[2];             /* scalar arguments */
+    int64_t i[4];            /* integer arguments (axes, flags, offsets) */
+    void *extra;             /* op-specific data on the arena, or NULL */
 };
 
 /* True when an op with these inputs must record: grad mode on and some input
@@ -145,16 +145,25 @@ void tg__broadcast_walk(int ndim, const int64_t *shape, int nops, const int *op_
 tg_tensor *tg__ones_like(const tg_tensor *x);
 static inline double tg__get(const tg_tensor *t, int64_t i) {
     switch (t->dtype) {
-    case TG_F32: return ((const float *)t->data)[i];
-    case TG_F64: return ((const double *)t->data)[i];
-    default: return (double)((const int64_t *)t->data)[i];
+    case TG_F32:
+        return ((const float *)t->data)[i];
+    case TG_F64:
+        return ((const double *)t->data)[i];
+    default:
+        return (double)((const int64_t *)t->data)[i];
     }
 }
 static inline void tg__set(tg_tensor *t, int64_t i, double v) {
     switch (t->dtype) {
-    case TG_F32: ((float *)t->data)[i] = (float)v; break;
-    case TG_F64: ((double *)t->data)[i] = v; break;
-    default: ((int64_t *)t->data)[i] = (int64_t)v; break;
+    case TG_F32:
+        ((float *)t->data)[i] = (float)v;
+        break;
+    case TG_F64:
+        ((double *)t->data)[i] = v;
+        break;
+    default:
+        ((int64_t *)t->data)[i] = (int64_t)v;
+        break;
     }
 }
 

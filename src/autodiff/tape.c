@@ -19,8 +19,8 @@ enum { FIRST_BLOCK = 64 * 1024, ALIGN = 64 };
 typedef struct {
     arena_block *blocks;
     int nblocks, cap_blocks;
-    int cur;       /* block being filled */
-    size_t off;    /* offset in blocks[cur] */
+    int cur;        /* block being filled */
+    size_t off;     /* offset in blocks[cur] */
     tg__node *last; /* newest node */
     size_t nnodes;
     int32_t next_id;
@@ -44,15 +44,16 @@ static bool add_block(size_t min_size) {
         tape.cap_blocks = ncap;
     }
     size_t cap = tape.nblocks ? tape.blocks[tape.nblocks - 1].cap * 2 : FIRST_BLOCK;
-    while (cap < min_size) cap *= 2;
+    while (cap < min_size)
+        cap *= 2;
     char *raw = tg__alloc(cap + ALIGN);
     if (!raw) return false;
     arena_block *b = &tape.blocks[tape.nblocks];
     b->raw = raw;
     b->mem = (char *)(((uintptr_t)raw + ALIGN - 1) & ~(uintptr_t)(ALIGN - 1));
     b->cap = cap;
-    b->base = tape.nblocks ? tape.blocks[tape.nblocks - 1].base + tape.blocks[tape.nblocks - 1].cap
-                           : 0;
+    b->base =
+        tape.nblocks ? tape.blocks[tape.nblocks - 1].base + tape.blocks[tape.nblocks - 1].cap : 0;
     tape.nblocks++;
     return true;
 }
@@ -89,8 +90,10 @@ static tg_tensor *tape_header(tg_dtype dt, int ndim, const int64_t *shape, size_
     t->dtype = dt;
     t->ndim = ndim;
     int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= (t->shape[i] = shape[i]);
-    for (int i = ndim; i < TG_MAX_DIMS; i++) t->shape[i] = 1;
+    for (int i = 0; i < ndim; i++)
+        n *= (t->shape[i] = shape[i]);
+    for (int i = ndim; i < TG_MAX_DIMS; i++)
+        t->shape[i] = 1;
     t->numel = n;
     t->data = mem + HDR_BYTES;
     t->grad = NULL;
@@ -133,13 +136,16 @@ tg_tensor *tg__tape_full(tg_dtype dt, int ndim, const int64_t *shape, double val
     if (!t) return NULL;
     if (dt == TG_F64) {
         double *d = t->data;
-        for (int64_t i = 0; i < t->numel; i++) d[i] = value;
+        for (int64_t i = 0; i < t->numel; i++)
+            d[i] = value;
     } else if (dt == TG_F32) {
         float *d = t->data;
-        for (int64_t i = 0; i < t->numel; i++) d[i] = (float)value;
+        for (int64_t i = 0; i < t->numel; i++)
+            d[i] = (float)value;
     } else {
         int64_t *d = t->data;
-        for (int64_t i = 0; i < t->numel; i++) d[i] = (int64_t)value;
+        for (int64_t i = 0; i < t->numel; i++)
+            d[i] = (int64_t)value;
     }
     return t;
 }
@@ -169,7 +175,8 @@ tg__node *tg__record(const char *op, tg_tensor *y, int nin, tg_tensor *const *in
         n->in = tg__arena_alloc((size_t)nin * sizeof *n->in);
         if (!n->in) return TG__RECORD_FAILED;
     }
-    for (int i = 0; i < nin; i++) n->in[i] = in[i];
+    for (int i = 0; i < nin; i++)
+        n->in[i] = in[i];
     n->prev = tape.last;
     n->pos = pos;
     n->op = op;
@@ -187,7 +194,9 @@ tg__node *tg__record(const char *op, tg_tensor *y, int nin, tg_tensor *const *in
     return n;
 }
 
-tg__node *tg__tape_last(void) { return tape.last; }
+tg__node *tg__tape_last(void) {
+    return tape.last;
+}
 
 /* ---- reset, mark, rewind ---- */
 
@@ -199,7 +208,9 @@ void tg_tape_reset(void) {
     tape.next_id = 0;
 }
 
-size_t tg_tape_mark(void) { return position(); }
+size_t tg_tape_mark(void) {
+    return position();
+}
 
 void tg_tape_rewind(size_t mark) {
     if (mark > position()) return;
@@ -209,28 +220,35 @@ void tg_tape_rewind(size_t mark) {
     }
     if (!tape.nblocks) return;
     int b = 0;
-    while (b + 1 < tape.nblocks && tape.blocks[b + 1].base <= mark) b++;
+    while (b + 1 < tape.nblocks && tape.blocks[b + 1].base <= mark)
+        b++;
     tape.cur = b;
     tape.off = mark - tape.blocks[b].base;
 }
 
 void tg_tape_free(void) {
-    for (int i = 0; i < tape.nblocks; i++) tg__release(tape.blocks[i].raw);
+    for (int i = 0; i < tape.nblocks; i++)
+        tg__release(tape.blocks[i].raw);
     tg__release(tape.blocks);
     bool off = tape.grad_off;
     memset(&tape, 0, sizeof tape);
     tape.grad_off = off;
 }
 
-size_t tg_tape_size(void) { return tape.nnodes; }
+size_t tg_tape_size(void) {
+    return tape.nnodes;
+}
 
 size_t tg_tape_bytes_reserved(void) {
     size_t s = 0;
-    for (int i = 0; i < tape.nblocks; i++) s += tape.blocks[i].cap;
+    for (int i = 0; i < tape.nblocks; i++)
+        s += tape.blocks[i].cap;
     return s;
 }
 
-size_t tg_tape_bytes_used(void) { return position(); }
+size_t tg_tape_bytes_used(void) {
+    return position();
+}
 
 bool tg_set_grad_enabled(bool on) {
     bool prev = !tape.grad_off;
@@ -238,7 +256,9 @@ bool tg_set_grad_enabled(bool on) {
     return prev;
 }
 
-bool tg_is_grad_enabled(void) { return !tape.grad_off; }
+bool tg_is_grad_enabled(void) {
+    return !tape.grad_off;
+}
 
 /* ---- printing ---- */
 
@@ -258,7 +278,8 @@ static tg__node **nodes_in_order(size_t *count) {
     tg__node **v = tg__alloc((tape.nnodes ? tape.nnodes : 1) * sizeof *v);
     if (!v) return NULL;
     size_t i = tape.nnodes;
-    for (tg__node *n = tape.last; n; n = n->prev) v[--i] = n;
+    for (tg__node *n = tape.last; n; n = n->prev)
+        v[--i] = n;
     return v;
 }
 
@@ -308,9 +329,11 @@ int tg_tape_dot(FILE *out) {
     if (!v) return -1;
     /* At most 2 * inputs leaves; keep the table at most half full. */
     size_t nin = 0;
-    for (size_t k = 0; k < count; k++) nin += (size_t)v[k]->nin;
+    for (size_t k = 0; k < count; k++)
+        nin += (size_t)v[k]->nin;
     ptr_set leaves = {NULL, 16};
-    while (leaves.cap < 2 * nin + 2) leaves.cap *= 2;
+    while (leaves.cap < 2 * nin + 2)
+        leaves.cap *= 2;
     leaves.slot = tg__alloc(leaves.cap * sizeof *leaves.slot);
     if (!leaves.slot) {
         tg__release(v);

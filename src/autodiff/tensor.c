@@ -42,25 +42,32 @@ void tg__release(void *p) {
 
 size_t tg_dtype_size(tg_dtype dt) {
     switch (dt) {
-    case TG_F32: return 4;
-    case TG_F64: return 8;
-    case TG_I64: return 8;
+    case TG_F32:
+        return 4;
+    case TG_F64:
+        return 8;
+    case TG_I64:
+        return 8;
     }
     return 0;
 }
 
 const char *tg_dtype_name(tg_dtype dt) {
     switch (dt) {
-    case TG_F32: return "f32";
-    case TG_F64: return "f64";
-    case TG_I64: return "i64";
+    case TG_F32:
+        return "f32";
+    case TG_F64:
+        return "f64";
+    case TG_I64:
+        return "i64";
     }
     return "?";
 }
 
 int64_t tg__numel(int ndim, const int64_t *shape) {
     int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= shape[i];
+    for (int i = 0; i < ndim; i++)
+        n *= shape[i];
     return n;
 }
 
@@ -102,7 +109,8 @@ static bool check_shape(const char *op, tg_dtype dt, int ndim, const int64_t *sh
 static void init_header(tg_tensor *t, tg_dtype dt, int ndim, const int64_t *shape) {
     t->dtype = dt;
     t->ndim = ndim;
-    for (int i = 0; i < TG_MAX_DIMS; i++) t->shape[i] = i < ndim ? shape[i] : 1;
+    for (int i = 0; i < TG_MAX_DIMS; i++)
+        t->shape[i] = i < ndim ? shape[i] : 1;
     t->numel = tg__numel(ndim, shape);
     t->grad = NULL;
     t->requires_grad = false;
@@ -213,7 +221,8 @@ int tg_tensor_fill(tg_tensor *t, double value) {
     if (!t->tg__persistent)
         return tg__fail_int("tg_tensor_fill: %s is a tape tensor (results of ops are read-only)",
                             tg__shp(t));
-    for (int64_t i = 0; i < t->numel; i++) tg__set(t, i, value);
+    for (int64_t i = 0; i < t->numel; i++)
+        tg__set(t, i, value);
     return 0;
 }
 
@@ -227,10 +236,12 @@ void tg__accumulate_into(tg_tensor *dst, const tg_tensor *src) {
     if (dst->dtype == TG_F64) {
         double *d = dst->data;
         const double *s = src->data;
-        for (int64_t i = 0; i < n; i++) d[i] += s[i];
+        for (int64_t i = 0; i < n; i++)
+            d[i] += s[i];
     } else {
         float *d = dst->data;
         const float *s = src->data;
-        for (int64_t i = 0; i < n; i++) d[i] += s[i];
+        for (int64_t i = 0; i < n; i++)
+            d[i] += s[i];
     }
 }

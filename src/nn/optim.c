@@ -65,7 +65,8 @@ typedef void (*kernel_fn)(const tg_optim *o, int64_t n, void *p, const void *g, 
         const T wd = (T)o->o.sgd.weight_decay, keep = (T)(1.0 - o->o.sgd.dampening);               \
         const bool nesterov = o->o.sgd.nesterov;                                                   \
         if (mom == 0 && wd == 0) {                                                                 \
-            for (int64_t i = 0; i < n; i++) p[i] = p[i] + neg_lr * g[i];                           \
+            for (int64_t i = 0; i < n; i++)                                                        \
+                p[i] = p[i] + neg_lr * g[i];                                                       \
             return;                                                                                \
         }                                                                                          \
         if (mom != 0 && wd == 0 && !nesterov && t > 1) {                                           \
@@ -80,7 +81,7 @@ typedef void (*kernel_fn)(const tg_optim *o, int64_t n, void *p, const void *g, 
             T d = g[i];                                                                            \
             if (wd != 0) d = d + wd * p[i];                                                        \
             if (mom != 0) {                                                                        \
-                /* First step: the buffer is the gradient itself, without dampening. */           \
+                /* First step: the buffer is the gradient itself, without dampening. */            \
                 buf[i] = t == 1 ? d : buf[i] * mom + keep * d;                                     \
                 d = nesterov ? d + mom * buf[i] : buf[i];                                          \
             }                                                                                      \

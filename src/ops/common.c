@@ -14,8 +14,7 @@ bool tg__check_nonnull(const char *op, const tg_tensor *x) {
 bool tg__check_float(const char *op, const tg_tensor *x) {
     if (!tg__check_nonnull(op, x)) return false;
     if (x->dtype == TG_F32 || x->dtype == TG_F64) return true;
-    tg__fail("%s: needs an f32 or f64 tensor, got %s %s", op, tg_dtype_name(x->dtype),
-             tg__shp(x));
+    tg__fail("%s: needs an f32 or f64 tensor, got %s %s", op, tg_dtype_name(x->dtype), tg__shp(x));
     return false;
 }
 
@@ -59,7 +58,8 @@ bool tg__broadcast_shape(const char *op, const char *sym, int na, const int64_t 
 
 bool tg__is_row_of(int n_small, const int64_t *small, int n_big, const int64_t *big) {
     int lead = 0;
-    while (lead < n_small && small[lead] == 1) lead++;
+    while (lead < n_small && small[lead] == 1)
+        lead++;
     int k = n_small - lead;
     if (k == 0 || k > n_big) return false;
     for (int i = 0; i < k; i++)
@@ -75,7 +75,8 @@ void tg__broadcast_walk(int ndim, const int64_t *shape, int nops, const int *op_
     int nd = 0;
     /* Strides of each operand in the output's index space, 0 where it broadcasts. */
     int64_t cont[MAX_OPS];
-    for (int k = 0; k < nops; k++) cont[k] = 1;
+    for (int k = 0; k < nops; k++)
+        cont[k] = 1;
     int64_t rstr[MAX_OPS][TG_MAX_DIMS];
     for (int d = ndim - 1; d >= 0; d--) {
         if (shape[d] == 0) return;
@@ -94,10 +95,12 @@ void tg__broadcast_walk(int ndim, const int64_t *shape, int nops, const int *op_
             if (str[k][nd - 1] != rstr[k][d] * shape[d]) merge = false;
         if (merge) {
             dims[nd - 1] *= shape[d];
-            for (int k = 0; k < nops; k++) str[k][nd - 1] = rstr[k][d];
+            for (int k = 0; k < nops; k++)
+                str[k][nd - 1] = rstr[k][d];
         } else {
             dims[nd] = shape[d];
-            for (int k = 0; k < nops; k++) str[k][nd] = rstr[k][d];
+            for (int k = 0; k < nops; k++)
+                str[k][nd] = rstr[k][d];
             nd++;
         }
     }
@@ -107,7 +110,8 @@ void tg__broadcast_walk(int ndim, const int64_t *shape, int nops, const int *op_
         return;
     }
     int64_t n = dims[nd - 1];
-    for (int k = 0; k < nops; k++) inner[k] = str[k][nd - 1];
+    for (int k = 0; k < nops; k++)
+        inner[k] = str[k][nd - 1];
     int64_t idx[TG_MAX_DIMS] = {0};
     int64_t off_out = 0;
     for (;;) {
@@ -116,9 +120,11 @@ void tg__broadcast_walk(int ndim, const int64_t *shape, int nops, const int *op_
         int d = nd - 2;
         for (; d >= 0; d--) {
             idx[d]++;
-            for (int k = 0; k < nops; k++) off[k] += str[k][d];
+            for (int k = 0; k < nops; k++)
+                off[k] += str[k][d];
             if (idx[d] < dims[d]) break;
-            for (int k = 0; k < nops; k++) off[k] -= str[k][d] * dims[d];
+            for (int k = 0; k < nops; k++)
+                off[k] -= str[k][d] * dims[d];
             idx[d] = 0;
         }
         if (d < 0) return;

@@ -10,17 +10,24 @@
 /* ================= binary ================= */
 
 typedef enum {
-    B_ADD, B_SUB, B_MUL, B_DIV, B_POW, B_MAX, B_MIN,
-    B_MASK_GT, /* 1 where a > b, 0.5 where a == b, 0 elsewhere (maximum's gradient share) */
-    B_MASK_LT, /* 1 where a < b, 0.5 where a == b, 0 elsewhere */
+    B_ADD,
+    B_SUB,
+    B_MUL,
+    B_DIV,
+    B_POW,
+    B_MAX,
+    B_MIN,
+    B_MASK_GT,   /* 1 where a > b, 0.5 where a == b, 0 elsewhere (maximum's gradient share) */
+    B_MASK_LT,   /* 1 where a < b, 0.5 where a == b, 0 elsewhere */
     B_RELU_GRAD, /* a where b > 0, else 0: relu's backward in one pass (a = g, b = x) */
     B_COUNT
 } binop;
 
-static const char *const bin_names[B_COUNT] = {"tg_add", "tg_sub", "tg_mul", "tg_div",
-                                               "tg_pow", "tg_maximum", "tg_minimum",
-                                               "tg_mask_gt", "tg_mask_lt", "tg_relu_grad"};
-static const char *const bin_syms[B_COUNT] = {"+", "-", "*", "/", "^", "max", "min", ">", "<", "where >0"};
+static const char *const bin_names[B_COUNT] = {
+    "tg_add",     "tg_sub",     "tg_mul",     "tg_div",     "tg_pow",
+    "tg_maximum", "tg_minimum", "tg_mask_gt", "tg_mask_lt", "tg_relu_grad"};
+static const char *const bin_syms[B_COUNT] = {"+",   "-",   "*", "/", "^",
+                                              "max", "min", ">", "<", "where >0"};
 
 typedef struct {
     const void *a, *b;
@@ -30,15 +37,19 @@ typedef struct {
 
 /* One kernel body per op, instantiated for float and double. x, z: operands. */
 #define BIN_EXPR(op, x, z, T)                                                                      \
-    ((op) == B_ADD   ? (x) + (z)                                                                   \
-     : (op) == B_SUB ? (x) - (z)                                                                   \
-     : (op) == B_MUL ? (x) * (z)                                                                   \
-     : (op) == B_DIV ? (x) / (z)                                                                   \
-     : (op) == B_POW ? (T)pow((x), (z))                                                            \
-     : (op) == B_MAX ? (((x) > (z) || (x) != (x)) ? (x) : (z))                                     \
-     : (op) == B_MIN ? (((x) < (z) || (x) != (x)) ? (x) : (z))                                     \
-     : (op) == B_MASK_GT ? ((x) > (z) ? (T)1 : (x) == (z) ? (T)0.5 : (T)0)                         \
-     : (op) == B_MASK_LT ? ((x) < (z) ? (T)1 : (x) == (z) ? (T)0.5 : (T)0)                         \
+    ((op) == B_ADD       ? (x) + (z)                                                               \
+     : (op) == B_SUB     ? (x) - (z)                                                               \
+     : (op) == B_MUL     ? (x) * (z)                                                               \
+     : (op) == B_DIV     ? (x) / (z)                                                               \
+     : (op) == B_POW     ? (T)pow((x), (z))                                                        \
+     : (op) == B_MAX     ? (((x) > (z) || (x) != (x)) ? (x) : (z))                                 \
+     : (op) == B_MIN     ? (((x) < (z) || (x) != (x)) ? (x) : (z))                                 \
+     : (op) == B_MASK_GT ? ((x) > (z)    ? (T)1                                                    \
+                            : (x) == (z) ? (T)0.5                                                  \
+                                         : (T)0)                                                   \
+     : (op) == B_MASK_LT ? ((x) < (z)    ? (T)1                                                    \
+                            : (x) == (z) ? (T)0.5                                                  \
+                                         : (T)0)                                                   \
                          : ((z) > 0 ? (x) : (T)0))
 
 /* The switch sits outside the loops so every loop has a fixed operation. Operands are
@@ -78,7 +89,8 @@ typedef struct {
             BIN_LOOPS(T, B_MASK_GT)                                                                \
             BIN_LOOPS(T, B_MASK_LT)                                                                \
             BIN_LOOPS(T, B_RELU_GRAD)                                                              \
-        default: break;                                                                            \
+        default:                                                                                   \
+            break;                                                                                 \
         }                                                                                          \
     }
 
@@ -146,8 +158,7 @@ static int div_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     tg_tensor *a = n->in[0], *b = n->in[1];
     tg_tensor *gb = tg_div(g, b);
     if (a->requires_grad && !(gin[0] = reduce_like(gb, a))) return -1;
-    if (b->requires_grad && !(gin[1] = reduce_like(tg_neg(tg_mul(gb, tg_div(a, b))), b)))
-        return -1;
+    if (b->requires_grad && !(gin[1] = reduce_like(tg_neg(tg_mul(gb, tg_div(a, b))), b))) return -1;
     return 0;
 }
 
@@ -209,12 +220,18 @@ static int maxmin_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
 }
 
 static const tg__backward_fn bin_backward[B_COUNT] = {
-    [B_ADD] = add_backward, [B_SUB] = sub_backward,     [B_MUL] = mul_backward,
-    [B_DIV] = div_backward, [B_POW] = pow_backward,     [B_MAX] = maxmin_backward,
+    [B_ADD] = add_backward,
+    [B_SUB] = sub_backward,
+    [B_MUL] = mul_backward,
+    [B_DIV] = div_backward,
+    [B_POW] = pow_backward,
+    [B_MAX] = maxmin_backward,
     [B_MIN] = maxmin_backward,
     /* masks are constants and never recorded; relu_grad records itself */
-    [B_MASK_GT] = NULL,     [B_MASK_LT] = NULL,         [B_RELU_GRAD] = NULL};
-static const char *const bin_opnames[B_COUNT] = {"add", "sub", "mul", "div", "pow",
+    [B_MASK_GT] = NULL,
+    [B_MASK_LT] = NULL,
+    [B_RELU_GRAD] = NULL};
+static const char *const bin_opnames[B_COUNT] = {"add",     "sub",     "mul",  "div",  "pow",
                                                  "maximum", "minimum", "mask", "mask", "relu_grad"};
 
 static tg_tensor *binary(binop op, tg_tensor *a, tg_tensor *b) {
@@ -226,45 +243,73 @@ static tg_tensor *binary(binop op, tg_tensor *a, tg_tensor *b) {
     return y;
 }
 
-tg_tensor *tg_add(tg_tensor *a, tg_tensor *b) { return binary(B_ADD, a, b); }
-tg_tensor *tg_sub(tg_tensor *a, tg_tensor *b) { return binary(B_SUB, a, b); }
-tg_tensor *tg_mul(tg_tensor *a, tg_tensor *b) { return binary(B_MUL, a, b); }
-tg_tensor *tg_div(tg_tensor *a, tg_tensor *b) { return binary(B_DIV, a, b); }
-tg_tensor *tg_pow(tg_tensor *a, tg_tensor *b) { return binary(B_POW, a, b); }
-tg_tensor *tg_maximum(tg_tensor *a, tg_tensor *b) { return binary(B_MAX, a, b); }
-tg_tensor *tg_minimum(tg_tensor *a, tg_tensor *b) { return binary(B_MIN, a, b); }
+tg_tensor *tg_add(tg_tensor *a, tg_tensor *b) {
+    return binary(B_ADD, a, b);
+}
+tg_tensor *tg_sub(tg_tensor *a, tg_tensor *b) {
+    return binary(B_SUB, a, b);
+}
+tg_tensor *tg_mul(tg_tensor *a, tg_tensor *b) {
+    return binary(B_MUL, a, b);
+}
+tg_tensor *tg_div(tg_tensor *a, tg_tensor *b) {
+    return binary(B_DIV, a, b);
+}
+tg_tensor *tg_pow(tg_tensor *a, tg_tensor *b) {
+    return binary(B_POW, a, b);
+}
+tg_tensor *tg_maximum(tg_tensor *a, tg_tensor *b) {
+    return binary(B_MAX, a, b);
+}
+tg_tensor *tg_minimum(tg_tensor *a, tg_tensor *b) {
+    return binary(B_MIN, a, b);
+}
 
 /* ================= unary ================= */
 
 typedef enum {
-    U_NEG, U_EXP, U_LOG, U_SIN, U_COS, U_TANH, U_SIGMOID, U_RELU, U_SQRT, U_ABS, U_SQUARE,
+    U_NEG,
+    U_EXP,
+    U_LOG,
+    U_SIN,
+    U_COS,
+    U_TANH,
+    U_SIGMOID,
+    U_RELU,
+    U_SQRT,
+    U_ABS,
+    U_SQUARE,
     U_SIGN, /* -1, 0, 1: abs's derivative */
-    U_ADDC, U_MULC, U_POWC, /* with the constant c */
+    U_ADDC,
+    U_MULC,
+    U_POWC, /* with the constant c */
     U_COUNT
 } unop;
 
 static const char *const un_names[U_COUNT] = {
-    "tg_neg", "tg_exp", "tg_log", "tg_sin", "tg_cos", "tg_tanh", "tg_sigmoid", "tg_relu",
-    "tg_sqrt", "tg_abs", "tg_square", "tg_sign", "tg_add_scalar", "tg_mul_scalar",
-    "tg_pow_scalar"};
+    "tg_neg",    "tg_exp",     "tg_log",        "tg_sin",        "tg_cos",
+    "tg_tanh",   "tg_sigmoid", "tg_relu",       "tg_sqrt",       "tg_abs",
+    "tg_square", "tg_sign",    "tg_add_scalar", "tg_mul_scalar", "tg_pow_scalar"};
 
 #define UN_EXPR(op, x, c, T, F)                                                                    \
-    ((op) == U_NEG       ? -(x)                                                                    \
-     : (op) == U_EXP     ? exp##F(x)                                                               \
-     : (op) == U_LOG     ? log##F(x)                                                               \
-     : (op) == U_SIN     ? sin##F(x)                                                               \
-     : (op) == U_COS     ? cos##F(x)                                                               \
-     : (op) == U_TANH    ? tanh##F(x)                                                              \
-     : (op) == U_SIGMOID ? ((x) >= 0 ? (T)1 / ((T)1 + exp##F(-(x)))                                \
-                                     : exp##F(x) / ((T)1 + exp##F(x)))                             \
-     : (op) == U_RELU    ? ((x) < 0 ? (T)0 : (x)) /* NaN stays NaN */                              \
-     : (op) == U_SQRT    ? sqrt##F(x)                                                              \
-     : (op) == U_ABS     ? fabs##F(x)                                                              \
-     : (op) == U_SQUARE  ? (x) * (x)                                                               \
-     : (op) == U_SIGN    ? ((x) > 0 ? (T)1 : (x) < 0 ? (T)-1 : (T)0)                               \
-     : (op) == U_ADDC    ? (x) + (c)                                                               \
-     : (op) == U_MULC    ? (x) * (c)                                                               \
-                         : pow##F((x), (c)))
+    ((op) == U_NEG    ? -(x)                                                                       \
+     : (op) == U_EXP  ? exp##F(x)                                                                  \
+     : (op) == U_LOG  ? log##F(x)                                                                  \
+     : (op) == U_SIN  ? sin##F(x)                                                                  \
+     : (op) == U_COS  ? cos##F(x)                                                                  \
+     : (op) == U_TANH ? tanh##F(x)                                                                 \
+     : (op) == U_SIGMOID                                                                           \
+         ? ((x) >= 0 ? (T)1 / ((T)1 + exp##F(-(x))) : exp##F(x) / ((T)1 + exp##F(x)))              \
+     : (op) == U_RELU   ? ((x) < 0 ? (T)0 : (x)) /* NaN stays NaN */                               \
+     : (op) == U_SQRT   ? sqrt##F(x)                                                               \
+     : (op) == U_ABS    ? fabs##F(x)                                                               \
+     : (op) == U_SQUARE ? (x) * (x)                                                                \
+     : (op) == U_SIGN   ? ((x) > 0   ? (T)1                                                        \
+                           : (x) < 0 ? (T)-1                                                       \
+                                     : (T)0)                                                       \
+     : (op) == U_ADDC   ? (x) + (c)                                                                \
+     : (op) == U_MULC   ? (x) * (c)                                                                \
+                        : pow##F((x), (c)))
 
 #define UN_LOOP(T, F, OP)                                                                          \
     case OP:                                                                                       \
@@ -292,7 +337,8 @@ static const char *const un_names[U_COUNT] = {
             UN_LOOP(T, F, U_ADDC)                                                                  \
             UN_LOOP(T, F, U_MULC)                                                                  \
             UN_LOOP(T, F, U_POWC)                                                                  \
-        default: break;                                                                            \
+        default:                                                                                   \
+            break;                                                                                 \
         }                                                                                          \
     }
 
@@ -381,12 +427,14 @@ static int powc_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
 }
 
 static const tg__backward_fn un_backward[U_COUNT] = {
-    [U_NEG] = neg_backward,         [U_EXP] = exp_backward,   [U_LOG] = log_backward,
-    [U_SIN] = sin_backward,         [U_COS] = cos_backward,   [U_TANH] = tanh_backward,
-    [U_SIGMOID] = sigmoid_backward, [U_RELU] = relu_backward, [U_SQRT] = sqrt_backward,
-    [U_ABS] = abs_backward,         [U_SQUARE] = square_backward,
-    [U_SIGN] = NULL, /* a constant mask, never recorded */
-    [U_ADDC] = addc_backward,       [U_MULC] = mulc_backward, [U_POWC] = powc_backward};
+    [U_NEG] = neg_backward,         [U_EXP] = exp_backward,
+    [U_LOG] = log_backward,         [U_SIN] = sin_backward,
+    [U_COS] = cos_backward,         [U_TANH] = tanh_backward,
+    [U_SIGMOID] = sigmoid_backward, [U_RELU] = relu_backward,
+    [U_SQRT] = sqrt_backward,       [U_ABS] = abs_backward,
+    [U_SQUARE] = square_backward,   [U_SIGN] = NULL, /* a constant mask, never recorded */
+    [U_ADDC] = addc_backward,       [U_MULC] = mulc_backward,
+    [U_POWC] = powc_backward};
 
 static tg_tensor *unary(unop op, tg_tensor *x, double c) {
     tg_tensor *y = unary_compute(op, x, c);
@@ -397,20 +445,48 @@ static tg_tensor *unary(unop op, tg_tensor *x, double c) {
     return y;
 }
 
-tg_tensor *tg_neg(tg_tensor *x) { return unary(U_NEG, x, 0); }
-tg_tensor *tg_exp(tg_tensor *x) { return unary(U_EXP, x, 0); }
-tg_tensor *tg_log(tg_tensor *x) { return unary(U_LOG, x, 0); }
-tg_tensor *tg_sin(tg_tensor *x) { return unary(U_SIN, x, 0); }
-tg_tensor *tg_cos(tg_tensor *x) { return unary(U_COS, x, 0); }
-tg_tensor *tg_tanh(tg_tensor *x) { return unary(U_TANH, x, 0); }
-tg_tensor *tg_sigmoid(tg_tensor *x) { return unary(U_SIGMOID, x, 0); }
-tg_tensor *tg_relu(tg_tensor *x) { return unary(U_RELU, x, 0); }
-tg_tensor *tg_sqrt(tg_tensor *x) { return unary(U_SQRT, x, 0); }
-tg_tensor *tg_abs(tg_tensor *x) { return unary(U_ABS, x, 0); }
-tg_tensor *tg_square(tg_tensor *x) { return unary(U_SQUARE, x, 0); }
-tg_tensor *tg_add_scalar(tg_tensor *x, double c) { return unary(U_ADDC, x, c); }
-tg_tensor *tg_mul_scalar(tg_tensor *x, double c) { return unary(U_MULC, x, c); }
-tg_tensor *tg_pow_scalar(tg_tensor *x, double c) { return unary(U_POWC, x, c); }
+tg_tensor *tg_neg(tg_tensor *x) {
+    return unary(U_NEG, x, 0);
+}
+tg_tensor *tg_exp(tg_tensor *x) {
+    return unary(U_EXP, x, 0);
+}
+tg_tensor *tg_log(tg_tensor *x) {
+    return unary(U_LOG, x, 0);
+}
+tg_tensor *tg_sin(tg_tensor *x) {
+    return unary(U_SIN, x, 0);
+}
+tg_tensor *tg_cos(tg_tensor *x) {
+    return unary(U_COS, x, 0);
+}
+tg_tensor *tg_tanh(tg_tensor *x) {
+    return unary(U_TANH, x, 0);
+}
+tg_tensor *tg_sigmoid(tg_tensor *x) {
+    return unary(U_SIGMOID, x, 0);
+}
+tg_tensor *tg_relu(tg_tensor *x) {
+    return unary(U_RELU, x, 0);
+}
+tg_tensor *tg_sqrt(tg_tensor *x) {
+    return unary(U_SQRT, x, 0);
+}
+tg_tensor *tg_abs(tg_tensor *x) {
+    return unary(U_ABS, x, 0);
+}
+tg_tensor *tg_square(tg_tensor *x) {
+    return unary(U_SQUARE, x, 0);
+}
+tg_tensor *tg_add_scalar(tg_tensor *x, double c) {
+    return unary(U_ADDC, x, c);
+}
+tg_tensor *tg_mul_scalar(tg_tensor *x, double c) {
+    return unary(U_MULC, x, c);
+}
+tg_tensor *tg_pow_scalar(tg_tensor *x, double c) {
+    return unary(U_POWC, x, c);
+}
 
 /* ================= where ================= */
 

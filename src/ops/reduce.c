@@ -16,21 +16,26 @@ typedef struct {
 
 /* Resolves axis/keepdim into the [outer, n, inner] view and the output shapes. */
 static bool plan(const char *op, const tg_tensor *x, int axis, bool keepdim, reduction *r) {
-    for (int i = 0; i < x->ndim; i++) r->keep_shape[i] = x->shape[i];
+    for (int i = 0; i < x->ndim; i++)
+        r->keep_shape[i] = x->shape[i];
     if (axis == TG_ALL) {
         r->outer = 1;
         r->n = x->numel;
         r->inner = 1;
-        for (int i = 0; i < x->ndim; i++) r->keep_shape[i] = 1;
+        for (int i = 0; i < x->ndim; i++)
+            r->keep_shape[i] = 1;
         r->out_ndim = keepdim ? x->ndim : 0;
-        for (int i = 0; i < r->out_ndim; i++) r->out_shape[i] = 1;
+        for (int i = 0; i < r->out_ndim; i++)
+            r->out_shape[i] = 1;
         return true;
     }
     if (!tg__norm_axis(op, x, &axis)) return false;
     r->outer = 1;
     r->inner = 1;
-    for (int i = 0; i < axis; i++) r->outer *= x->shape[i];
-    for (int i = axis + 1; i < x->ndim; i++) r->inner *= x->shape[i];
+    for (int i = 0; i < axis; i++)
+        r->outer *= x->shape[i];
+    for (int i = axis + 1; i < x->ndim; i++)
+        r->inner *= x->shape[i];
     r->n = x->shape[axis];
     r->keep_shape[axis] = 1;
     r->out_ndim = 0;
@@ -53,7 +58,8 @@ typedef enum { R_SUM, R_MAX, R_LSE, R_ARGMAX } rkind;
                 int64_t s = r->inner, best = 0;                                                    \
                 double acc = 0;                                                                    \
                 if (kind == R_SUM) {                                                               \
-                    for (int64_t j = 0; j < r->n; j++) acc += p[j * s];                            \
+                    for (int64_t j = 0; j < r->n; j++)                                             \
+                        acc += p[j * s];                                                           \
                 } else {                                                                           \
                     T m = p[0];                                                                    \
                     for (int64_t j = 1; j < r->n && m == m; j++)                                   \
@@ -62,7 +68,8 @@ typedef enum { R_SUM, R_MAX, R_LSE, R_ARGMAX } rkind;
                     if (kind == R_LSE) {                                                           \
                         T c = isfinite(m) ? m : 0;                                                 \
                         double e = 0;                                                              \
-                        for (int64_t j = 0; j < r->n; j++) e += exp##F(p[j * s] - c);              \
+                        for (int64_t j = 0; j < r->n; j++)                                         \
+                            e += exp##F(p[j * s] - c);                                             \
                         acc = c + log(e);                                                          \
                     }                                                                              \
                 }                                                                                  \
@@ -141,7 +148,8 @@ static tg_tensor *reduce_op(const char *op, const char *name, rkind kind, bool m
     if (mean) {
         tg_tensor *t = y;
         double inv = 1.0 / (double)r.n;
-        for (int64_t i = 0; i < t->numel; i++) tg__set(t, i, tg__get(t, i) * inv);
+        for (int64_t i = 0; i < t->numel; i++)
+            tg__set(t, i, tg__get(t, i) * inv);
     }
     tg__node *n = tg__record(name, y, 1, &x, backward);
     if (n == TG__RECORD_FAILED) return NULL;
@@ -197,13 +205,16 @@ tg_tensor *tg_argmax(tg_tensor *x, int axis) {
                     if (p[j * s] > m) m = p[j * s];                                                \
                 if (!isfinite(m)) m = 0;                                                           \
                 double sum = 0;                                                                    \
-                for (int64_t j = 0; j < r->n; j++) sum += exp##F(p[j * s] - m);                    \
+                for (int64_t j = 0; j < r->n; j++)                                                 \
+                    sum += exp##F(p[j * s] - m);                                                   \
                 if (log_form) {                                                                    \
                     T c = (T)(m + log(sum));                                                       \
-                    for (int64_t j = 0; j < r->n; j++) q[j * s] = p[j * s] - c;                    \
+                    for (int64_t j = 0; j < r->n; j++)                                             \
+                        q[j * s] = p[j * s] - c;                                                   \
                 } else {                                                                           \
                     T inv = (T)(1.0 / sum);                                                        \
-                    for (int64_t j = 0; j < r->n; j++) q[j * s] = exp##F(p[j * s] - m) * inv;      \
+                    for (int64_t j = 0; j < r->n; j++)                                             \
+                        q[j * s] = exp##F(p[j * s] - m) * inv;                                     \
                 }                                                                                  \
             }                                                                                      \
     }
@@ -244,7 +255,9 @@ static tg_tensor *softmax_op(const char *op, bool log_form, tg_tensor *x, int ax
     return y;
 }
 
-tg_tensor *tg_softmax(tg_tensor *x, int axis) { return softmax_op("tg_softmax", false, x, axis); }
+tg_tensor *tg_softmax(tg_tensor *x, int axis) {
+    return softmax_op("tg_softmax", false, x, axis);
+}
 tg_tensor *tg_log_softmax(tg_tensor *x, int axis) {
     return softmax_op("tg_log_softmax", true, x, axis);
 }
@@ -260,7 +273,8 @@ tg_tensor *tg_log_softmax(tg_tensor *x, int axis) {
                 if (p[j] > m) m = p[j];                                                            \
             if (!isfinite(m)) m = 0;                                                               \
             double sum = 0;                                                                        \
-            for (int64_t j = 0; j < c; j++) sum += exp##F(p[j] - m);                               \
+            for (int64_t j = 0; j < c; j++)                                                        \
+                sum += exp##F(p[j] - m);                                                           \
             total += (double)m + log(sum) - (double)p[y[i]];                                       \
         }                                                                                          \
         return total / (double)rows;                                                               \
@@ -276,7 +290,8 @@ static int xent_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     tg_tensor *onehot = tg__tape_zeros(x->dtype, x->ndim, x->shape);
     if (!onehot) return -1;
     const int64_t *y = labels->data;
-    for (int64_t i = 0; i < rows; i++) tg__set(onehot, i * c + y[i], 1.0);
+    for (int64_t i = 0; i < rows; i++)
+        tg__set(onehot, i * c + y[i], 1.0);
     tg_tensor *scale = tg_mul_scalar(g, 1.0 / (double)rows);
     return (gin[0] = tg_mul(tg_sub(tg_softmax(x, 1), onehot), scale)) ? 0 : -1;
 }
@@ -289,8 +304,8 @@ tg_tensor *tg_softmax_cross_entropy(tg_tensor *logits, const tg_tensor *labels) 
                         tg__shp(logits));
     if (labels->dtype != TG_I64 || labels->ndim != 1 || labels->shape[0] != logits->shape[0])
         return tg__fail("%s: labels must be i64 [%lld] for logits %s, got %s %s", op,
-                        (long long)logits->shape[0], tg__shp(logits),
-                        tg_dtype_name(labels->dtype), tg__shp(labels));
+                        (long long)logits->shape[0], tg__shp(logits), tg_dtype_name(labels->dtype),
+                        tg__shp(labels));
     int64_t rows = logits->shape[0], c = logits->shape[1];
     const int64_t *y = labels->data;
     for (int64_t i = 0; i < rows; i++)

@@ -82,11 +82,13 @@ static void bcast_run(int64_t n, int64_t oo, const int64_t *off, const int64_t *
         memcpy(y, x, (size_t)n * es);
     } else if (c->dt == TG_F32) {
         float v = *(const float *)x;
-        for (int64_t i = 0; i < n; i++) ((float *)y)[i] = v;
+        for (int64_t i = 0; i < n; i++)
+            ((float *)y)[i] = v;
     } else {
         int64_t v;
         memcpy(&v, x, 8);
-        for (int64_t i = 0; i < n; i++) memcpy(y + i * 8, &v, 8);
+        for (int64_t i = 0; i < n; i++)
+            memcpy(y + i * 8, &v, 8);
     }
 }
 
