@@ -1205,6 +1205,229 @@ START_TEST(test_small_network_learns) {
 }
 END_TEST
 
+/* ================= Conv2d, pooling, Flatten ================= */
+
+/* Shapes, state names, PyTorch's init bounds (1/sqrt(C k k)), reproducibility, and the
+ * forward pass equal to tg_conv2d plus the bias on every output channel. */
+START_TEST(test_conv2d_layer_forward) {
+    for (int d = 0; d < 2; d++) {
+        tg_dtype dt = d ? TG_F32 : TG_F64;
+        tg_seed(90);
+        tg_module *m = tg_nn_conv2d(2, 3, 3, 2, 1, dt);
+        ck_assert_ptr_nonnull(m);
+        ck_assert_str_eq(tg_module_kind(m), "conv2d");
+        tg_tensor *p[2];
+        const char *names[2];
+        ck_assert_int_eq(tg_module_params(m, NULL, 0), 2);
+        ck_assert_int_eq(tg_module_state(m, names, p, 2), 2);
+        ck_assert_str_eq(names[0], "weight");
+        ck_assert_str_eq(names[1], "bias");
+        tgt_assert_shape(p[0], 4, (int64_t[]){3, 2, 3, 3});
+        tgt_assert_shape(p[1], 1, (int64_t[]){3});
+        ck_assert(p[0]->dtype == dt && p[1]->dtype == dt);
+        ck_assert(p[0]->requires_grad && p[1]->requires_grad);
+        double bound = 1.0 / sqrt(18.0);
+        for (int64_t i = 0; i < p[0]->numel; i++)
+            ck_assert(fabs(tg_tensor_get(p[0], i)) <= bound);
+        for (int64_t i = 0; i < 3; i++)
+            ck_assert(fabs(tg_tensor_get(p[1], i)) <= bound);
+
+        tgt_seed(91);
+        tg_tensor *x = tgt_rand(dt, TG_SHAPE(2, 2, 5, 4), -2, 2);
+        double *sx = snapshot(x);
+        tg_tensor *y = tg_module_forward(m, x);
+        ck_assert(is_tape_tensor(y));
+        tgt_assert_shape(y, 4, (int64_t[]){2, 3, 3, 2});
+        tg_tensor *c = tg_conv2d(x, p[0], 2, 1);
+        for (int64_t i = 0; i < y->numel; i++) {
+            int64_t o = (i / 6) % 3;
+            ck_assert_close(tg_tensor_get(y, i), tg_tensor_get(c, i) + tg_tensor_get(p[1], o),
+                            d ? 1e-6 : 1e-15);
+        }
+        assert_unchanged(x, sx);
+
+        /* Same seed, same parameters. */
+        tg_seed(90);
+        tg_module *m2 = tg_nn_conv2d(2, 3, 3, 2, 1, dt);
+        tg_tensor *p2[2];
+        tg_module_params(m2, p2, 2);
+        for (int k = 0; k < 2; k++) {
+            double *sp = snapshot(p[k]);
+            tgt_assert_tensor(p2[k], sp, 0.0);
+            free(sp);
+        }
+        tg_tape_reset();
+        tg_module_free(m);
+        tg_module_free(m2);
+        tg_tensor_free(x);
+    }
+}
+END_TEST
+
+START_TEST(test_conv2d_init_distribution) {
+    tg_seed(92);
+    tg_module *m = tg_nn_conv2d(4, 50, 5, 1, 0, TG_F64); /* fan_in 100: U(-0.1, 0.1) */
+    tg_tensor *p[2];
+    tg_module_params(m, p, 2);
+    double mean, sd, lo, hi;
+    moments(p[0], &mean, &sd, &lo, &hi); /* 5000 draws */
+    ck_assert(lo >= -0.1 && hi <= 0.1 && lo < -0.099 && hi > 0.099);
+    ck_assert_close(mean, 0.0, 0.004);
+    ck_assert_close(sd, 0.1 / sqrt(3.0), 0.002);
+    moments(p[1], &mean, &sd, &lo, &hi);
+    ck_assert(lo >= -0.1 && hi <= 0.1);
+    tg_module_free(m);
+    tg_tape_reset();
+}
+END_TEST
+
+/* First and second derivatives of the conv layer with respect to its input and both
+ * parameters, and of the parameter-free layers with respect to their input. */
+START_TEST(test_conv_layers_gradcheck) {
+    tg_seed(93);
+    tg_module *m = tg_nn_conv2d(2, 2, 3, 1, 1, TG_F64);
+    tg_tensor *p[2];
+    tg_module_params(m, p, 2);
+    tgt_seed(94);
+    tg_tensor *x = tgt_rand(TG_F64, TG_SHAPE(2, 2, 4, 4), -1, 1);
+    tg_requires_grad(x, true);
+    fctx c = {.m = m};
+    tgt_assert_grads(f_module, &c, 3, (tg_tensor *[]){x, p[0], p[1]}, NULL, "conv2d layer");
+    tg_module *others[3] = {tg_nn_maxpool2d(2, 2, 0), tg_nn_avgpool2d(3, 1, 1), tg_nn_flatten()};
+    for (int k = 0; k < 3; k++) {
+        c.m = others[k];
+        tgt_assert_grads(f_module, &c, 1, &x, NULL, tg_module_kind(others[k]));
+        tg_module_free(others[k]);
+    }
+    tg_tape_reset();
+    tg_module_free(m);
+    tg_tensor_free(x);
+}
+END_TEST
+
+START_TEST(test_pool_and_flatten_layers) {
+    tgt_seed(95);
+    tg_tensor *x = tgt_rand(TG_F32, TG_SHAPE(2, 3, 6, 5), -1, 1);
+    tg_module *mp = tg_nn_maxpool2d(3, 2, 1), *ap = tg_nn_avgpool2d(2, 1, 0);
+    tg_module *fl = tg_nn_flatten();
+    ck_assert_str_eq(tg_module_kind(mp), "maxpool2d");
+    ck_assert_str_eq(tg_module_kind(ap), "avgpool2d");
+    ck_assert_str_eq(tg_module_kind(fl), "flatten");
+    for (int k = 0; k < 3; k++)
+        ck_assert_int_eq(tg_module_state((tg_module *[]){mp, ap, fl}[k], NULL, NULL, 0), 0);
+    tg_tensor *y = tg_module_forward(mp, x), *want = tg_max_pool2d(x, 3, 2, 1);
+    tgt_assert_shape(y, 4, (int64_t[]){2, 3, 3, 3});
+    for (int64_t i = 0; i < y->numel; i++)
+        ck_assert_close(tg_tensor_get(y, i), tg_tensor_get(want, i), 0);
+    y = tg_module_forward(ap, x);
+    want = tg_avg_pool2d(x, 2, 1, 0);
+    tgt_assert_shape(y, 4, (int64_t[]){2, 3, 5, 4});
+    for (int64_t i = 0; i < y->numel; i++)
+        ck_assert_close(tg_tensor_get(y, i), tg_tensor_get(want, i), 0);
+    /* Flatten keeps the batch axis and the row-major order. */
+    y = tg_module_forward(fl, x);
+    ck_assert(is_tape_tensor(y));
+    tgt_assert_shape(y, 2, (int64_t[]){2, 90});
+    ck_assert_int_eq(y->dtype, TG_F32);
+    for (int64_t i = 0; i < y->numel; i++)
+        ck_assert_close(tg_tensor_get(y, i), tg_tensor_get(x, i), 0);
+    tg_tensor *v = tgt_rand(TG_F64, TG_SHAPE(4), -1, 1);
+    tgt_assert_shape(tg_module_forward(fl, v), 2, (int64_t[]){4, 1});
+    tg_tensor *e = tg_tensor_new(TG_F64, TG_SHAPE(0, 3, 2));
+    tgt_assert_shape(tg_module_forward(fl, e), 2, (int64_t[]){0, 6});
+    tg_tape_reset();
+    tg_module_free(mp);
+    tg_module_free(ap);
+    tg_module_free(fl);
+    tg_tensor_free(x);
+    tg_tensor_free(v);
+    tg_tensor_free(e);
+}
+END_TEST
+
+START_TEST(test_conv_layer_errors) {
+    ck_assert_op_error(tg_nn_conv2d(0, 3, 3, 1, 0, TG_F64), "tg_nn_conv2d", "got 0, 3, 3, 1, 0");
+    ck_assert_op_error(tg_nn_conv2d(2, 0, 3, 1, 0, TG_F64), "tg_nn_conv2d", "got 2, 0, 3, 1, 0");
+    ck_assert_op_error(tg_nn_conv2d(2, 3, 0, 1, 0, TG_F64), "tg_nn_conv2d", "got 2, 3, 0, 1, 0");
+    ck_assert_op_error(tg_nn_conv2d(2, 3, 3, 0, 0, TG_F64), "tg_nn_conv2d", "got 2, 3, 3, 0, 0");
+    ck_assert_op_error(tg_nn_conv2d(2, 3, 3, 1, -1, TG_F64), "tg_nn_conv2d", "got 2, 3, 3, 1, -1");
+    ck_assert_op_error(tg_nn_conv2d(2, 3, 3, 1, 0, TG_I64), "tg_nn_conv2d", "i64");
+    ck_assert_op_error(tg_nn_maxpool2d(0, 1, 0), "tg_nn_maxpool2d", "got 0, 1, 0");
+    ck_assert_op_error(tg_nn_maxpool2d(2, 0, 0), "tg_nn_maxpool2d", "got 2, 0, 0");
+    ck_assert_op_error(tg_nn_maxpool2d(2, 2, -1), "tg_nn_maxpool2d", "got 2, 2, -1");
+    ck_assert_op_error(tg_nn_maxpool2d(3, 1, 2), "tg_nn_maxpool2d", "padding 2", "at most half");
+    ck_assert_op_error(tg_nn_avgpool2d(0, 1, 0), "tg_nn_avgpool2d", "got 0, 1, 0");
+    ck_assert_op_error(tg_nn_avgpool2d(2, 1, 2), "tg_nn_avgpool2d", "padding 2", "at most half");
+
+    tg_module *m = tg_nn_conv2d(2, 3, 3, 1, 0, TG_F64);
+    tg_module *mp = tg_nn_maxpool2d(2, 2, 0), *fl = tg_nn_flatten();
+    tg_tensor *x3 = tg_tensor_new(TG_F64, TG_SHAPE(2, 5, 5));
+    tg_tensor *xc = tg_tensor_new(TG_F64, TG_SHAPE(1, 3, 5, 5));
+    tg_tensor *xs = tg_tensor_new(TG_F64, TG_SHAPE(1, 2, 2, 5));
+    tg_tensor *x32 = tg_tensor_new(TG_F32, TG_SHAPE(1, 2, 5, 5));
+    tg_tensor *xi = tg_tensor_new(TG_I64, TG_SHAPE(1, 2, 5, 5));
+    tg_tensor *s = tg_scalar(TG_F64, 1);
+    ck_assert_op_error(tg_module_forward(m, x3), "tg_nn_conv2d", "[2,5,5]", "[N, 2, H, W]");
+    ck_assert_op_error(tg_module_forward(m, xc), "tg_nn_conv2d", "[1,3,5,5]", "[N, 2, H, W]");
+    ck_assert_op_error(tg_module_forward(m, xs), "tg_conv2d", "kernel 3x3 is larger", "[1,2,2,5]");
+    ck_assert_op_error(tg_module_forward(m, x32), "tg_nn_conv2d", "f32", "f64");
+    ck_assert_op_error(tg_module_forward(m, xi), "tg_nn_conv2d", "i64");
+    ck_assert_op_error(tg_module_forward(m, NULL), "tg_nn_conv2d", "NULL");
+    ck_assert_op_error(tg_module_forward(mp, x3), "tg_max_pool2d", "4-D", "[2,5,5]");
+    ck_assert_op_error(tg_module_forward(fl, s), "tg_nn_flatten", "[]");
+    tg_tape_reset();
+    tg_module_free(m);
+    tg_module_free(mp);
+    tg_module_free(fl);
+    tg_tensor *all[] = {x3, xc, xs, x32, xi, s};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        tg_tensor_free(all[i]);
+}
+END_TEST
+
+static tg_model *conv_model(uint64_t seed, int64_t out_ch) {
+    tg_seed(seed);
+    tg_model *m = tg_model_new();
+    tg_model_add(m, tg_nn_conv2d(1, out_ch, 3, 1, 1, TG_F32));
+    tg_model_add(m, tg_nn_relu());
+    tg_model_add(m, tg_nn_maxpool2d(2, 2, 0));
+    tg_model_add(m, tg_nn_flatten());
+    tg_model_add(m, tg_nn_linear(out_ch * 4 * 4, 2, TG_F32));
+    return m;
+}
+
+/* tg_model_save / tg_model_load with a conv layer: a model of the same architecture
+ * but other initial values predicts exactly as the saved one after loading; a model
+ * whose conv layer has another shape refuses the file and stays untouched. */
+START_TEST(test_conv_model_save_load) {
+    const char *path = "test_nn_conv.safetensors";
+    tg_model *a = conv_model(96, 3), *b = conv_model(97, 3), *c = conv_model(98, 4);
+    tgt_seed(99);
+    tg_tensor *X = tgt_rand(TG_F32, TG_SHAPE(5, 1, 8, 8), -1, 1);
+    tg_tensor *pa = tg_model_predict(a, X), *pb = tg_model_predict(b, X);
+    ck_assert(fabs(tg_tensor_get(pa, 0) - tg_tensor_get(pb, 0)) > 1e-6);
+    ck_assert_int_eq(tg_model_save(a, path), 0);
+    ck_assert_int_eq(tg_model_load(b, path), 0);
+    tg_tensor *pb2 = tg_model_predict(b, X);
+    double *sa = snapshot(pa);
+    tgt_assert_tensor(pb2, sa, 0.0);
+    free(sa);
+    tg_tensor *pc = tg_model_predict(c, X);
+    double *sc = snapshot(pc);
+    ck_assert_int_error(tg_model_load(c, path), "tg_model_load", "0.weight");
+    tg_tensor *pc2 = tg_model_predict(c, X);
+    assert_unchanged(pc2, sc);
+    remove(path);
+    tg_tape_reset();
+    tg_tensor *all[] = {X, pa, pb, pb2, pc, pc2};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        tg_tensor_free(all[i]);
+    tg_model_free(a);
+    tg_model_free(b);
+    tg_model_free(c);
+}
+END_TEST
+
 static Suite *nn_suite(void) {
     Suite *s = suite_create("nn");
     TCase *tc = tcase_create("init");
@@ -1232,6 +1455,12 @@ static Suite *nn_suite(void) {
     tcase_add_test(tc, test_batchnorm_gradcheck);
     tcase_add_test(tc, test_batchnorm_errors);
     tcase_add_test(tc, test_module_generic);
+    tcase_add_test(tc, test_conv2d_layer_forward);
+    tcase_add_test(tc, test_conv2d_init_distribution);
+    tcase_add_test(tc, test_conv_layers_gradcheck);
+    tcase_add_test(tc, test_pool_and_flatten_layers);
+    tcase_add_test(tc, test_conv_layer_errors);
+    tcase_add_test(tc, test_conv_model_save_load);
     suite_add_tcase(s, tc);
     tc = tcase_create("losses");
     tcase_add_test(tc, test_cross_entropy_torch);

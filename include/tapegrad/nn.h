@@ -78,6 +78,27 @@ tg_module *tg_nn_dropout(double p);
  * eps = 1e-5; weight starts at ones, bias at zeros, running_mean at zeros, running_var
  * at ones. State "weight", "bias" (learnable), "running_mean", "running_var". */
 tg_module *tg_nn_batchnorm1d(int64_t features, tg_dtype dt);
+/* 2-D convolution, PyTorch's nn.Conv2d with square kernels: for x [N, in_ch, H, W],
+ *     y = tg_conv2d(x, weight, stride, padding) + bias   (bias broadcast as [out_ch, 1, 1])
+ * giving [N, out_ch, OH, OW] (see tg_conv2d in ops.h for OH, OW). weight is
+ * [out_ch, in_ch, kernel, kernel] and bias [out_ch], both uniform in
+ * [-1/sqrt(fan_in), 1/sqrt(fan_in)] with fan_in = in_ch * kernel * kernel (PyTorch's
+ * default), drawn (weight first, row-major, then bias) from the generator seeded by
+ * tg_seed(). State "weight", "bias". NULL with tg_error() set on in_ch, out_ch, kernel
+ * or stride < 1, padding < 0, or a non-float dtype; the forward pass fails on an input
+ * that is not [N, in_ch, H, W] or smaller than the kernel once padded. */
+tg_module *tg_nn_conv2d(int64_t in_ch, int64_t out_ch, int kernel, int stride, int padding,
+                        tg_dtype dt);
+/* Max and average pooling over kernel x kernel windows of x [N, C, H, W]: tg_max_pool2d
+ * and tg_avg_pool2d of ops.h (average pooling counts the zero padding, as PyTorch's
+ * default). No state; any float dtype. NULL with tg_error() set on kernel or stride < 1,
+ * padding < 0 or padding > kernel / 2. */
+tg_module *tg_nn_maxpool2d(int kernel, int stride, int padding);
+tg_module *tg_nn_avgpool2d(int kernel, int stride, int padding);
+/* Flattens every axis but the first: [N, d1, d2, ...] -> [N, d1 * d2 * ...] (a 1-D
+ * [N] becomes [N, 1]), sharing the input's data. The step between convolutional and
+ * linear layers. A 0-d input is an error. */
+tg_module *tg_nn_flatten(void);
 
 /* Runs the module on x. Returns a tape tensor, or NULL with tg_error() set on bad
  * input, naming the layer and the shapes, e.g.
@@ -97,8 +118,8 @@ int tg_module_state(tg_module *m, const char **names, tg_tensor **out, int cap);
 void tg_module_train(tg_module *m, bool training);
 /* True when m is in training mode (false for NULL). */
 bool tg_module_is_training(const tg_module *m);
-/* "linear", "relu", "sigmoid", "tanh", "leaky_relu", "dropout", "batchnorm1d"; NULL for
- * a NULL module. */
+/* "linear", "relu", "sigmoid", "tanh", "leaky_relu", "dropout", "batchnorm1d",
+ * "conv2d", "maxpool2d", "avgpool2d", "flatten"; NULL for a NULL module. */
 const char *tg_module_kind(const tg_module *m);
 /* Frees the module and its state tensors (after tg_tape_reset() if the tape refers to
  * them). NULL is fine. */

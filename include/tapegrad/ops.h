@@ -159,6 +159,41 @@ tg_tensor *tg_detach(tg_tensor *x);
  * a 0-d flat index). Not differentiable. */
 tg_tensor *tg_argmax(tg_tensor *x, int axis);
 
+/* ---- convolution and pooling ----
+ * Images are x [N, C, H, W] (F32 or F64). A kh x kw window moves over x padded by
+ * `padding` on every side, `stride` positions at a time, giving OH x OW windows with
+ *     OH = (H + 2 padding - kh) / stride + 1,   OW = (W + 2 padding - kw) / stride + 1
+ * (floor division, as PyTorch's default). Errors (NULL and tg_error() naming the op
+ * and the shapes): x not 4-D, kernel or stride < 1, padding < 0, a window larger than
+ * the padded input, NULL, a non-float dtype. All three ops below are compositions of
+ * tg_unfold with tg_matmul, tg_max or tg_mean, so they are differentiable twice. */
+
+/* im2col (torch.nn.functional.unfold): cols [N, C*kh*kw, OH*OW] with, for s = stride
+ * and p = padding,
+ *     cols[n][c*kh*kw + i*kw + j][oh*OW + ow] = x[n][c][oh*s - p + i][ow*s - p + j]
+ * and 0 where that position lies in the padding. Gradient: fold (col2im), which adds
+ * every column entry back into the position of x it was read from and drops those read
+ * from the padding; fold's own gradient is unfold, so double backward works. */
+tg_tensor *tg_unfold(tg_tensor *x, int kh, int kw, int stride, int padding);
+/* 2-D cross-correlation (torch.nn.functional.conv2d without bias) of x [N, C, H, W]
+ * with w [O, C, kh, kw], for s = stride and p = padding (zero padding):
+ *     y[n][o][oh][ow] = sum_{c,i,j} w[o][c][i][j] x[n][c][oh*s - p + i][ow*s - p + j]
+ * giving y [N, O, OH, OW]; computed as reshape(w, [O, C*kh*kw]) @ tg_unfold(x), the
+ * weight broadcast over the batch. A bias b [O] is added as
+ * tg_add(y, tg_reshape(b, 3, (int64_t[]){O, 1, 1})). Also an error: w not 4-D, channels
+ * of x and w that differ, dtypes that differ. */
+tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, int stride, int padding);
+/* Max pooling over k x k windows (torch.nn.functional.max_pool2d): y [N, C, OH, OW],
+ * y[n][c][oh][ow] = max over the window, the padding counting as -inf (so never chosen).
+ * The gradient goes to one element per window: the first maximal one in row-major
+ * order within the window (tg_max's rule); windows that overlap add up. Also an error,
+ * as in PyTorch: padding > k / 2. */
+tg_tensor *tg_max_pool2d(tg_tensor *x, int k, int stride, int padding);
+/* Average pooling over k x k windows (torch.nn.functional.avg_pool2d with its defaults,
+ * count_include_pad=True): the window sum divided by k*k, the padding counting as 0.
+ * Also an error: padding > k / 2. */
+tg_tensor *tg_avg_pool2d(tg_tensor *x, int k, int stride, int padding);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,4 +1,5 @@
-/* layers.c — Linear, the activations, Dropout and BatchNorm1d.
+/* layers.c — Linear, the activations, Dropout, BatchNorm1d, Conv2d, the pooling layers
+ * and Flatten.
  *
  * Every forward is a composition of ops from ops.h, so the tape differentiates it
  * (twice, if asked). The only raw loops write constants the tape never differentiates:
@@ -27,6 +28,26 @@ static tg_tensor *identity(tg_tensor *x) {
 static bool valid_prob(double p) {
     return p >= 0.0 && p < 1.0;
 } /* false for NaN */
+
+/* Gives m its learnable "weight" and "bias" (either NULL: allocation failed, m is
+ * freed), both drawn uniform in +-1/sqrt(fan_in) as PyTorch's Linear and Conv2d do. */
+static tg_module *weight_and_bias(tg_module *m, tg_tensor *w, tg_tensor *b, double fan_in) {
+    m->state[0] = w;
+    m->state[1] = b;
+    m->nparams = m->nstate = 2;
+    m->state_names[0] = "weight";
+    m->state_names[1] = "bias";
+    if (!w || !b) {
+        tg_module_free(m);
+        return NULL;
+    }
+    double bound = 1.0 / sqrt(fan_in);
+    for (int i = 0; i < 2; i++) {
+        tg_init_uniform(m->state[i], -bound, bound);
+        tg_requires_grad(m->state[i], true);
+    }
+    return m;
+}
 
 /* ================= Linear ================= */
 
@@ -58,22 +79,9 @@ tg_module *tg_nn_linear(int64_t in, int64_t out, tg_dtype dt) {
     m->dtype = dt;
     m->in = in;
     m->out = out;
-    m->state[0] = tg_tensor_new(dt, TG_SHAPE(in, out));
-    m->state[1] = tg_tensor_new(dt, TG_SHAPE(out));
-    m->nparams = m->nstate = 2;
-    m->state_names[0] = "weight";
-    m->state_names[1] = "bias";
-    if (!m->state[0] || !m->state[1]) {
-        tg_module_free(m);
-        return NULL;
-    }
     /* PyTorch's nn.Linear: both bounds are 1/sqrt(fan_in). */
-    double bound = 1.0 / sqrt((double)in);
-    for (int i = 0; i < 2; i++) {
-        tg_init_uniform(m->state[i], -bound, bound);
-        tg_requires_grad(m->state[i], true);
-    }
-    return m;
+    return weight_and_bias(m, tg_tensor_new(dt, TG_SHAPE(in, out)),
+                           tg_tensor_new(dt, TG_SHAPE(out)), (double)in);
 }
 
 int tg_nn_linear_set_dropconnect(tg_module *m, double p) {
@@ -205,4 +213,88 @@ tg_module *tg_nn_batchnorm1d(int64_t features, tg_dtype dt) {
     tg_requires_grad(m->state[0], true);
     tg_requires_grad(m->state[1], true);
     return m;
+}
+
+/* ================= Conv2d, pooling, Flatten ================= */
+
+/* y = conv2d(x, weight) + bias, the bias [O] reshaped to [O, 1, 1] so that it
+ * broadcasts over the batch and the image. */
+static tg_tensor *conv2d_forward(tg_module *m, tg_tensor *x) {
+    if (x->ndim != 4 || x->shape[1] != m->in)
+        return tg__fail("tg_nn_conv2d: input %s does not match [N, %lld, H, W]", tg__shp(x),
+                        (long long)m->in);
+    tg_tensor *y = tg_conv2d(x, m->state[0], m->stride, m->padding);
+    if (!y) return NULL;
+    return tg_add(y, tg_reshape(m->state[1], 3, (const int64_t[]){m->out, 1, 1}));
+}
+
+tg_module *tg_nn_conv2d(int64_t in_ch, int64_t out_ch, int kernel, int stride, int padding,
+                        tg_dtype dt) {
+    if (in_ch < 1 || out_ch < 1 || kernel < 1 || stride < 1 || padding < 0)
+        return tg__fail("tg_nn_conv2d: needs in_channels, out_channels, kernel, stride >= 1 and "
+                        "padding >= 0, got %lld, %lld, %d, %d, %d",
+                        (long long)in_ch, (long long)out_ch, kernel, stride, padding);
+    if (dt != TG_F32 && dt != TG_F64)
+        return tg__fail("tg_nn_conv2d: dtype must be f32 or f64, got %s", tg_dtype_name(dt));
+    tg_module *m = tg__module_alloc(TG__MOD_CONV2D, "conv2d", conv2d_forward);
+    if (!m) return NULL;
+    m->dtype = dt;
+    m->in = in_ch;
+    m->out = out_ch;
+    m->kernel = kernel;
+    m->stride = stride;
+    m->padding = padding;
+    /* PyTorch's nn.Conv2d: both bounds are 1/sqrt(fan_in), fan_in = in_ch * k * k. */
+    return weight_and_bias(m, tg_tensor_new(dt, TG_SHAPE(out_ch, in_ch, kernel, kernel)),
+                           tg_tensor_new(dt, TG_SHAPE(out_ch)), (double)in_ch * kernel * kernel);
+}
+
+static tg_tensor *maxpool2d_forward(tg_module *m, tg_tensor *x) {
+    return tg_max_pool2d(x, m->kernel, m->stride, m->padding);
+}
+
+static tg_tensor *avgpool2d_forward(tg_module *m, tg_tensor *x) {
+    return tg_avg_pool2d(x, m->kernel, m->stride, m->padding);
+}
+
+/* The pooling layers check their window when built, with the rules of the ops. */
+static tg_module *pool_layer(tg__module_kind kind, const char *op, const char *name,
+                             tg__module_forward_fn fwd, int kernel, int stride, int padding) {
+    if (kernel < 1 || stride < 1 || padding < 0)
+        return tg__fail("%s: needs kernel >= 1, stride >= 1 and padding >= 0, got %d, %d, %d", op,
+                        kernel, stride, padding);
+    if (padding > kernel / 2)
+        return tg__fail("%s: padding %d must be at most half the kernel size %d", op, padding,
+                        kernel);
+    tg_module *m = tg__module_alloc(kind, name, fwd);
+    if (!m) return NULL;
+    m->kernel = kernel;
+    m->stride = stride;
+    m->padding = padding;
+    return m;
+}
+
+tg_module *tg_nn_maxpool2d(int kernel, int stride, int padding) {
+    return pool_layer(TG__MOD_MAXPOOL2D, "tg_nn_maxpool2d", "maxpool2d", maxpool2d_forward, kernel,
+                      stride, padding);
+}
+
+tg_module *tg_nn_avgpool2d(int kernel, int stride, int padding) {
+    return pool_layer(TG__MOD_AVGPOOL2D, "tg_nn_avgpool2d", "avgpool2d", avgpool2d_forward, kernel,
+                      stride, padding);
+}
+
+/* [N, ...] -> [N, prod(...)]. */
+static tg_tensor *flatten_forward(tg_module *m, tg_tensor *x) {
+    if (x->ndim < 1)
+        return tg__fail("tg_nn_flatten: input %s must have a batch axis (at least 1-D)",
+                        tg__shp(x));
+    int64_t rest = 1;
+    for (int i = 1; i < x->ndim; i++)
+        rest *= x->shape[i];
+    return tg_reshape(x, 2, (const int64_t[]){x->shape[0], rest});
+}
+
+tg_module *tg_nn_flatten(void) {
+    return tg__module_alloc(TG__MOD_FLATTEN, "flatten", flatten_forward);
 }

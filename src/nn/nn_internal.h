@@ -21,7 +21,11 @@ typedef enum {
     TG__MOD_TANH,
     TG__MOD_LEAKY_RELU,
     TG__MOD_DROPOUT,
-    TG__MOD_BATCHNORM1D
+    TG__MOD_BATCHNORM1D,
+    TG__MOD_CONV2D,
+    TG__MOD_MAXPOOL2D,
+    TG__MOD_AVGPOOL2D,
+    TG__MOD_FLATTEN
 } tg__module_kind;
 
 #define TG__MODULE_MAX_STATE 4
@@ -44,6 +48,9 @@ struct tg_module {
     double p;             /* Dropout: drop probability; Linear: DropConnect p (0: off);
                              LeakyReLU: negative slope */
     double momentum, eps; /* BatchNorm1d: 0.1 and 1e-5 */
+    /* Conv2d (whose in/out are its channels), MaxPool2d, AvgPool2d: the window size, its
+     * step and the padding on every side. */
+    int kernel, stride, padding;
 };
 
 /* A fresh module of the given kind with no state, training mode on; NULL (tg_error
