@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Installs the Debian packages tapegrad needs to build and test, if any are missing.
-# Usage: scripts/deps.sh [--bench]   (--bench adds PyTorch and NumPy for bench/)
+# Usage: scripts/deps.sh [--bench] [--ci]
+#   --bench adds PyTorch and NumPy (the peers of bench/), --ci adds valgrind.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-dev check libcjson-dev libpng-dev)
-if [[ "${1:-}" == "--bench" ]]; then
-    pkgs+=(python3-torch python3-numpy)
-fi
+for arg in "$@"; do
+    case "$arg" in
+    --bench) pkgs+=(python3-torch python3-numpy) ;;
+    --ci) pkgs+=(valgrind) ;;
+    *) echo "deps.sh: unknown option $arg" >&2; exit 2 ;;
+    esac
+done
 missing=()
 for p in "${pkgs[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Fuzzes the file readers with libFuzzer: fuzz_safetensors (tg_safetensors_load and
+# tg_model_load) and fuzz_csv (tg_data_load_csv), built with clang under
+# AddressSanitizer + UndefinedBehaviorSanitizer in build/fuzz.
+#
+# Usage: scripts/fuzz.sh [seconds] [target...]
+#   seconds   time per target (default 60)
+#   target    fuzz_safetensors and/or fuzz_csv (default both)
+#   scripts/fuzz.sh --regen-corpus   rewrites the seeds in tests/fuzz/corpus
+#
+# Each target starts from a copy of its seeds in tests/fuzz/corpus (the copy, in
+# build/fuzz/corpus-<target>, keeps growing over runs; the seeds are never modified).
+# A crash, leak or sanitizer report stops the target, leaves the input as
+# build/fuzz/artifacts/crash-*, and makes this script exit nonzero. Reproduce with
+# build/fuzz/tests/fuzz/<target> build/fuzz/artifacts/crash-<id>.
+# Needs clang and its libFuzzer runtime (Debian: scripts/deps.sh --fuzz).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+build=$root/build/fuzz
+CC=${CC:-clang}
+if ! command -v "$CC" >/dev/null; then
+    echo "fuzz.sh: $CC not found; install clang and its libFuzzer runtime" >&2
+    exit 2
+fi
+
+configure() {
+    cmake -S . -B "$build" -DCMAKE_C_COMPILER="$CC" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        -DTG_BUILD_FUZZ=ON -DTG_BUILD_TESTS=OFF -DTG_BUILD_EXAMPLES=OFF \
+        -DTG_BUILD_BENCH=OFF >/dev/null
+}
+
+if [[ "${1:-}" == "--regen-corpus" ]]; then
+    configure
+    cmake --build "$build" -j2 --target gen_corpus
+    rm -rf tests/fuzz/corpus
+    mkdir -p tests/fuzz/corpus/safetensors tests/fuzz/corpus/csv
+    "$build/tests/fuzz/gen_corpus" tests/fuzz/corpus
+    echo "fuzz.sh: seeds written to tests/fuzz/corpus"
+    exit 0
+fi
+
+secs=${1:-60}
+shift || true
+targets=("$@")
+if ((${#targets[@]} == 0)); then targets=(fuzz_safetensors fuzz_csv); fi
+
+configure
+cmake --build "$build" -j2 --target "${targets[@]}"
+
+mkdir -p "$build/artifacts"
+status=0
+for t in "${targets[@]}"; do
+    case $t in
+    fuzz_safetensors) seeds=safetensors dict=(-dict="$root/tests/fuzz/safetensors.dict") ;;
+    fuzz_csv) seeds=csv dict=(-dict="$root/tests/fuzz/csv.dict") ;;
+    *)
+        echo "fuzz.sh: unknown target $t" >&2
+        exit 2
+        ;;
+    esac
+    work=$build/corpus-$t
+    mkdir -p "$work"
+    cp -n "$root/tests/fuzz/corpus/$seeds"/* "$work"/
+    echo "== $t: $secs s =="
+    # Leak checking is on (ASan's default); -max_len bounds the size of an input.
+    if ! "$build/tests/fuzz/$t" "$work" "${dict[@]}" -max_total_time="$secs" \
+        -max_len=4096 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        -artifact_prefix="$build/artifacts/" 2>"$build/$t.log"; then
+        status=1
+        echo "fuzz.sh: $t FAILED; see $build/$t.log and $build/artifacts/" >&2
+    fi
+    grep -E '^stat::(number_of_executed_units|peak_rss_mb)|^#[0-9]+ *DONE' "$build/$t.log" || true
+done
+exit $status
