@@ -15,14 +15,18 @@ vg=(valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect,possi
 # OpenBLAS's worker threads keep their buffers until exit: one thread keeps it quiet.
 export OPENBLAS_NUM_THREADS=1
 status=0
+passed=0
+failed=0
 run() {
     local name=$1
     shift
     if (cd "$out" && "${vg[@]}" "$@" >"$out/$name.log" 2>&1); then
         echo "ok    $name"
+        passed=$((passed + 1))
     else
         echo "FAIL  $name (log follows)"
         cat "$out/$name.log"
+        failed=$((failed + 1))
         status=1
     fi
 }
@@ -36,4 +40,5 @@ run hessian "$ex/hessian"
 run gradcheck "$ex/gradcheck"
 run train_custom "$ex/train_custom" "$out/train_custom.safetensors"
 run spiral "$ex/spiral" --quiet --epochs 5 --out "$out/spiral"
+echo "valgrind: $passed passed, $failed failed"
 exit $status
