@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian packages tapegrad needs to build and test, if any are missing.
-# Usage: scripts/deps.sh [--bench] [--ci]
-#   --bench adds PyTorch and NumPy (the peers of bench/), --ci adds valgrind.
+# Usage: scripts/deps.sh [--bench] [--ci] [--fuzz]
+#   --bench adds PyTorch and NumPy (the peers of bench/), --ci adds valgrind,
+#   --fuzz adds clang and its libFuzzer runtime (scripts/fuzz.sh).
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-dev check libcjson-dev libpng-dev)
 for arg in "$@"; do
     case "$arg" in
     --bench) pkgs+=(python3-torch python3-numpy) ;;
     --ci) pkgs+=(valgrind) ;;
+    --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
     *) echo "deps.sh: unknown option $arg" >&2; exit 2 ;;
     esac
 done

@@ -13,14 +13,14 @@
 # A crash, leak or sanitizer report stops the target, leaves the input as
 # build/fuzz/artifacts/crash-*, and makes this script exit nonzero. Reproduce with
 # build/fuzz/tests/fuzz/<target> build/fuzz/artifacts/crash-<id>.
-# Needs clang and its libFuzzer runtime (Debian: scripts/deps.sh --fuzz).
+# Needs clang and its libFuzzer runtime: scripts/deps.sh --fuzz installs them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 build=$root/build/fuzz
 CC=${CC:-clang}
 if ! command -v "$CC" >/dev/null; then
-    echo "fuzz.sh: $CC not found; install clang and its libFuzzer runtime" >&2
+    echo "fuzz.sh: $CC not found; install clang and its libFuzzer runtime (Debian: clang libclang-rt-14-dev)" >&2
     exit 2
 fi
 
@@ -61,7 +61,9 @@ for t in "${targets[@]}"; do
     esac
     work=$build/corpus-$t
     mkdir -p "$work"
-    cp -n "$root/tests/fuzz/corpus/$seeds"/* "$work"/
+    for f in "$root/tests/fuzz/corpus/$seeds"/*; do
+        [[ -e "$work/${f##*/}" ]] || cp "$f" "$work/"
+    done
     echo "== $t: $secs s =="
     # Leak checking is on (ASan's default); -max_len bounds the size of an input.
     if ! "$build/tests/fuzz/$t" "$work" "${dict[@]}" -max_total_time="$secs" \

@@ -190,6 +190,19 @@ START_TEST(csv_errors) {
     p = write_text("test_data_c.csv", "a,b,c\n1,2,3\n4,5\n");
     ck_assert_int_error(tg_data_load_csv(p, -1, TG_F32, &X, &y), "test_data_c.csv:3", "2 fields",
                         "expected 3");
+    {
+        /* A NUL byte inside a field ("1\0x") must not read as the number 1. */
+        static const char nul_csv[] = "1,2,3\n4,5\0x,6\n";
+        FILE *f = fopen("test_data_nul.csv", "wb");
+        ck_assert_ptr_nonnull(f);
+        fwrite(nul_csv, 1, sizeof nul_csv - 1, f);
+        fclose(f);
+        ck_assert_int_error(tg_data_load_csv("test_data_nul.csv", -1, TG_F32, &X, &y),
+                            "test_data_nul.csv:2", "NUL byte");
+        ck_assert_ptr_null(X);
+        ck_assert_ptr_null(y);
+        remove("test_data_nul.csv");
+    }
     p = write_text("test_data_c.csv", "1,2,3\n4,x5,6\n");
     ck_assert_int_error(tg_data_load_csv(p, -1, TG_F32, &X, &y), "test_data_c.csv:2", "field 2",
                         "not a number", "x5");

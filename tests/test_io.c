@@ -312,6 +312,9 @@ START_TEST(load_bad_arguments) {
         "requested twice");
     tg_tensor *t = tg_add(w, w);
     ck_assert_int_error(tg_safetensors_load("x", 1, (const char *[]){"w"}, &t), "tape tensor");
+    /* A directory opens for reading but is not a file to load. */
+    ck_assert_int_error(tg_safetensors_load(".", 1, (const char *[]){"w"}, &w),
+                        "tg_safetensors_load", "not a regular file");
     tg_tape_reset();
     tg_tensor_free(w);
 }

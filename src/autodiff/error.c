@@ -7,6 +7,7 @@
 static _Thread_local char err_buf[512];
 static _Thread_local bool err_set;
 
+static void vset(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 static void vset(const char *fmt, va_list ap) {
     vsnprintf(err_buf, sizeof err_buf, fmt, ap);
     err_set = true;

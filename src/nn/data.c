@@ -120,6 +120,15 @@ static char *read_file(const char *path, size_t *len_out) {
     }
     fclose(f);
     if (!buf) return NULL;
+    /* A NUL byte would end a field early ("1\0x" read as 1): not a text file. */
+    const char *nul = memchr(buf, '\0', len);
+    if (nul) {
+        long long line = 1;
+        for (const char *c = buf; c < nul; c++) line += *c == '\n';
+        tg__fail("tg_data_load_csv: %s:%lld: contains a NUL byte (not a text file)", path, line);
+        tg__release(buf);
+        return NULL;
+    }
     buf[len] = '\0';
     *len_out = len;
     return buf;

@@ -368,6 +368,10 @@ int tg_safetensors_load(const char *path, int n, const char *const *names,
         tg__fail("%s: cannot stat %s: %s", op, path, strerror(errno));
         goto done;
     }
+    if (!S_ISREG(stbuf.st_mode)) {
+        tg__fail("%s: %s is not a regular file", op, path);
+        goto done;
+    }
     uint64_t fsize = (uint64_t)stbuf.st_size;
     unsigned char lenbuf[8];
     if (read_exact(f, lenbuf, 8, path, "8-byte header length") != 0) goto done;
