@@ -9,8 +9,9 @@
  *         tg_tensor *y = tg__tape_tensor(x->dtype, x->ndim, x->shape);  // 2. allocate
  *         if (!y) return NULL;
  *         kernel(x, y);                                              // 3. compute
- *         tg__node *n = tg__record("sin", y, 1, (tg_tensor *[]){x}, sin_backward);
- *         if (tg__record_failed(n, y)) return NULL;                  // 4. record
+ *         tg__node *n = tg__record("sin", y, 1, &x, sin_backward);  // 4. record
+ *         if (n == TG__RECORD_FAILED) return NULL;
+ *         if (n) n->d[0] = ...;           // scalar arguments the backward needs, if any
  *         return y;
  *     }
  *
