@@ -497,6 +497,43 @@ static tg_tensor *f_times_detached(tg_tensor *const *in, void *ctx) {
     return tg_mul(in[0], tg_detach(in[0]));
 }
 
+/* tg_max along a leading axis (the contiguous, vectorised path) against the rule
+ * written out by hand, on values with many ties and a few NaNs: the first maximal
+ * element wins, the first NaN wins and stays, and the gradient goes to the winner. */
+START_TEST(test_max_leading_axis_rule) {
+    const int64_t R = 7, C = 9;
+    tgt_seed(11);
+    for (int dt = 0; dt < 2; dt++) {
+        tg_tensor *x = tg_tensor_new(dt ? TG_F64 : TG_F32, TG_SHAPE(R, C));
+        tg_tensor *u = tgt_rand(TG_F64, TG_SHAPE(R, C), 0.0, 1.0);
+        for (int64_t i = 0; i < R * C; i++) {
+            double v = floor(tg_tensor_get(u, i) * 4.0); /* 0..3: many ties */
+            if (i % 17 == 5) v = NAN;
+            tg_tensor_set(x, i, v);
+        }
+        tg_requires_grad(x, true);
+        tg_tensor *y = tg_max(x, 0, false);
+        ck_assert_int_eq(tg_backward(tg_sum(y, TG_ALL, false)), 0);
+        for (int64_t c = 0; c < C; c++) {
+            int64_t best = 0;
+            double m = tg_tensor_get(x, c);
+            for (int64_t r = 1; r < R && !isnan(m); r++) {
+                double v = tg_tensor_get(x, r * C + c);
+                if (v > m || isnan(v)) m = v, best = r;
+            }
+            ck_assert_close(tg_tensor_get(y, c), m, 0.0);
+            for (int64_t r = 0; r < R; r++)
+                ck_assert_msg(tg_tensor_get(x->grad, r * C + c) == (r == best ? 1.0 : 0.0),
+                              "column %lld row %lld: gradient %g, winner row %lld", (long long)c,
+                              (long long)r, tg_tensor_get(x->grad, r * C + c), (long long)best);
+        }
+        tg_tape_reset();
+        tg_tensor_free(x);
+        tg_tensor_free(u);
+    }
+}
+END_TEST
+
 START_TEST(test_detach) {
     tg_tensor *x = tg_tensor_from(TG_F64, TG_SHAPE(3), (double[]){1, -2, 3});
     tg_requires_grad(x, true);
@@ -542,6 +579,7 @@ static Suite *reduce_suite(void) {
     tcase_add_loop_test(tr, test_reduce_errors, 0, NRED);
     tcase_add_test(tr, test_reduce_empty);
     tcase_add_test(tr, test_max_ties);
+    tcase_add_test(tr, test_max_leading_axis_rule);
     tcase_add_test(tr, test_logsumexp_large);
     tcase_add_test(tr, test_argmax);
     suite_add_tcase(s, tr);

@@ -12,6 +12,7 @@
  * own: the tape differentiates the composition. */
 #include <limits.h>
 #include <math.h>
+#include <string.h>
 
 #include "../autodiff/internal.h"
 
@@ -25,6 +26,19 @@ typedef struct {
 
 /* ---- kernels: plain loops over contiguous row-major memory, no allocation ---- */
 
+/* The output columns q of one row whose input column q*stride - pad + j lies inside
+ * the image: [*lo, *hi). Outside it the row reads padding. */
+static void valid_cols(const geom *g, int64_t j, int64_t *lo, int64_t *hi) {
+    int64_t a = g->pad - j; /* q * stride >= a */
+    int64_t l = a <= 0 ? 0 : (a + g->stride - 1) / g->stride;
+    int64_t b = g->w - 1 + g->pad - j; /* q * stride <= b */
+    int64_t h = b < 0 ? 0 : b / g->stride + 1;
+    if (h > g->ow) h = g->ow;
+    if (l > h) l = h;
+    *lo = l;
+    *hi = h;
+}
+
 /* cols[n][(c*kh + i)*kw + j][oh*OW + ow] = x[n][c][oh*s - p + i][ow*s - p + j], or padval
  * where the row or column falls outside x. */
 #define UNFOLD_KERNEL(NAME, T)                                                                     \
@@ -35,6 +49,8 @@ typedef struct {
             for (int64_t i = 0; i < g->kh; i++)                                                    \
                 for (int64_t j = 0; j < g->kw; j++) {                                              \
                     T *row = cols + (nc * g->kh * g->kw + i * g->kw + j) * L;                      \
+                    int64_t lo, hi;                                                                \
+                    valid_cols(g, j, &lo, &hi);                                                    \
                     for (int64_t r = 0; r < g->oh; r++) {                                          \
                         int64_t hh = r * g->stride - g->pad + i;                                   \
                         T *out = row + r * g->ow;                                                  \
@@ -44,10 +60,16 @@ typedef struct {
                             continue;                                                              \
                         }                                                                          \
                         const T *in = xp + hh * g->w;                                              \
-                        for (int64_t q = 0; q < g->ow; q++) {                                      \
-                            int64_t ww = q * g->stride - g->pad + j;                               \
-                            out[q] = ww >= 0 && ww < g->w ? in[ww] : padval;                       \
-                        }                                                                          \
+                        const int64_t off = j - g->pad; /* input column of q = q * stride + off */ \
+                        for (int64_t q = 0; q < lo; q++)                                           \
+                            out[q] = padval;                                                       \
+                        if (g->stride == 1 && hi > lo)                                             \
+                            memcpy(out + lo, in + lo + off, (size_t)(hi - lo) * sizeof(T));        \
+                        else                                                                       \
+                            for (int64_t q = lo; q < hi; q++)                                      \
+                                out[q] = in[q * g->stride + off];                                  \
+                        for (int64_t q = hi; q < g->ow; q++)                                       \
+                            out[q] = padval;                                                       \
                     }                                                                              \
                 }                                                                                  \
         }                                                                                          \
@@ -65,15 +87,20 @@ UNFOLD_KERNEL(unfold_f64, double)
             for (int64_t i = 0; i < g->kh; i++)                                                    \
                 for (int64_t j = 0; j < g->kw; j++) {                                              \
                     const T *row = cols + (nc * g->kh * g->kw + i * g->kw + j) * L;                \
+                    int64_t lo, hi;                                                                \
+                    valid_cols(g, j, &lo, &hi);                                                    \
                     for (int64_t r = 0; r < g->oh; r++) {                                          \
                         int64_t hh = r * g->stride - g->pad + i;                                   \
                         if (hh < 0 || hh >= g->h) continue;                                        \
                         const T *in = row + r * g->ow;                                             \
                         T *out = xp + hh * g->w;                                                   \
-                        for (int64_t q = 0; q < g->ow; q++) {                                      \
-                            int64_t ww = q * g->stride - g->pad + j;                               \
-                            if (ww >= 0 && ww < g->w) out[ww] += in[q];                            \
-                        }                                                                          \
+                        const int64_t off = j - g->pad;                                            \
+                        if (g->stride == 1)                                                        \
+                            for (int64_t q = lo; q < hi; q++)                                      \
+                                out[q + off] += in[q];                                             \
+                        else                                                                       \
+                            for (int64_t q = lo; q < hi; q++)                                      \
+                                out[q * g->stride + off] += in[q];                                 \
                     }                                                                              \
                 }                                                                                  \
         }                                                                                          \

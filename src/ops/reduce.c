@@ -80,7 +80,51 @@ typedef enum { R_SUM, R_MAX, R_LSE, R_ARGMAX } rkind;
 REDUCE_KERNEL(reduce_f32, float, f)
 REDUCE_KERNEL(reduce_f64, double, )
 
+/* Max along an axis that is not the last (inner > 1): the axis is walked outermost and
+ * the contiguous inner positions innermost, with the comparison as a select, so the
+ * loop vectorises (the max pool reduces over its window this way). Same rule as the
+ * general kernel: the first maximal element wins, and the first NaN wins and stays. */
+#define MAX_INNER_KERNEL(NAME, T)                                                                  \
+    static void NAME(const reduction *r, const T *x, T *y, int64_t *idx) {                         \
+        const int64_t inner = r->inner;                                                            \
+        for (int64_t o = 0; o < r->outer; o++) {                                                   \
+            const T *p = x + o * r->n * inner;                                                     \
+            T *m = y + o * inner;                                                                  \
+            int64_t *b = idx ? idx + o * inner : NULL;                                             \
+            memcpy(m, p, (size_t)inner * sizeof(T));                                               \
+            if (b) memset(b, 0, (size_t)inner * sizeof *b);                                        \
+            for (int64_t j = 1; j < r->n; j++) {                                                   \
+                const T *q = p + j * inner;                                                        \
+                if (b) {                                                                           \
+                    /* the index select as mask arithmetic: a form the compiler vectorises */      \
+                    for (int64_t k = 0; k < inner; k++) {                                          \
+                        T v = q[k], c = m[k];                                                      \
+                        int take = (v > c) | ((v != v) & (c == c));                                \
+                        int64_t t = -(int64_t)take;                                                \
+                        m[k] = take ? v : c;                                                       \
+                        b[k] = (b[k] & ~t) | (j & t);                                              \
+                    }                                                                              \
+                } else {                                                                           \
+                    for (int64_t k = 0; k < inner; k++) {                                          \
+                        T v = q[k], c = m[k];                                                      \
+                        int take = (v > c) | ((v != v) & (c == c));                                \
+                        m[k] = take ? v : c;                                                       \
+                    }                                                                              \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }
+MAX_INNER_KERNEL(max_inner_f32, float)
+MAX_INNER_KERNEL(max_inner_f64, double)
+
 static void run(rkind kind, const reduction *r, const tg_tensor *x, void *y, int64_t *idx) {
+    if (kind == R_MAX && r->inner > 1 && r->n > 0) {
+        if (x->dtype == TG_F64)
+            max_inner_f64(r, x->data, y, idx);
+        else
+            max_inner_f32(r, x->data, y, idx);
+        return;
+    }
     if (x->dtype == TG_F64)
         reduce_f64(kind, r, x->data, y, idx);
     else
