@@ -374,6 +374,21 @@ START_TEST(test_max_pool_ties) {
 }
 END_TEST
 
+/* A NaN in a window wins it (NaN propagates, as in PyTorch) and takes the gradient;
+ * the first NaN of a window wins over a later one. */
+START_TEST(test_max_pool_nan) {
+    tg_tensor *x =
+        tg_tensor_from(TG_F64, TG_SHAPE(1, 1, 2, 4), (double[]){1, 5, NAN, 2, 3, NAN, 9, NAN});
+    tg_requires_grad(x, true);
+    tg_tensor *y = tg_max_pool2d(x, 2, 2, 0); /* windows (1,5,3,NaN) and (NaN,2,9,NaN) */
+    ck_assert(isnan(tg_tensor_get(y, 0)) && isnan(tg_tensor_get(y, 1)));
+    ck_assert_int_eq(tg_backward(tg_sum(y, TG_ALL, false)), 0);
+    tgt_assert_tensor(x->grad, (double[]){0, 0, 1, 0, 0, 1, 0, 0}, 0);
+    tg_tape_reset();
+    tg_tensor_free(x);
+}
+END_TEST
+
 /* Max pooling pads with -inf: an all-negative input never yields the padding's 0.
  * Average pooling counts the padding (as zeros) in the divisor. */
 START_TEST(test_pool_padding) {
@@ -555,6 +570,7 @@ static Suite *conv_suite(void) {
     tcase_add_test(tf, test_direct_shapes);
     tcase_add_test(tf, test_empty_batch);
     tcase_add_test(tf, test_max_pool_ties);
+    tcase_add_test(tf, test_max_pool_nan);
     tcase_add_test(tf, test_pool_padding);
     tcase_add_test(tf, test_recording);
     suite_add_tcase(s, tf);
