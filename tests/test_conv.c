@@ -118,9 +118,7 @@ static tg_tensor *run(const call *c, tg_tensor *const *in) {
     return NULL;
 }
 
-static tg_tensor *f_op(tg_tensor *const *in, void *ctx) {
-    return run(ctx, in);
-}
+static tg_tensor *f_op(tg_tensor *const *in, void *ctx) { return run(ctx, in); }
 
 /* G with G.flat[i] = cos(0.9 i), as in gen_conv_ref.py. */
 static tg_tensor *seed_like(const tg_tensor *y) {
@@ -170,24 +168,16 @@ static void check_ref(op_kind kind, const convref_case *rc) {
     tg_tensor_free(g);
 }
 
-START_TEST(test_unfold_torch) {
-    check_ref(OP_UNFOLD, &convref_unfold[_i]);
-}
+START_TEST(test_unfold_torch) { check_ref(OP_UNFOLD, &convref_unfold[_i]); }
 END_TEST
 
-START_TEST(test_conv2d_torch) {
-    check_ref(OP_CONV, &convref_conv[_i]);
-}
+START_TEST(test_conv2d_torch) { check_ref(OP_CONV, &convref_conv[_i]); }
 END_TEST
 
-START_TEST(test_max_pool2d_torch) {
-    check_ref(OP_MAXPOOL, &convref_maxpool[_i]);
-}
+START_TEST(test_max_pool2d_torch) { check_ref(OP_MAXPOOL, &convref_maxpool[_i]); }
 END_TEST
 
-START_TEST(test_avg_pool2d_torch) {
-    check_ref(OP_AVGPOOL, &convref_avgpool[_i]);
-}
+START_TEST(test_avg_pool2d_torch) { check_ref(OP_AVGPOOL, &convref_avgpool[_i]); }
 END_TEST
 
 /* ================= against the direct loops, more shapes ================= */
@@ -588,6 +578,4 @@ static Suite *conv_suite(void) {
     return s;
 }
 
-int main(void) {
-    return tgt_run(conv_suite());
-}
+int main(void) { return tgt_run(conv_suite()); }

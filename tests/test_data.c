@@ -250,6 +250,4 @@ static Suite *data_suite(void) {
     return s;
 }
 
-int main(void) {
-    return tgt_run(data_suite());
-}
+int main(void) { return tgt_run(data_suite()); }

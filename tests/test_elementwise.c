@@ -43,27 +43,13 @@ typedef struct {
     double alo, ahi, blo, bhi; /* input ranges, away from kinks and poles */
 } bin_op;
 
-static double r_add(double a, double b) {
-    return a + b;
-}
-static double r_sub(double a, double b) {
-    return a - b;
-}
-static double r_mul(double a, double b) {
-    return a * b;
-}
-static double r_div(double a, double b) {
-    return a / b;
-}
-static double r_pow(double a, double b) {
-    return pow(a, b);
-}
-static double r_max(double a, double b) {
-    return a > b ? a : b;
-}
-static double r_min(double a, double b) {
-    return a < b ? a : b;
-}
+static double r_add(double a, double b) { return a + b; }
+static double r_sub(double a, double b) { return a - b; }
+static double r_mul(double a, double b) { return a * b; }
+static double r_div(double a, double b) { return a / b; }
+static double r_pow(double a, double b) { return pow(a, b); }
+static double r_max(double a, double b) { return a > b ? a : b; }
+static double r_min(double a, double b) { return a < b ? a : b; }
 
 static const bin_op bin_ops[] = {
     {"tg_add", tg_add, r_add, -2, 2, -2, 2},
@@ -275,48 +261,20 @@ typedef struct {
     bool away; /* keep |x| >= lo, both signs */
 } un_op;
 
-static double r_neg(double x, double c) {
-    return (void)c, -x;
-}
-static double r_exp(double x, double c) {
-    return (void)c, exp(x);
-}
-static double r_log(double x, double c) {
-    return (void)c, log(x);
-}
-static double r_sin(double x, double c) {
-    return (void)c, sin(x);
-}
-static double r_cos(double x, double c) {
-    return (void)c, cos(x);
-}
-static double r_tanh(double x, double c) {
-    return (void)c, tanh(x);
-}
-static double r_sigmoid(double x, double c) {
-    return (void)c, 1.0 / (1.0 + exp(-x));
-}
-static double r_relu(double x, double c) {
-    return (void)c, x > 0 ? x : 0;
-}
-static double r_sqrt(double x, double c) {
-    return (void)c, sqrt(x);
-}
-static double r_abs(double x, double c) {
-    return (void)c, fabs(x);
-}
-static double r_square(double x, double c) {
-    return (void)c, x * x;
-}
-static double r_addc(double x, double c) {
-    return x + c;
-}
-static double r_mulc(double x, double c) {
-    return x * c;
-}
-static double r_powc(double x, double c) {
-    return pow(x, c);
-}
+static double r_neg(double x, double c) { return (void)c, -x; }
+static double r_exp(double x, double c) { return (void)c, exp(x); }
+static double r_log(double x, double c) { return (void)c, log(x); }
+static double r_sin(double x, double c) { return (void)c, sin(x); }
+static double r_cos(double x, double c) { return (void)c, cos(x); }
+static double r_tanh(double x, double c) { return (void)c, tanh(x); }
+static double r_sigmoid(double x, double c) { return (void)c, 1.0 / (1.0 + exp(-x)); }
+static double r_relu(double x, double c) { return (void)c, x > 0 ? x : 0; }
+static double r_sqrt(double x, double c) { return (void)c, sqrt(x); }
+static double r_abs(double x, double c) { return (void)c, fabs(x); }
+static double r_square(double x, double c) { return (void)c, x * x; }
+static double r_addc(double x, double c) { return x + c; }
+static double r_mulc(double x, double c) { return x * c; }
+static double r_powc(double x, double c) { return pow(x, c); }
 
 static const un_op un_ops[] = {
     {"tg_neg", tg_neg, NULL, 0, r_neg, -2, 2, false},
@@ -343,9 +301,7 @@ static tg_tensor *apply_un(const un_op *op, tg_tensor *x) {
     return op->fn ? op->fn(x) : op->fnc(x, op->c);
 }
 
-static tg_tensor *f_un(tg_tensor *const *in, void *ctx) {
-    return apply_un(ctx, in[0]);
-}
+static tg_tensor *f_un(tg_tensor *const *in, void *ctx) { return apply_un(ctx, in[0]); }
 
 /* op(x) * w with x [3,1,2] and w [4,2]: the result broadcasts to [3,4,2]. */
 static tg_tensor *f_un_bcast(tg_tensor *const *in, void *ctx) {
@@ -473,9 +429,7 @@ END_TEST
 
 /* ================= where ================= */
 
-static tg_tensor *f_where(tg_tensor *const *in, void *ctx) {
-    return tg_where(ctx, in[0], in[1]);
-}
+static tg_tensor *f_where(tg_tensor *const *in, void *ctx) { return tg_where(ctx, in[0], in[1]); }
 
 START_TEST(test_where) {
     tgt_seed(500);
@@ -570,6 +524,4 @@ static Suite *elementwise_suite(void) {
     return s;
 }
 
-int main(void) {
-    return tgt_run(elementwise_suite());
-}
+int main(void) { return tgt_run(elementwise_suite()); }

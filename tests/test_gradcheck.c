@@ -488,6 +488,4 @@ static Suite *gradcheck_suite(void) {
     return s;
 }
 
-int main(void) {
-    return tgt_run(gradcheck_suite());
-}
+int main(void) { return tgt_run(gradcheck_suite()); }

@@ -432,6 +432,4 @@ static Suite *io_suite(void) {
     return s;
 }
 
-int main(void) {
-    return tgt_run(io_suite());
-}
+int main(void) { return tgt_run(io_suite()); }

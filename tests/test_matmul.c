@@ -536,6 +536,4 @@ static Suite *matmul_suite(void) {
     return s;
 }
 
-int main(void) {
-    return tgt_run(matmul_suite());
-}
+int main(void) { return tgt_run(matmul_suite()); }

@@ -428,6 +428,4 @@ static Suite *model_suite(void) {
     return s;
 }
 
-int main(void) {
-    return tgt_run(model_suite());
-}
+int main(void) { return tgt_run(model_suite()); }

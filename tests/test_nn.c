@@ -58,9 +58,7 @@ static tg_tensor *f_module_weighted(tg_tensor *const *in, void *vc) {
     return tg_sum(tg_mul(tg_module_forward(c->m, in[0]), (tg_tensor *)c->aux), TG_ALL, false);
 }
 
-static bool is_tape_tensor(const tg_tensor *t) {
-    return t && !t->tg__persistent;
-}
+static bool is_tape_tensor(const tg_tensor *t) { return t && !t->tg__persistent; }
 
 /* ================= generator and initializers ================= */
 
@@ -1107,12 +1105,8 @@ END_TEST
 
 /* ================= regularizers ================= */
 
-static tg_tensor *f_l1(tg_tensor *const *in, void *c) {
-    return tg_l1_penalty(2, in);
-}
-static tg_tensor *f_l2(tg_tensor *const *in, void *c) {
-    return tg_l2_penalty(2, in);
-}
+static tg_tensor *f_l1(tg_tensor *const *in, void *c) { return tg_l1_penalty(2, in); }
+static tg_tensor *f_l2(tg_tensor *const *in, void *c) { return tg_l2_penalty(2, in); }
 
 START_TEST(test_penalties) {
     tg_tensor *a = from64(TG_SHAPE(2, 2), (const double[]){1, -2, 0.5, -0.25});
@@ -1475,6 +1469,4 @@ static Suite *nn_suite(void) {
     return s;
 }
 
-int main(void) {
-    return tgt_run(nn_suite());
-}
+int main(void) { return tgt_run(nn_suite()); }

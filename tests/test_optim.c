@@ -99,16 +99,12 @@ static void run_ref_case(const optref_case *c, tg_dtype dt, double tol) {
 
 /* ---------------- against torch.optim ---------------- */
 
-START_TEST(test_reference_f64) {
-    run_ref_case(&optref_cases[_i], TG_F64, 1e-12);
-}
+START_TEST(test_reference_f64) { run_ref_case(&optref_cases[_i], TG_F64, 1e-12); }
 END_TEST
 
 /* F32 parameters go through the same rules (computed in double, stored as float);
  * torch computes in float, so agreement is to float precision. */
-START_TEST(test_reference_f32) {
-    run_ref_case(&optref_cases[_i], TG_F32, 2e-5);
-}
+START_TEST(test_reference_f32) { run_ref_case(&optref_cases[_i], TG_F32, 2e-5); }
 END_TEST
 
 /* ---------------- state ---------------- */
@@ -624,6 +620,4 @@ static Suite *optim_suite(void) {
     return s;
 }
 
-int main(void) {
-    return tgt_run(optim_suite());
-}
+int main(void) { return tgt_run(optim_suite()); }

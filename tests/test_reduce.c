@@ -591,6 +591,4 @@ static Suite *reduce_suite(void) {
     return s;
 }
 
-int main(void) {
-    return tgt_run(reduce_suite());
-}
+int main(void) { return tgt_run(reduce_suite()); }

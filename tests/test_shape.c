@@ -778,6 +778,4 @@ static Suite *shape_suite(void) {
     return s;
 }
 
-int main(void) {
-    return tgt_run(shape_suite());
-}
+int main(void) { return tgt_run(shape_suite()); }

@@ -319,6 +319,4 @@ static Suite *softmax_suite(void) {
     return s;
 }
 
-int main(void) {
-    return tgt_run(softmax_suite());
-}
+int main(void) { return tgt_run(softmax_suite()); }

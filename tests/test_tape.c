@@ -533,9 +533,7 @@ END_TEST
 
 /* ---- printing ---- */
 
-static void dot_to(FILE *f) {
-    ck_assert_int_eq(tg_tape_dot(f), 0);
-}
+static void dot_to(FILE *f) { ck_assert_int_eq(tg_tape_dot(f), 0); }
 
 static int count_of(const char *s, const char *what) {
     int n = 0;
@@ -773,6 +771,4 @@ static Suite *tape_suite(void) {
     return s;
 }
 
-int main(void) {
-    return tgt_run(tape_suite());
-}
+int main(void) { return tgt_run(tape_suite()); }

@@ -156,9 +156,7 @@ END_TEST
 
 /* ---- alignment ---- */
 
-static bool aligned64(const void *p) {
-    return ((uintptr_t)p & 63) == 0;
-}
+static bool aligned64(const void *p) { return ((uintptr_t)p & 63) == 0; }
 
 START_TEST(test_alignment) {
     /* Persistent tensors of awkward sizes and every dtype. */
@@ -748,6 +746,4 @@ static Suite *tensor_suite(void) {
     return s;
 }
 
-int main(void) {
-    return tgt_run(tensor_suite());
-}
+int main(void) { return tgt_run(tensor_suite()); }

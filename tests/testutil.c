@@ -95,9 +95,7 @@ void tgt_assert_f32_agrees(tg_fn f, void *ctx, int n, tg_tensor *const *in, cons
 }
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-void tgt_seed(uint64_t s) {
-    rng_state = s * 0x9E3779B97F4A7C15ull + 1;
-}
+void tgt_seed(uint64_t s) { rng_state = s * 0x9E3779B97F4A7C15ull + 1; }
 static double next_unit(void) {
     rng_state ^= rng_state << 13;
     rng_state ^= rng_state >> 7;

@@ -44,9 +44,7 @@ typedef enum {
 /* TG_SHAPE(2, 3) expands to the two arguments `2, (const int64_t[]){2, 3}`.
  * For a 0-d (scalar) shape pass `0, NULL` (or use tg_scalar). */
 #define TG_SHAPE(...)                                                                              \
-    (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]) {                 \
-        __VA_ARGS__                                                                                \
-    }
+    (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (const int64_t[]) { __VA_ARGS__ }
 
 typedef struct tg_tensor tg_tensor;
 

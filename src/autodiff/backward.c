@@ -163,9 +163,7 @@ int tg_backward_seeded(tg_tensor *y, const tg_tensor *dy) {
     return rc;
 }
 
-int tg_backward(tg_tensor *y) {
-    return tg_backward_seeded(y, NULL);
-}
+int tg_backward(tg_tensor *y) { return tg_backward_seeded(y, NULL); }
 
 int tg_grad(int ny, tg_tensor *const *ys, tg_tensor *const *dys, int nx, tg_tensor *const *xs,
             tg_tensor **dxs_out, unsigned flags) {

@@ -38,9 +38,7 @@ int tg__fail_int(const char *fmt, ...) {
     return -1;
 }
 
-const char *tg_error(void) {
-    return err_set ? err_buf : NULL;
-}
+const char *tg_error(void) { return err_set ? err_buf : NULL; }
 
 void tg_clear_error(void) {
     err_set = false;

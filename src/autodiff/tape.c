@@ -29,9 +29,7 @@ typedef struct {
 
 static _Thread_local tape_state tape;
 
-static size_t position(void) {
-    return tape.nblocks ? tape.blocks[tape.cur].base + tape.off : 0;
-}
+static size_t position(void) { return tape.nblocks ? tape.blocks[tape.cur].base + tape.off : 0; }
 
 static bool add_block(size_t min_size) {
     if (tape.nblocks == tape.cap_blocks) {
@@ -194,9 +192,7 @@ tg__node *tg__record(const char *op, tg_tensor *y, int nin, tg_tensor *const *in
     return n;
 }
 
-tg__node *tg__tape_last(void) {
-    return tape.last;
-}
+tg__node *tg__tape_last(void) { return tape.last; }
 
 /* ---- reset, mark, rewind ---- */
 
@@ -208,9 +204,7 @@ void tg_tape_reset(void) {
     tape.next_id = 0;
 }
 
-size_t tg_tape_mark(void) {
-    return position();
-}
+size_t tg_tape_mark(void) { return position(); }
 
 void tg_tape_rewind(size_t mark) {
     if (mark > position()) return;
@@ -235,9 +229,7 @@ void tg_tape_free(void) {
     tape.grad_off = off;
 }
 
-size_t tg_tape_size(void) {
-    return tape.nnodes;
-}
+size_t tg_tape_size(void) { return tape.nnodes; }
 
 size_t tg_tape_bytes_reserved(void) {
     size_t s = 0;
@@ -246,9 +238,7 @@ size_t tg_tape_bytes_reserved(void) {
     return s;
 }
 
-size_t tg_tape_bytes_used(void) {
-    return position();
-}
+size_t tg_tape_bytes_used(void) { return position(); }
 
 bool tg_set_grad_enabled(bool on) {
     bool prev = !tape.grad_off;
@@ -256,9 +246,7 @@ bool tg_set_grad_enabled(bool on) {
     return prev;
 }
 
-bool tg_is_grad_enabled(void) {
-    return !tape.grad_off;
-}
+bool tg_is_grad_enabled(void) { return !tape.grad_off; }
 
 /* ---- printing ---- */
 

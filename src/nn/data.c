@@ -25,9 +25,7 @@ uint64_t tg_rng_next(tg_rng *g) {
     return z ^ (z >> 31);
 }
 
-double tg_rng_uniform(tg_rng *g) {
-    return (double)(tg_rng_next(g) >> 11) * 0x1.0p-53;
-}
+double tg_rng_uniform(tg_rng *g) { return (double)(tg_rng_next(g) >> 11) * 0x1.0p-53; }
 
 double tg_rng_normal(tg_rng *g) {
     double u1 = tg_rng_uniform(g), u2 = tg_rng_uniform(g);
@@ -124,7 +122,8 @@ static char *read_file(const char *path, size_t *len_out) {
     const char *nul = memchr(buf, '\0', len);
     if (nul) {
         long long line = 1;
-        for (const char *c = buf; c < nul; c++) line += *c == '\n';
+        for (const char *c = buf; c < nul; c++)
+            line += *c == '\n';
         tg__fail("tg_data_load_csv: %s:%lld: contains a NUL byte (not a text file)", path, line);
         tg__release(buf);
         return NULL;

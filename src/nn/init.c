@@ -26,9 +26,7 @@ static uint64_t splitmix64(uint64_t *x) {
     return z ^ (z >> 31);
 }
 
-static inline uint64_t rotl(uint64_t x, int k) {
-    return (x << k) | (x >> (64 - k));
-}
+static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
 void tg_seed(uint64_t seed) {
     uint64_t x = seed;
@@ -53,9 +51,7 @@ static uint64_t next_u64(void) {
 }
 
 /* The top 53 bits as a double in [0, 1): every value is a multiple of 2^-53. */
-double tg_rand_uniform(void) {
-    return (double)(next_u64() >> 11) * 0x1.0p-53;
-}
+double tg_rand_uniform(void) { return (double)(next_u64() >> 11) * 0x1.0p-53; }
 
 double tg_rand_normal(void) {
     if (!rng.seeded) tg_seed(0);
@@ -132,13 +128,9 @@ static int init_constant(const char *op, tg_tensor *t, double c) {
     return 0;
 }
 
-int tg_init_zeros(tg_tensor *t) {
-    return init_constant("tg_init_zeros", t, 0.0);
-}
+int tg_init_zeros(tg_tensor *t) { return init_constant("tg_init_zeros", t, 0.0); }
 
-int tg_init_constant(tg_tensor *t, double c) {
-    return init_constant("tg_init_constant", t, c);
-}
+int tg_init_constant(tg_tensor *t, double c) { return init_constant("tg_init_constant", t, c); }
 
 /* The fan-scaled initializers: std = sqrt(2 / fan) with fan = fan_in + fan_out (xavier)
  * or fan_in (kaiming); normal draws N(0, std^2), uniform draws U(-b, b) with

@@ -107,9 +107,7 @@ fail:
     return NULL;
 }
 
-static bool write_all(FILE *f, const void *p, size_t n) {
-    return fwrite(p, 1, n, f) == n;
-}
+static bool write_all(FILE *f, const void *p, size_t n) { return fwrite(p, 1, n, f) == n; }
 
 /* Writes a tensor's data little-endian, through a small buffer on big-endian hosts. */
 static bool write_tensor(FILE *f, const tg_tensor *t) {

@@ -21,13 +21,9 @@ tg_tensor *tg__dropout_mask(tg_dtype dt, int ndim, const int64_t *shape, double 
 /* The identity as a tape tensor (a reshape to the same shape: shares x's data and
  * passes the gradient through), so that a layer that does nothing still returns a
  * tape tensor and never the caller's own tensor. */
-static tg_tensor *identity(tg_tensor *x) {
-    return tg_reshape(x, x->ndim, x->shape);
-}
+static tg_tensor *identity(tg_tensor *x) { return tg_reshape(x, x->ndim, x->shape); }
 
-static bool valid_prob(double p) {
-    return p >= 0.0 && p < 1.0;
-} /* false for NaN */
+static bool valid_prob(double p) { return p >= 0.0 && p < 1.0; } /* false for NaN */
 
 /* Gives m its learnable "weight" and "bias" (either NULL: allocation failed, m is
  * freed), both drawn uniform in +-1/sqrt(fan_in) as PyTorch's Linear and Conv2d do. */
@@ -96,15 +92,9 @@ int tg_nn_linear_set_dropconnect(tg_module *m, double p) {
 
 /* ================= activations ================= */
 
-static tg_tensor *relu_forward(tg_module *m, tg_tensor *x) {
-    return tg_relu(x);
-}
-static tg_tensor *sigmoid_forward(tg_module *m, tg_tensor *x) {
-    return tg_sigmoid(x);
-}
-static tg_tensor *tanh_forward(tg_module *m, tg_tensor *x) {
-    return tg_tanh(x);
-}
+static tg_tensor *relu_forward(tg_module *m, tg_tensor *x) { return tg_relu(x); }
+static tg_tensor *sigmoid_forward(tg_module *m, tg_tensor *x) { return tg_sigmoid(x); }
+static tg_tensor *tanh_forward(tg_module *m, tg_tensor *x) { return tg_tanh(x); }
 
 /* where(x > 0, x, slope x): the gradient is 1 for x > 0 and slope otherwise, as in
  * PyTorch (the slope also at x = 0). */
@@ -116,17 +106,13 @@ static tg_tensor *leaky_relu_forward(tg_module *m, tg_tensor *x) {
     return tg_where(pos, x, tg_mul_scalar(x, m->p));
 }
 
-tg_module *tg_nn_relu(void) {
-    return tg__module_alloc(TG__MOD_RELU, "relu", relu_forward);
-}
+tg_module *tg_nn_relu(void) { return tg__module_alloc(TG__MOD_RELU, "relu", relu_forward); }
 
 tg_module *tg_nn_sigmoid(void) {
     return tg__module_alloc(TG__MOD_SIGMOID, "sigmoid", sigmoid_forward);
 }
 
-tg_module *tg_nn_tanh(void) {
-    return tg__module_alloc(TG__MOD_TANH, "tanh", tanh_forward);
-}
+tg_module *tg_nn_tanh(void) { return tg__module_alloc(TG__MOD_TANH, "tanh", tanh_forward); }
 
 tg_module *tg_nn_leaky_relu(double slope) {
     if (!isfinite(slope)) return tg__fail("tg_nn_leaky_relu: slope must be finite, got %g", slope);

@@ -53,13 +53,9 @@ void tg_module_train(tg_module *m, bool training) {
     if (m) m->training = training;
 }
 
-bool tg_module_is_training(const tg_module *m) {
-    return m && m->training;
-}
+bool tg_module_is_training(const tg_module *m) { return m && m->training; }
 
-const char *tg_module_kind(const tg_module *m) {
-    return m ? m->name : NULL;
-}
+const char *tg_module_kind(const tg_module *m) { return m ? m->name : NULL; }
 
 void tg_module_free(tg_module *m) {
     if (!m) return;

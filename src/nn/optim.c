@@ -354,9 +354,7 @@ void tg_optim_set_lr(tg_optim *o, double lr) {
     o->lr = lr;
 }
 
-int tg_optim_num_params(const tg_optim *o) {
-    return o ? o->n : 0;
-}
+int tg_optim_num_params(const tg_optim *o) { return o ? o->n : 0; }
 
 const tg_tensor *tg_optim_state(const tg_optim *o, int i, const char *name) {
     if (!o) return tg__fail_soft("tg_optim_state: optimizer is NULL");

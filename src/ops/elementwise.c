@@ -166,9 +166,7 @@ static int div_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
  * The condition is a constant computed from the values, without history, so only t's
  * history remains; t itself is returned when no entry matches. */
 typedef bool (*pow_pred)(double a, double b);
-static bool pow_base0(double a, double b) {
-    return a == 0.0 && b >= 0.0;
-}
+static bool pow_base0(double a, double b) { return a == 0.0 && b >= 0.0; }
 static bool pow_exp0(double a, double b) {
     (void)a;
     return b == 0.0;
@@ -243,27 +241,13 @@ static tg_tensor *binary(binop op, tg_tensor *a, tg_tensor *b) {
     return y;
 }
 
-tg_tensor *tg_add(tg_tensor *a, tg_tensor *b) {
-    return binary(B_ADD, a, b);
-}
-tg_tensor *tg_sub(tg_tensor *a, tg_tensor *b) {
-    return binary(B_SUB, a, b);
-}
-tg_tensor *tg_mul(tg_tensor *a, tg_tensor *b) {
-    return binary(B_MUL, a, b);
-}
-tg_tensor *tg_div(tg_tensor *a, tg_tensor *b) {
-    return binary(B_DIV, a, b);
-}
-tg_tensor *tg_pow(tg_tensor *a, tg_tensor *b) {
-    return binary(B_POW, a, b);
-}
-tg_tensor *tg_maximum(tg_tensor *a, tg_tensor *b) {
-    return binary(B_MAX, a, b);
-}
-tg_tensor *tg_minimum(tg_tensor *a, tg_tensor *b) {
-    return binary(B_MIN, a, b);
-}
+tg_tensor *tg_add(tg_tensor *a, tg_tensor *b) { return binary(B_ADD, a, b); }
+tg_tensor *tg_sub(tg_tensor *a, tg_tensor *b) { return binary(B_SUB, a, b); }
+tg_tensor *tg_mul(tg_tensor *a, tg_tensor *b) { return binary(B_MUL, a, b); }
+tg_tensor *tg_div(tg_tensor *a, tg_tensor *b) { return binary(B_DIV, a, b); }
+tg_tensor *tg_pow(tg_tensor *a, tg_tensor *b) { return binary(B_POW, a, b); }
+tg_tensor *tg_maximum(tg_tensor *a, tg_tensor *b) { return binary(B_MAX, a, b); }
+tg_tensor *tg_minimum(tg_tensor *a, tg_tensor *b) { return binary(B_MIN, a, b); }
 
 /* ================= unary ================= */
 
@@ -445,48 +429,20 @@ static tg_tensor *unary(unop op, tg_tensor *x, double c) {
     return y;
 }
 
-tg_tensor *tg_neg(tg_tensor *x) {
-    return unary(U_NEG, x, 0);
-}
-tg_tensor *tg_exp(tg_tensor *x) {
-    return unary(U_EXP, x, 0);
-}
-tg_tensor *tg_log(tg_tensor *x) {
-    return unary(U_LOG, x, 0);
-}
-tg_tensor *tg_sin(tg_tensor *x) {
-    return unary(U_SIN, x, 0);
-}
-tg_tensor *tg_cos(tg_tensor *x) {
-    return unary(U_COS, x, 0);
-}
-tg_tensor *tg_tanh(tg_tensor *x) {
-    return unary(U_TANH, x, 0);
-}
-tg_tensor *tg_sigmoid(tg_tensor *x) {
-    return unary(U_SIGMOID, x, 0);
-}
-tg_tensor *tg_relu(tg_tensor *x) {
-    return unary(U_RELU, x, 0);
-}
-tg_tensor *tg_sqrt(tg_tensor *x) {
-    return unary(U_SQRT, x, 0);
-}
-tg_tensor *tg_abs(tg_tensor *x) {
-    return unary(U_ABS, x, 0);
-}
-tg_tensor *tg_square(tg_tensor *x) {
-    return unary(U_SQUARE, x, 0);
-}
-tg_tensor *tg_add_scalar(tg_tensor *x, double c) {
-    return unary(U_ADDC, x, c);
-}
-tg_tensor *tg_mul_scalar(tg_tensor *x, double c) {
-    return unary(U_MULC, x, c);
-}
-tg_tensor *tg_pow_scalar(tg_tensor *x, double c) {
-    return unary(U_POWC, x, c);
-}
+tg_tensor *tg_neg(tg_tensor *x) { return unary(U_NEG, x, 0); }
+tg_tensor *tg_exp(tg_tensor *x) { return unary(U_EXP, x, 0); }
+tg_tensor *tg_log(tg_tensor *x) { return unary(U_LOG, x, 0); }
+tg_tensor *tg_sin(tg_tensor *x) { return unary(U_SIN, x, 0); }
+tg_tensor *tg_cos(tg_tensor *x) { return unary(U_COS, x, 0); }
+tg_tensor *tg_tanh(tg_tensor *x) { return unary(U_TANH, x, 0); }
+tg_tensor *tg_sigmoid(tg_tensor *x) { return unary(U_SIGMOID, x, 0); }
+tg_tensor *tg_relu(tg_tensor *x) { return unary(U_RELU, x, 0); }
+tg_tensor *tg_sqrt(tg_tensor *x) { return unary(U_SQRT, x, 0); }
+tg_tensor *tg_abs(tg_tensor *x) { return unary(U_ABS, x, 0); }
+tg_tensor *tg_square(tg_tensor *x) { return unary(U_SQUARE, x, 0); }
+tg_tensor *tg_add_scalar(tg_tensor *x, double c) { return unary(U_ADDC, x, c); }
+tg_tensor *tg_mul_scalar(tg_tensor *x, double c) { return unary(U_MULC, x, c); }
+tg_tensor *tg_pow_scalar(tg_tensor *x, double c) { return unary(U_POWC, x, c); }
 
 /* ================= where ================= */
 

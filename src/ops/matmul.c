@@ -50,9 +50,7 @@ static void gemm_run(int64_t n, int64_t off_c, const int64_t *off, const int64_t
 /* "^T" after a shape printed for an operand passed with its transpose flag set. */
 #define T_(t) ((t) ? "^T" : "")
 
-static bool fits_blas(int64_t v) {
-    return (int64_t)(blasint)v == v;
-}
+static bool fits_blas(int64_t v) { return (int64_t)(blasint)v == v; }
 
 /* y = op(A) op(B); g = dL/dy. With the four flag combinations (batch dims aside):
  *   ta=0 tb=0: dA = G B^T      dB = A^T G

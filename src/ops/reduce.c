@@ -299,9 +299,7 @@ static tg_tensor *softmax_op(const char *op, bool log_form, tg_tensor *x, int ax
     return y;
 }
 
-tg_tensor *tg_softmax(tg_tensor *x, int axis) {
-    return softmax_op("tg_softmax", false, x, axis);
-}
+tg_tensor *tg_softmax(tg_tensor *x, int axis) { return softmax_op("tg_softmax", false, x, axis); }
 tg_tensor *tg_log_softmax(tg_tensor *x, int axis) {
     return softmax_op("tg_log_softmax", true, x, axis);
 }
