@@ -48,9 +48,29 @@ static bool plan(const char *op, const tg_tensor *x, int axis, bool keepdim, red
 
 typedef enum { R_SUM, R_MAX, R_LSE, R_ARGMAX } rkind;
 
+/* The one place logsumexp, softmax and the fused cross-entropy compute their shift:
+ * over the strided row p[0], p[s], ..., p[(n-1)s] (n >= 1), sets *m to its maximum, or
+ * to 0 when that is not finite (a row of infinities or with a leading NaN then gives
+ * inf or NaN, not inf - inf), and returns sum_j e^(p[js] - *m). Then
+ * logsumexp = *m + log(sum) and softmax_j = e^(p[js] - *m) / sum. */
+#define EXPSUM(NAME, T, F)                                                                         \
+    static double NAME(const T *p, int64_t n, int64_t s, T *m_out) {                               \
+        T m = p[0];                                                                                \
+        for (int64_t j = 1; j < n; j++)                                                            \
+            if (p[j * s] > m) m = p[j * s];                                                        \
+        if (!isfinite(m)) m = 0;                                                                   \
+        double sum = 0;                                                                            \
+        for (int64_t j = 0; j < n; j++)                                                            \
+            sum += exp##F(p[j * s] - m);                                                           \
+        *m_out = m;                                                                                \
+        return sum;                                                                                \
+    }
+EXPSUM(expsum_f32, float, f)
+EXPSUM(expsum_f64, double, )
+
 /* y[o, k] = reduce_j x[o, j, k]; for R_MAX/R_ARGMAX idx (may be NULL) gets the first
  * maximal j. NaN wins a max. Sums accumulate in double. */
-#define REDUCE_KERNEL(NAME, T, F)                                                                  \
+#define REDUCE_KERNEL(NAME, T, EXPSUM_T)                                                           \
     static void NAME(rkind kind, const reduction *r, const T *x, T *y, int64_t *idx) {             \
         for (int64_t o = 0; o < r->outer; o++)                                                     \
             for (int64_t k = 0; k < r->inner; k++) {                                               \
@@ -60,25 +80,22 @@ typedef enum { R_SUM, R_MAX, R_LSE, R_ARGMAX } rkind;
                 if (kind == R_SUM) {                                                               \
                     for (int64_t j = 0; j < r->n; j++)                                             \
                         acc += p[j * s];                                                           \
+                } else if (kind == R_LSE) {                                                        \
+                    T m;                                                                           \
+                    double e = EXPSUM_T(p, r->n, s, &m);                                           \
+                    acc = m + log(e);                                                              \
                 } else {                                                                           \
                     T m = p[0];                                                                    \
                     for (int64_t j = 1; j < r->n && m == m; j++)                                   \
                         if (p[j * s] > m || p[j * s] != p[j * s]) m = p[j * s], best = j;          \
                     acc = m;                                                                       \
-                    if (kind == R_LSE) {                                                           \
-                        T c = isfinite(m) ? m : 0;                                                 \
-                        double e = 0;                                                              \
-                        for (int64_t j = 0; j < r->n; j++)                                         \
-                            e += exp##F(p[j * s] - c);                                             \
-                        acc = c + log(e);                                                          \
-                    }                                                                              \
                 }                                                                                  \
                 if (y) y[o * r->inner + k] = (T)acc;                                               \
                 if (idx) idx[o * r->inner + k] = best;                                             \
             }                                                                                      \
     }
-REDUCE_KERNEL(reduce_f32, float, f)
-REDUCE_KERNEL(reduce_f64, double, )
+REDUCE_KERNEL(reduce_f32, float, expsum_f32)
+REDUCE_KERNEL(reduce_f64, double, expsum_f64)
 
 /* Max along an axis that is not the last (inner > 1): the axis is walked outermost and
  * the contiguous inner positions innermost, with the comparison as a select, so the
@@ -237,20 +254,15 @@ tg_tensor *tg_argmax(tg_tensor *x, int axis) {
  *   softmax:     y_j = e^(x_j - m) / s
  *   log_softmax: y_j = x_j - m - log s
  * A row whose maximum is not finite uses m = 0, as logsumexp does. */
-#define SOFTMAX_KERNEL(NAME, T, F)                                                                 \
+#define SOFTMAX_KERNEL(NAME, T, F, EXPSUM_T)                                                       \
     static void NAME(bool log_form, const reduction *r, const T *x, T *y) {                        \
         for (int64_t o = 0; o < r->outer; o++)                                                     \
             for (int64_t k = 0; k < r->inner; k++) {                                               \
                 int64_t base = o * r->n * r->inner + k, s = r->inner;                              \
                 const T *p = x + base;                                                             \
                 T *q = y + base;                                                                   \
-                T m = p[0];                                                                        \
-                for (int64_t j = 1; j < r->n; j++)                                                 \
-                    if (p[j * s] > m) m = p[j * s];                                                \
-                if (!isfinite(m)) m = 0;                                                           \
-                double sum = 0;                                                                    \
-                for (int64_t j = 0; j < r->n; j++)                                                 \
-                    sum += exp##F(p[j * s] - m);                                                   \
+                T m;                                                                               \
+                double sum = EXPSUM_T(p, r->n, s, &m);                                             \
                 if (log_form) {                                                                    \
                     T c = (T)(m + log(sum));                                                       \
                     for (int64_t j = 0; j < r->n; j++)                                             \
@@ -262,8 +274,8 @@ tg_tensor *tg_argmax(tg_tensor *x, int axis) {
                 }                                                                                  \
             }                                                                                      \
     }
-SOFTMAX_KERNEL(softmax_f32, float, f)
-SOFTMAX_KERNEL(softmax_f64, double, )
+SOFTMAX_KERNEL(softmax_f32, float, f, expsum_f32)
+SOFTMAX_KERNEL(softmax_f64, double, , expsum_f64)
 
 /* d softmax: gin = y * (g - sum(g * y)) */
 static int softmax_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
@@ -305,24 +317,19 @@ tg_tensor *tg_log_softmax(tg_tensor *x, int axis) {
 }
 
 /* loss = (1/N) sum_i [ logsumexp(x_i) - x_i[y_i] ] in one pass per row. */
-#define XENT_KERNEL(NAME, T, F)                                                                    \
+#define XENT_KERNEL(NAME, T, EXPSUM_T)                                                             \
     static double NAME(int64_t rows, int64_t c, const T *x, const int64_t *y) {                    \
         double total = 0;                                                                          \
         for (int64_t i = 0; i < rows; i++) {                                                       \
             const T *p = x + i * c;                                                                \
-            T m = p[0];                                                                            \
-            for (int64_t j = 1; j < c; j++)                                                        \
-                if (p[j] > m) m = p[j];                                                            \
-            if (!isfinite(m)) m = 0;                                                               \
-            double sum = 0;                                                                        \
-            for (int64_t j = 0; j < c; j++)                                                        \
-                sum += exp##F(p[j] - m);                                                           \
+            T m;                                                                                   \
+            double sum = EXPSUM_T(p, c, 1, &m);                                                    \
             total += (double)m + log(sum) - (double)p[y[i]];                                       \
         }                                                                                          \
         return total / (double)rows;                                                               \
     }
-XENT_KERNEL(xent_f32, float, f)
-XENT_KERNEL(xent_f64, double, )
+XENT_KERNEL(xent_f32, float, expsum_f32)
+XENT_KERNEL(xent_f64, double, expsum_f64)
 
 /* d loss / d x = g (softmax(x) - onehot(y)) / N. The one-hot matrix is a constant. */
 static int xent_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
