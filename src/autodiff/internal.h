@@ -114,6 +114,12 @@ bool tg__check_nonnull(const char *op, const tg_tensor *x);
 bool tg__check_float(const char *op, const tg_tensor *x);
 /* a, b non-NULL, float and of equal dtype. */
 bool tg__check_float2(const char *op, const tg_tensor *a, const tg_tensor *b);
+/* For classification losses: scores [N, C] (float, N, C >= 1; `what` names them in
+ * messages, e.g. "logits") and labels I64 [N] with every value in [0, C). */
+bool tg__check_class_inputs(const char *op, const char *what, const tg_tensor *scores,
+                            const tg_tensor *labels);
+/* tg_softmax_cross_entropy with errors naming op (so a loss built on it names itself). */
+tg_tensor *tg__softmax_cross_entropy(const char *op, tg_tensor *logits, const tg_tensor *labels);
 /* Normalises axis (negative from the end) against ndim; false + error when out of
  * range. TG_ALL is not accepted here. */
 bool tg__norm_axis(const char *op, const tg_tensor *x, int *axis);

@@ -7,36 +7,6 @@
 
 #include "nn_internal.h"
 
-/* Checks scores [N, C] (float, N >= 1, C >= 1) and labels I64 [N] with values in
- * [0, C). */
-static bool check_class_inputs(const char *op, const tg_tensor *scores, const tg_tensor *labels) {
-    if (!tg__check_nonnull(op, scores) || !tg__check_nonnull(op, labels)) return false;
-    if (!tg__check_float(op, scores)) return false;
-    if (scores->ndim != 2 || scores->shape[0] < 1 || scores->shape[1] < 1) {
-        tg__fail("%s: scores must be [N, C] with N >= 1 and C >= 1, got %s", op, tg__shp(scores));
-        return false;
-    }
-    if (labels->dtype != TG_I64) {
-        tg__fail("%s: labels must be i64, got %s %s", op, tg_dtype_name(labels->dtype),
-                 tg__shp(labels));
-        return false;
-    }
-    if (labels->ndim != 1 || labels->shape[0] != scores->shape[0]) {
-        tg__fail("%s: labels %s do not match scores %s (want [%lld])", op, tg__shp(labels),
-                 tg__shp(scores), (long long)scores->shape[0]);
-        return false;
-    }
-    const int64_t *y = labels->data;
-    int64_t c = scores->shape[1];
-    for (int64_t i = 0; i < labels->numel; i++)
-        if (y[i] < 0 || y[i] >= c) {
-            tg__fail("%s: label %lld out of range for %lld classes at row %lld", op,
-                     (long long)y[i], (long long)c, (long long)i);
-            return false;
-        }
-    return true;
-}
-
 /* labels [N] as an I64 tape tensor [N, 1], the index for tg_gather along axis 1. */
 static tg_tensor *label_column(const tg_tensor *labels) {
     tg_tensor *idx = tg__tape_tensor(TG_I64, TG_SHAPE(labels->shape[0], 1));
@@ -49,16 +19,16 @@ static tg_tensor *label_column(const tg_tensor *labels) {
 }
 
 tg_tensor *tg_loss_cross_entropy(tg_tensor *logits, const tg_tensor *labels) {
-    if (!check_class_inputs("tg_loss_cross_entropy", logits, labels)) return NULL;
     /* One fused op (ops.h): logsumexp minus the label's logit, averaged, in one pass;
-     * its backward is g (softmax - onehot) / N, written with ops. */
-    return tg_softmax_cross_entropy(logits, labels);
+     * its backward is g (softmax - onehot) / N, written with ops. It checks the inputs,
+     * naming this loss in its messages. */
+    return tg__softmax_cross_entropy("tg_loss_cross_entropy", logits, labels);
 }
 
 /* sum over all j of max(0, s_j - s_y + 1) times a constant mask that is 0 at j = y,
  * summed and divided by N. */
 tg_tensor *tg_loss_hinge(tg_tensor *scores, const tg_tensor *labels) {
-    if (!check_class_inputs("tg_loss_hinge", scores, labels)) return NULL;
+    if (!tg__check_class_inputs("tg_loss_hinge", "scores", scores, labels)) return NULL;
     tg_tensor *idx = label_column(labels);
     tg_tensor *other = tg__tape_full(scores->dtype, scores->ndim, scores->shape, 1.0);
     if (!idx || !other) return NULL;

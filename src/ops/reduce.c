@@ -345,22 +345,38 @@ static int xent_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     return (gin[0] = tg_mul(tg_sub(tg_softmax(x, 1), onehot), scale)) ? 0 : -1;
 }
 
-tg_tensor *tg_softmax_cross_entropy(tg_tensor *logits, const tg_tensor *labels) {
-    const char *op = "tg_softmax_cross_entropy";
-    if (!tg__check_float(op, logits) || !tg__check_nonnull(op, labels)) return NULL;
-    if (logits->ndim != 2 || logits->shape[0] < 1 || logits->shape[1] < 1)
-        return tg__fail("%s: logits must be [N, C] with N >= 1 and C >= 1, got %s", op,
-                        tg__shp(logits));
-    if (labels->dtype != TG_I64 || labels->ndim != 1 || labels->shape[0] != logits->shape[0])
-        return tg__fail("%s: labels must be i64 [%lld] for logits %s, got %s %s", op,
-                        (long long)logits->shape[0], tg__shp(logits), tg_dtype_name(labels->dtype),
-                        tg__shp(labels));
+bool tg__check_class_inputs(const char *op, const char *what, const tg_tensor *scores,
+                            const tg_tensor *labels) {
+    if (!tg__check_float(op, scores) || !tg__check_nonnull(op, labels)) return false;
+    if (scores->ndim != 2 || scores->shape[0] < 1 || scores->shape[1] < 1) {
+        tg__fail("%s: %s must be [N, C] with N >= 1 and C >= 1, got %s", op, what, tg__shp(scores));
+        return false;
+    }
+    if (labels->dtype != TG_I64) {
+        tg__fail("%s: labels must be i64, got %s %s (for %s %s)", op, tg_dtype_name(labels->dtype),
+                 tg__shp(labels), what, tg__shp(scores));
+        return false;
+    }
+    if (labels->ndim != 1 || labels->shape[0] != scores->shape[0]) {
+        tg__fail("%s: labels i64 %s do not match %s %s (want i64 [%lld])", op, tg__shp(labels),
+                 what, tg__shp(scores), (long long)scores->shape[0]);
+        return false;
+    }
+    const int64_t *y = labels->data;
+    int64_t c = scores->shape[1];
+    for (int64_t i = 0; i < labels->numel; i++)
+        if (y[i] < 0 || y[i] >= c) {
+            tg__fail("%s: label %lld out of range for %lld classes at row %lld", op,
+                     (long long)y[i], (long long)c, (long long)i);
+            return false;
+        }
+    return true;
+}
+
+tg_tensor *tg__softmax_cross_entropy(const char *op, tg_tensor *logits, const tg_tensor *labels) {
+    if (!tg__check_class_inputs(op, "logits", logits, labels)) return NULL;
     int64_t rows = logits->shape[0], c = logits->shape[1];
     const int64_t *y = labels->data;
-    for (int64_t i = 0; i < rows; i++)
-        if (y[i] < 0 || y[i] >= c)
-            return tg__fail("%s: label %lld out of range for %lld classes at row %lld", op,
-                            (long long)y[i], (long long)c, (long long)i);
     tg_tensor *out = tg__tape_tensor(logits->dtype, 0, NULL);
     if (!out) return NULL;
     double v = logits->dtype == TG_F64 ? xent_f64(rows, c, logits->data, y)
@@ -370,4 +386,8 @@ tg_tensor *tg_softmax_cross_entropy(tg_tensor *logits, const tg_tensor *labels) 
     if (n == TG__RECORD_FAILED) return NULL;
     if (n) n->aux[0] = labels;
     return out;
+}
+
+tg_tensor *tg_softmax_cross_entropy(tg_tensor *logits, const tg_tensor *labels) {
+    return tg__softmax_cross_entropy("tg_softmax_cross_entropy", logits, labels);
 }
