@@ -39,73 +39,16 @@
  * Run with OPENBLAS_NUM_THREADS=1 (bench/run_conv.sh does).
  */
 #define _POSIX_C_SOURCE 200809L
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
 
 #include <tapegrad.h>
 
-#include "bench_util.h"
-#include <tapegrad/data.h>
-#include <tapegrad/nn.h>
-#include <tapegrad/optim.h>
+#include "bench_net.h"
 
 enum { B = 32, CLASSES = 10, NBATCH = 8, NLAYER = 8, NPARAM = 6, WARMUP = 5 };
 static const double LR = 0.01, MOMENTUM = 0.9;
-
-typedef struct {
-    double median, min;
-} stat;
-
-static stat summarize(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
-    return (stat){v[n / 2], v[0]};
-}
-
-static double max_rss_mib(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / 1024.0; /* Linux: kilobytes */
-}
-
-typedef struct {
-    tg_module *layer[NLAYER];
-    tg_tensor *params[NPARAM];
-    tg_optim *opt;
-    tg_tensor *xb[NBATCH], *yb[NBATCH];
-} net;
-
-enum { MODE_STEP, MODE_FORWARD, MODE_FWD_BWD };
-
-static void die(const char *what) {
-    fprintf(stderr, "conv: %s: %s\n", what, tg_error() ? tg_error() : "?");
-    exit(1);
-}
-
-static float run_once(net *t, int b, int mode) {
-    size_t mark = tg_tape_mark();
-    tg_tensor *h = t->xb[b];
-    for (int i = 0; i < NLAYER; i++)
-        h = tg_module_forward(t->layer[i], h);
-    tg_tensor *loss = tg_loss_cross_entropy(h, t->yb[b]);
-    if (!loss) die("forward");
-    if (mode == MODE_STEP) tg_optim_zero_grad(t->opt);
-    if (mode != MODE_FORWARD && tg_backward(loss) != 0) die("backward");
-    if (mode == MODE_STEP && tg_optim_step(t->opt) != 0) die("step");
-    float l = ((const float *)loss->data)[0];
-    tg_tape_rewind(mark);
-    return l;
-}
-
-static float mean_loss(net *t) {
-    float s = 0;
-    for (int b = 0; b < NBATCH; b++)
-        s += run_once(t, b, MODE_FORWARD) / NBATCH;
-    return s;
-}
 
 int main(int argc, char **argv) {
     int repeats = argc > 1 ? atoi(argv[1]) : 21, steps = argc > 2 ? atoi(argv[2]) : 20;
@@ -116,84 +59,38 @@ int main(int argc, char **argv) {
     }
     bench_count_allocations();
 
-    net t = {0};
-    tg_rng rng;
-    tg_rng_seed(&rng, 1);
-    for (int b = 0; b < NBATCH; b++) {
-        t.xb[b] = tg_tensor_new(TG_F32, TG_SHAPE(B, 1, 28, 28));
-        t.yb[b] = tg_tensor_new(TG_I64, TG_SHAPE(B));
-        if (!t.xb[b] || !t.yb[b]) die("data");
-        float *x = t.xb[b]->data;
-        int64_t *y = t.yb[b]->data;
-        for (int i = 0; i < B * 28 * 28; i++)
-            x[i] = (float)tg_rng_normal(&rng);
-        for (int i = 0; i < B; i++)
-            y[i] = (int64_t)tg_rng_below(&rng, CLASSES);
-    }
+    bench_net t = {.prog = "conv"};
+    bench_net_data(&t, NBATCH, 4, (const int64_t[]){B, 1, 28, 28}, CLASSES, 1);
     tg_seed(0);
-    t.layer[0] = tg_nn_conv2d(1, 8, 5, 1, 2, TG_F32);
-    t.layer[1] = tg_nn_relu();
-    t.layer[2] = tg_nn_maxpool2d(2, 2, 0);
-    t.layer[3] = tg_nn_conv2d(8, 16, 5, 1, 0, TG_F32);
-    t.layer[4] = tg_nn_relu();
-    t.layer[5] = tg_nn_maxpool2d(2, 2, 0);
-    t.layer[6] = tg_nn_flatten();
-    t.layer[7] = tg_nn_linear(16 * 5 * 5, CLASSES, TG_F32);
-    for (int i = 0; i < NLAYER; i++)
-        if (!t.layer[i]) die("layers");
-    int np = 0;
-    for (int i = 0; i < NLAYER; i++) {
-        int k = tg_module_params(t.layer[i], t.params + np, NPARAM - np);
-        if (k < 0 || np + k > NPARAM) die("params");
-        np += k;
-    }
-    if (np != NPARAM ||
-        !(t.opt = tg_sgd(NPARAM, t.params, (tg_sgd_opts){.lr = LR, .momentum = MOMENTUM})))
-        die("setup");
-    size_t param_bytes = 0;
-    for (int i = 0; i < NPARAM; i++)
-        param_bytes += (size_t)t.params[i]->numel * sizeof(float);
+    tg_module *layers[NLAYER]; /* made in order: the weights draw from tg_seed's stream */
+    layers[0] = tg_nn_conv2d(1, 8, 5, 1, 2, TG_F32);
+    layers[1] = tg_nn_relu();
+    layers[2] = tg_nn_maxpool2d(2, 2, 0);
+    layers[3] = tg_nn_conv2d(8, 16, 5, 1, 0, TG_F32);
+    layers[4] = tg_nn_relu();
+    layers[5] = tg_nn_maxpool2d(2, 2, 0);
+    layers[6] = tg_nn_flatten();
+    layers[7] = tg_nn_linear(16 * 5 * 5, CLASSES, TG_F32);
+    bench_net_layers(&t, NLAYER, layers, NPARAM, (tg_sgd_opts){.lr = LR, .momentum = MOMENTUM});
+    size_t param_bytes = bench_net_param_bytes(&t, false);
 
-    float first = mean_loss(&t);
+    float first = bench_net_mean_loss(&t);
     long counter = 0;
-    float last[3] = {0};
-    /* Warm-up: every mode, so that the tape's blocks, the gradients and the momentum
-     * buffers exist before counting allocations. */
-    for (int mode = 0; mode < 3; mode++)
-        for (int w = 0; w < WARMUP; w++, counter++)
-            last[mode] = run_once(&t, (int)(counter % NBATCH), mode);
+    float last[BENCH_MODES] = {0};
+    bench_stat times[BENCH_MODES];
+    unsigned long long allocs =
+        bench_net_time(&t, repeats, steps, WARMUP, only_step, &counter, last, times);
+    bench_stat st = times[BENCH_STEP], fw = times[BENCH_FORWARD], fb = times[BENCH_FWD_BWD];
 
-    double *ms = malloc(sizeof(double) * 3 * (size_t)repeats);
-    if (!ms) die("out of memory");
-    unsigned long long alloc0 = bench_n_alloc;
-    for (int r = 0; r < repeats; r++)
-        for (int mode = 0; mode < 3; mode++) {
-            if (only_step && mode != MODE_STEP) {
-                ms[mode * repeats + r] = NAN;
-                continue;
-            }
-            double t0 = bench_now_ns();
-            for (int s = 0; s < steps; s++, counter++)
-                last[mode] = run_once(&t, (int)(counter % NBATCH), mode);
-            ms[mode * repeats + r] = (bench_now_ns() - t0) / 1e6 / steps;
-        }
-    unsigned long long allocs = bench_n_alloc - alloc0;
-    stat st = summarize(ms, repeats), fw = summarize(ms + repeats, repeats),
-         fb = summarize(ms + 2 * repeats, repeats);
-    free(ms);
-
-    float trained = mean_loss(&t);
-    size_t grad_bytes = 0;
-    for (int i = 0; i < NPARAM; i++)
-        if (t.params[i]->grad) grad_bytes += (size_t)t.params[i]->grad->numel * sizeof(float);
+    float trained = bench_net_mean_loss(&t);
+    size_t grad_bytes = bench_net_param_bytes(&t, true);
     size_t tape = tg_tape_bytes_reserved();
-    double rss = max_rss_mib();
+    double rss = bench_max_rss_mib();
     double per_step = (double)allocs / ((only_step ? 1.0 : 3.0) * repeats * steps);
-    long n_steps = WARMUP + (long)repeats * steps; /* training steps taken (MODE_STEP) */
-
+    long n_steps = WARMUP + (long)repeats * steps; /* training steps taken (BENCH_STEP) */
     printf("tapegrad: mean loss over %d batches %.4f before training, %.4f after %ld steps "
            "(last step loss %.4f)\n",
-           NBATCH, first, trained, n_steps, last[MODE_STEP]);
+           NBATCH, first, trained, n_steps, last[BENCH_STEP]);
     printf("tapegrad: step %.3f ms median (min %.3f), forward %.3f ms, forward+backward %.3f ms "
            "(%d x %d iterations of each)\n",
            st.median, st.min, fw.median, fb.median, repeats, steps);
@@ -207,15 +104,7 @@ int main(int argc, char **argv) {
            st.median, st.min, fw.median, fb.median, per_step, tape, param_bytes, grad_bytes, rss,
            first, trained);
 
-    tg_tape_reset();
-    tg_optim_free(t.opt);
-    for (int i = 0; i < NLAYER; i++)
-        tg_module_free(t.layer[i]);
-    for (int b = 0; b < NBATCH; b++) {
-        tg_tensor_free(t.xb[b]);
-        tg_tensor_free(t.yb[b]);
-    }
-    tg_tape_free();
+    bench_net_free(&t);
     int rc = 0;
     if (!(trained < first)) {
         fprintf(stderr, "conv: training did not lower the loss (%.4f -> %.4f)\n", first, trained);

@@ -41,28 +41,13 @@
 
 #include <tapegrad.h>
 
-#include "bench_util.h"
+#include "bench_net.h"
 #include <tapegrad/data.h>
 #include <tapegrad/nn.h>
 #include <tapegrad/optim.h>
 
 enum { B = 128, D0 = 784, D1 = 512, D2 = 512, D3 = 10, NBATCH = 8 };
 static const double LR = 0.01;
-
-typedef struct {
-    double median, min;
-} stat;
-
-static stat summarize(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
-    return (stat){v[n / 2], v[0]};
-}
-
-static double max_rss_mib(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / 1024.0; /* Linux: kilobytes */
-}
 
 /* Floating-point operations of one forward pass (2 per multiply-add of the 3 gemms). */
 static double forward_flops(void) {
@@ -71,102 +56,29 @@ static double forward_flops(void) {
 
 /* ---------------- tapegrad ---------------- */
 
-typedef struct {
-    tg_module *layer[5]; /* linear relu linear relu linear */
-    tg_tensor *params[6];
-    tg_optim *opt;
-    tg_tensor *xb[NBATCH], *yb[NBATCH];
-} net;
-
-enum { MODE_STEP, MODE_FORWARD, MODE_FWD_BWD };
-
-static void die(const char *what) {
-    fprintf(stderr, "mlp: %s: %s\n", what, tg_error() ? tg_error() : "?");
-    exit(1);
-}
-
-static float run_once(net *t, int b, int mode) {
-    size_t mark = tg_tape_mark();
-    tg_tensor *h = t->xb[b];
-    for (int i = 0; i < 5; i++)
-        h = tg_module_forward(t->layer[i], h);
-    tg_tensor *loss = tg_loss_cross_entropy(h, t->yb[b]);
-    if (!loss) die("forward");
-    if (mode == MODE_STEP) tg_optim_zero_grad(t->opt);
-    if (mode != MODE_FORWARD && tg_backward(loss) != 0) die("backward");
-    if (mode == MODE_STEP && tg_optim_step(t->opt) != 0) die("step");
-    float l = ((const float *)loss->data)[0];
-    tg_tape_rewind(mark);
-    return l;
-}
-
-/* Times the three loops round-robin (one batch of `steps` iterations of each per
- * repeat, so that all three see the same conditions on a shared machine); fills the
- * median/min milliseconds per iteration of each mode. */
-static void time_modes(net *t, int repeats, int steps, long *counter, float *last, stat *out) {
-    double *ms = malloc(sizeof(double) * 3 * (size_t)repeats);
-    if (!ms) die("out of memory");
-    for (int mode = 0; mode < 3; mode++)
-        for (int w = 0; w < 3; w++, (*counter)++)
-            last[mode] = run_once(t, (int)(*counter % NBATCH), mode);
-    for (int r = 0; r < repeats; r++)
-        for (int mode = 0; mode < 3; mode++) {
-            double t0 = bench_now_ns();
-            for (int s = 0; s < steps; s++, (*counter)++)
-                last[mode] = run_once(t, (int)(*counter % NBATCH), mode);
-            ms[mode * repeats + r] = (bench_now_ns() - t0) / 1e6 / steps;
-        }
-    for (int mode = 0; mode < 3; mode++)
-        out[mode] = summarize(ms + mode * repeats, repeats);
-    free(ms);
-}
-
 static int run_tapegrad(int repeats, int steps) {
-    net t = {0};
-    tg_rng rng;
-    tg_rng_seed(&rng, 1);
-    for (int b = 0; b < NBATCH; b++) {
-        t.xb[b] = tg_tensor_new(TG_F32, TG_SHAPE(B, D0));
-        t.yb[b] = tg_tensor_new(TG_I64, TG_SHAPE(B));
-        if (!t.xb[b] || !t.yb[b]) die("data");
-        float *x = t.xb[b]->data;
-        int64_t *y = t.yb[b]->data;
-        for (int i = 0; i < B * D0; i++)
-            x[i] = (float)tg_rng_normal(&rng);
-        for (int i = 0; i < B; i++)
-            y[i] = (int64_t)tg_rng_below(&rng, D3);
-    }
+    bench_net t = {.prog = "mlp"};
+    bench_net_data(&t, NBATCH, 2, (const int64_t[]){B, D0}, D3, 1);
     tg_seed(0);
-    t.layer[0] = tg_nn_linear(D0, D1, TG_F32);
-    t.layer[1] = tg_nn_relu();
-    t.layer[2] = tg_nn_linear(D1, D2, TG_F32);
-    t.layer[3] = tg_nn_relu();
-    t.layer[4] = tg_nn_linear(D2, D3, TG_F32);
-    for (int i = 0; i < 5; i++)
-        if (!t.layer[i]) die("layers");
-    int np = 0;
-    for (int i = 0; i < 5; i += 2)
-        np += tg_module_params(t.layer[i], t.params + np, 6 - np);
-    if (np != 6 || !(t.opt = tg_sgd(6, t.params, (tg_sgd_opts){.lr = LR}))) die("setup");
-    size_t param_bytes = 0;
-    for (int i = 0; i < 6; i++)
-        param_bytes += (size_t)t.params[i]->numel * sizeof(float);
+    tg_module *layers[5]; /* made in order: the weights draw from tg_seed's stream */
+    layers[0] = tg_nn_linear(D0, D1, TG_F32);
+    layers[1] = tg_nn_relu();
+    layers[2] = tg_nn_linear(D1, D2, TG_F32);
+    layers[3] = tg_nn_relu();
+    layers[4] = tg_nn_linear(D2, D3, TG_F32);
+    bench_net_layers(&t, 5, layers, 6, (tg_sgd_opts){.lr = LR});
+    size_t param_bytes = bench_net_param_bytes(&t, false);
 
     long counter = 0;
-    float first = 0, last[3];
-    for (int b = 0; b < NBATCH; b++)
-        first += run_once(&t, b, MODE_FORWARD) / NBATCH;
-    stat times[3];
-    time_modes(&t, repeats, steps, &counter, last, times);
-    stat st = times[MODE_STEP], fw = times[MODE_FORWARD], fb = times[MODE_FWD_BWD];
-    float trained = 0; /* mean loss over the 8 batches, as `first` */
-    for (int b = 0; b < NBATCH; b++)
-        trained += run_once(&t, b, MODE_FORWARD) / NBATCH;
-    size_t grad_bytes = 0;
-    for (int i = 0; i < 6; i++)
-        if (t.params[i]->grad) grad_bytes += (size_t)t.params[i]->grad->numel * sizeof(float);
+    float last[BENCH_MODES];
+    float first = bench_net_mean_loss(&t);
+    bench_stat times[BENCH_MODES];
+    bench_net_time(&t, repeats, steps, 3, false, &counter, last, times);
+    bench_stat st = times[BENCH_STEP], fw = times[BENCH_FORWARD], fb = times[BENCH_FWD_BWD];
+    float trained = bench_net_mean_loss(&t); /* as `first` */
+    size_t grad_bytes = bench_net_param_bytes(&t, true);
     size_t tape = tg_tape_bytes_reserved();
-    double rss = max_rss_mib();
+    double rss = bench_max_rss_mib();
 
     double gflop = 3.0 * forward_flops() / 1e9;
     printf("tapegrad: mean loss %.4f before training, %.4f after %d steps\n", first, trained,
@@ -184,15 +96,7 @@ static int run_tapegrad(int repeats, int steps) {
            (double)tape / 1048576.0, (double)param_bytes / 1048576.0,
            (double)grad_bytes / 1048576.0, rss, first, trained);
 
-    tg_tape_reset();
-    tg_optim_free(t.opt);
-    for (int i = 0; i < 5; i++)
-        tg_module_free(t.layer[i]);
-    for (int b = 0; b < NBATCH; b++) {
-        tg_tensor_free(t.xb[b]);
-        tg_tensor_free(t.yb[b]);
-    }
-    tg_tape_free();
+    bench_net_free(&t);
     if (!(trained < first)) {
         fprintf(stderr, "mlp: training did not lower the loss\n");
         return 1;
@@ -214,8 +118,8 @@ static void gemm(const gemm_shape *g, const float *a, const float *b, float *c) 
                 g->m, g->n, g->k, 1.0f, a, lda, b, ldb, 0.0f, c, g->n);
 }
 
-static stat time_gemms(const gemm_shape *g, int n, int repeats, int steps, const float *a,
-                       const float *b, float *c, double *flops) {
+static bench_stat time_gemms(const gemm_shape *g, int n, int repeats, int steps, const float *a,
+                             const float *b, float *c, double *flops) {
     *flops = 0;
     for (int i = 0; i < n; i++)
         *flops += 2.0 * g[i].m * g[i].n * g[i].k;
@@ -232,7 +136,7 @@ static stat time_gemms(const gemm_shape *g, int n, int repeats, int steps, const
         gf[r] = *flops * steps / (bench_now_ns() - t0); /* flop per ns = GFLOP/s */
     }
     qsort(gf, (size_t)repeats, sizeof *gf, bench_cmp_double);
-    stat st = {gf[repeats / 2], gf[repeats - 1]}; /* median and best */
+    bench_stat st = {gf[repeats / 2], gf[repeats - 1]}; /* median and best */
     free(gf);
     return st;
 }
@@ -253,9 +157,9 @@ static int run_gemm(int repeats, int steps) {
         {B, D1, D2, false, true},  {D0, D1, B, true, false},
     };
     double f1, f2, fs;
-    stat s1 = time_gemms(fwd1, 1, repeats, steps, a, b, c, &f1);
-    stat s2 = time_gemms(fwd2, 1, repeats, steps, a, b, c, &f2);
-    stat ss = time_gemms(step, 8, repeats, steps, a, b, c, &fs);
+    bench_stat s1 = time_gemms(fwd1, 1, repeats, steps, a, b, c, &f1);
+    bench_stat s2 = time_gemms(fwd2, 1, repeats, steps, a, b, c, &f2);
+    bench_stat ss = time_gemms(step, 8, repeats, steps, a, b, c, &fs);
     printf("sgemm 128x784 @ 784x512: %.1f GFLOP/s median (best %.1f)\n", s1.median, s1.min);
     printf("sgemm 128x512 @ 512x512: %.1f GFLOP/s median (best %.1f)\n", s2.median, s2.min);
     printf("sgemm, the 8 gemms of one step (%.1f MFLOP): %.1f GFLOP/s median (best %.1f), "
