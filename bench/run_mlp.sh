@@ -22,33 +22,19 @@ steps=${STEPS:-10}
 rounds=${ROUNDS:-3}
 export OPENBLAS_NUM_THREADS=2
 
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DTG_BUILD_TESTS=OFF \
-      -DTG_BUILD_EXAMPLES=OFF -DTG_BUILD_BENCH=ON >/dev/null
-cmake --build "$build" -j2 --target bench_mlp >/dev/null
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
+bench_build "$build" bench_mlp
 
-all=""
 for r in $(seq 1 "$rounds"); do
-    echo "== round $r/$rounds: raw sgemm (OPENBLAS_NUM_THREADS=$OPENBLAS_NUM_THREADS)"
-    out=$("$build/bench/mlp" gemm "$repeats" 20)
-    echo "$out"
-    all+="$out"$'\n'
-    echo "== round $r/$rounds: tapegrad"
-    out=$("$build/bench/mlp" tapegrad "$repeats" "$steps")
-    echo "$out"
-    all+="$out"$'\n'
-    echo "== round $r/$rounds: PyTorch eager"
-    out=$("$python" "$root/bench/mlp_peers.py" "$repeats" "$steps")
-    echo "$out"
-    all+="$out"$'\n'
+    bench_run "round $r/$rounds: raw sgemm (OPENBLAS_NUM_THREADS=$OPENBLAS_NUM_THREADS)" \
+        "$build/bench/mlp" gemm "$repeats" 20
+    bench_run "round $r/$rounds: tapegrad" "$build/bench/mlp" tapegrad "$repeats" "$steps"
+    bench_run "round $r/$rounds: PyTorch eager" \
+        "$python" "$root/bench/mlp_peers.py" "$repeats" "$steps"
 done
 
-# v <side> <key>: key=... on the side's RESULT line with the lowest step_ms
-v() {
-    printf '%s\n' "$all" | awk -v s="$1" -v k="$2" '$1 == "RESULT" && $2 == s {
-        delete kv; for (i = 3; i <= NF; i++) { split($i, p, "="); kv[p[1]] = p[2] }
-        if (!n++ || kv["step_ms"] + 0 < best) { best = kv["step_ms"] + 0; v = kv[k] } }
-        END { print v }'
-}
+v() { bench_best "$1" "$2" step_ms; } # the side's round with the lowest median step
 
 echo
 echo "MLP 784-512-512-10, batch 128, F32, SGD; OPENBLAS_NUM_THREADS=2"

@@ -21,28 +21,18 @@ steps=${STEPS:-2000}
 rounds=${ROUNDS:-3}
 export OPENBLAS_NUM_THREADS=1
 
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DTG_BUILD_TESTS=OFF \
-      -DTG_BUILD_EXAMPLES=OFF -DTG_BUILD_BENCH=ON >/dev/null
-cmake --build "$build" -j2 --target bench_spiral >/dev/null
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
+bench_build "$build" bench_spiral
 
-all=""
 for r in $(seq 1 "$rounds"); do
-    echo "== round $r/$rounds: tapegrad and the floor (OPENBLAS_NUM_THREADS=$OPENBLAS_NUM_THREADS)"
-    out=$("$build/bench/spiral" "$repeats" "$steps")
-    echo "$out"
-    all+="$out"$'\n'
-    echo "== round $r/$rounds: PyTorch eager and NumPy"
-    out=$("$python" "$root/bench/spiral_peers.py" "$repeats" "$steps")
-    echo "$out"
-    all+="$out"$'\n'
+    bench_run "round $r/$rounds: tapegrad and the floor (OPENBLAS_NUM_THREADS=$OPENBLAS_NUM_THREADS)" \
+        "$build/bench/spiral" "$repeats" "$steps"
+    bench_run "round $r/$rounds: PyTorch eager and NumPy" \
+        "$python" "$root/bench/spiral_peers.py" "$repeats" "$steps"
 done
 
-field() { # field <side> <key>: key=... on the side's RESULT line with the lowest median
-    printf '%s\n' "$all" | awk -v s="$1" -v k="$2" '$1 == "RESULT" && $2 == s {
-        delete kv; for (i = 3; i <= NF; i++) { split($i, p, "="); kv[p[1]] = p[2] }
-        if (!n++ || kv["median_us"] + 0 < best) { best = kv["median_us"] + 0; v = kv[k] } }
-        END { print v }'
-}
+field() { bench_best "$1" "$2" median_us; } # the side's round with the lowest median
 tg=$(field tapegrad median_us); tg_min=$(field tapegrad min_us)
 fl=$(field floor median_us); fl_min=$(field floor min_us)
 th=$(field torch median_us); th_min=$(field torch min_us)

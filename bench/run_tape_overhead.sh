@@ -12,24 +12,18 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build/bench-release}
 python=${PYTHON:-/usr/bin/python3}
 
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DTG_BUILD_TESTS=OFF \
-      -DTG_BUILD_EXAMPLES=OFF -DTG_BUILD_BENCH=ON >/dev/null
-cmake --build "$build" -j2 --target bench_tape_overhead >/dev/null
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
+bench_build "$build" bench_tape_overhead
 
-echo "== tapegrad"
-c_out=$("$build/bench/tape_overhead" "${TG_BATCHES:-51}" "${TG_CYCLES:-100000}")
-echo "$c_out"
-echo "== PyTorch"
-t_out=$("$python" "$root/bench/tape_overhead_torch.py" "${TORCH_BATCHES:-51}" "${TORCH_CYCLES:-5000}")
-echo "$t_out"
+bench_run tapegrad "$build/bench/tape_overhead" "${TG_BATCHES:-51}" "${TG_CYCLES:-100000}"
+bench_run PyTorch "$python" "$root/bench/tape_overhead_torch.py" "${TORCH_BATCHES:-51}" \
+    "${TORCH_CYCLES:-5000}"
 
-field() { # field <output> <key>: the value of key=... on the RESULT line
-    printf '%s\n' "$1" | awk -v k="$2" '/^RESULT/ { for (i = 3; i <= NF; i++) {
-        split($i, kv, "="); if (kv[1] == k) print kv[2] } }'
-}
-c_med=$(field "$c_out" median_ns); c_min=$(field "$c_out" min_ns)
-c_alloc=$(field "$c_out" allocs_per_cycle)
-t_med=$(field "$t_out" median_ns); t_min=$(field "$t_out" min_ns)
+field() { bench_best "$1" "$2" median_ns; } # one RESULT line per side
+c_med=$(field tapegrad median_ns); c_min=$(field tapegrad min_ns)
+c_alloc=$(field tapegrad allocs_per_cycle)
+t_med=$(field torch median_ns); t_min=$(field torch min_ns)
 
 echo
 echo "y = sin(x1) + x1*x2 on 0-d f64: record + backward + reset, ns per cycle"
