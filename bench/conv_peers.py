@@ -19,46 +19,25 @@ Checks that training lowers the mean loss over the 8 batches (exits 1 otherwise)
 
 Prints a RESULT line of key=value pairs that bench/run_conv.sh reads.
 """
+import os
 import resource
-import statistics
 import sys
-import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_harness import make_batches, train_and_time  # noqa: E402
 
 B, CLASSES, NBATCH, WARMUP = 32, 10, 8, 5
 LR, MOMENTUM = 0.01, 0.9
-
-
-def timed(fns, batches, repeats, steps, counter):
-    """Times the loops round-robin (one batch of `steps` iterations of each per repeat);
-    returns, per loop, (median ms, min ms, last loss)."""
-    last = [None] * len(fns)
-    for j, fn in enumerate(fns):
-        for _ in range(WARMUP):
-            last[j] = fn(*batches[counter[0] % NBATCH])
-            counter[0] += 1
-    ms = [[] for _ in fns]
-    for _ in range(repeats):
-        for j, fn in enumerate(fns):
-            t0 = time.perf_counter_ns()
-            for _ in range(steps):
-                last[j] = fn(*batches[counter[0] % NBATCH])
-                counter[0] += 1
-            ms[j].append((time.perf_counter_ns() - t0) / 1e6 / steps)
-    return [(statistics.median(m), min(m), float(l)) for m, l in zip(ms, last)]
 
 
 def main():
     repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 21
     steps = int(sys.argv[2]) if len(sys.argv) > 2 else 20
     torch.set_num_threads(1)
-    rng = np.random.default_rng(1)
-    batches = [(torch.from_numpy(rng.standard_normal((B, 1, 28, 28), dtype=np.float32)),
-                torch.from_numpy(rng.integers(0, CLASSES, B, dtype=np.int64)))
-               for _ in range(NBATCH)]
+    batches = make_batches(NBATCH, (B, 1, 28, 28), CLASSES)
     torch.manual_seed(0)
     nn = torch.nn
     model = nn.Sequential(nn.Conv2d(1, 8, 5, stride=1, padding=2), nn.ReLU(),
@@ -68,28 +47,8 @@ def main():
                           nn.Flatten(), nn.Linear(16 * 5 * 5, CLASSES))
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
 
-    def step(x, y):
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss.detach()
-
-    def forward(x, y):
-        return F.cross_entropy(model(x), y).detach()
-
-    def fwd_bwd(x, y):
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        return loss.detach()
-
-    with torch.no_grad():
-        first = float(sum(forward(x, y) for x, y in batches) / NBATCH)
-    counter = [0]
-    (st, st_min, last), (fw, _, _), (fb, _, _) = timed(
-        (step, forward, fwd_bwd), batches, repeats, steps, counter)
-    with torch.no_grad():
-        trained = float(sum(forward(x, y) for x, y in batches) / NBATCH)
+    first, trained, (st, st_min, last), (fw, _, _), (fb, _, _) = train_and_time(
+        model, opt, batches, repeats, steps, WARMUP)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
     print(f"torch {torch.__version__}, numpy {np.__version__}, torch threads "

@@ -22,76 +22,35 @@ RSS right after importing torch is printed too).
 
 Prints a RESULT line of key=value pairs that bench/run_mlp.sh reads.
 """
+import os
 import resource
-import statistics
 import sys
-import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 RSS_AFTER_IMPORT = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # MiB
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_harness import make_batches, train_and_time  # noqa: E402
+
 B, D0, D1, D2, D3, NBATCH = 128, 784, 512, 512, 10, 8
 LR = 0.01
-
-
-def timed(fns, batches, repeats, steps, counter):
-    """Times the loops round-robin (one batch of `steps` iterations of each per repeat);
-    returns, per loop, (median ms, min ms, last loss)."""
-    last = [None] * len(fns)
-    for j, fn in enumerate(fns):
-        for _ in range(3):
-            last[j] = fn(*batches[counter[0] % NBATCH])
-            counter[0] += 1
-    ms = [[] for _ in fns]
-    for _ in range(repeats):
-        for j, fn in enumerate(fns):
-            t0 = time.perf_counter_ns()
-            for _ in range(steps):
-                last[j] = fn(*batches[counter[0] % NBATCH])
-                counter[0] += 1
-            ms[j].append((time.perf_counter_ns() - t0) / 1e6 / steps)
-    return [(statistics.median(m), min(m), float(l)) for m, l in zip(ms, last)]
 
 
 def main():
     repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 21
     steps = int(sys.argv[2]) if len(sys.argv) > 2 else 10
     torch.set_num_threads(1)
-    rng = np.random.default_rng(1)
-    batches = [(torch.from_numpy(rng.standard_normal((B, D0), dtype=np.float32)),
-                torch.from_numpy(rng.integers(0, D3, B, dtype=np.int64)))
-               for _ in range(NBATCH)]
+    batches = make_batches(NBATCH, (B, D0), D3)
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(D0, D1), torch.nn.ReLU(),
                                 torch.nn.Linear(D1, D2), torch.nn.ReLU(),
                                 torch.nn.Linear(D2, D3))
     opt = torch.optim.SGD(model.parameters(), lr=LR)
 
-    def step(x, y):
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss.detach()
-
-    def forward(x, y):
-        return F.cross_entropy(model(x), y).detach()
-
-    def fwd_bwd(x, y):
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        return loss.detach()
-
-    with torch.no_grad():
-        first = float(sum(forward(x, y) for x, y in batches) / NBATCH)
-    counter = [0]
-    (st, st_min, _), (fw, _, _), (fb, _, _) = timed(
-        (step, forward, fwd_bwd), batches, repeats, steps, counter)
-    with torch.no_grad():
-        trained = float(sum(forward(x, y) for x, y in batches) / NBATCH)
+    first, trained, (st, st_min, _), (fw, _, _), (fb, _, _) = train_and_time(
+        model, opt, batches, repeats, steps, 3)
     params = list(model.parameters())
     param_mib = sum(p.numel() * p.element_size() for p in params) / 1048576.0
     grad_mib = sum(p.grad.numel() * p.grad.element_size() for p in params) / 1048576.0
