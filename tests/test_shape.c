@@ -440,6 +440,46 @@ START_TEST(test_transpose_every_pattern) {
 }
 END_TEST
 
+/* Shapes whose element count overflows int64 (or passes the library's limit) are
+ * rejected by every function that takes or makes a shape, with a message naming the
+ * function and the shape: before, [2^62+1, 4] wrapped to 4 elements and matched. */
+START_TEST(test_shape_overflow_rejected) {
+    const int64_t big = ((int64_t)1 << 62) + 1, half = (int64_t)1 << 40;
+    tg_tensor *x = tg_tensor_new(TG_F64, TG_SHAPE(4));
+    tg_requires_grad(x, true);
+    ck_assert_op_error(tg_reshape(x, TG_SHAPE(big, 4)), "tg_reshape", "[4611686018427387905,4]",
+                       "too large");
+    ck_assert_op_error(tg_reshape(x, TG_SHAPE(-1, big, 4)), "tg_reshape", "too large");
+    ck_assert_op_error(tg_reshape(x, TG_SHAPE(half, half, 0)), "tg_reshape", "too large");
+    ck_assert_op_error(tg_broadcast_to(x, TG_SHAPE(big, 4)), "tg_broadcast_to", "too large");
+    ck_assert_op_error(tg_broadcast_to(x, TG_SHAPE(half, half, 4)), "tg_broadcast_to",
+                       "[1099511627776,1099511627776,4]", "too large");
+    ck_assert_op_error(tg_sum_to(x, TG_SHAPE(big, 4)), "tg_sum_to", "too large");
+    ck_assert_op_error(tg_tensor_new(TG_F64, TG_SHAPE(big, 4)), "tg_tensor_new", "too large");
+    ck_assert_op_error(tg_tensor_from(TG_F64, TG_SHAPE(half, half, 4), NULL), "tg_tensor_from",
+                       "too large");
+    /* Empty tensors may have huge dimensions, but results whose non-zero dimensions
+     * multiply past the limit are refused where they are made. */
+    tg_tensor *a = tg_tensor_new(TG_F64, TG_SHAPE(half, 1, 0));
+    tg_tensor *b = tg_tensor_new(TG_F64, TG_SHAPE(1, half, 0));
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_op_error(tg_add(a, b), "tg_add", "[1099511627776,1099511627776,0]", "too large");
+    tg_tensor *c = tg_tensor_new(TG_F64, TG_SHAPE((int64_t)1 << 58, 0));
+    ck_assert_op_error(tg_concat(5, (tg_tensor *const[]){c, c, c, c, c}, 0), "tg_concat",
+                       "too many elements");
+    /* A legal reshape of the same tensor still works, and its sum runs. */
+    tg_tensor *y = tg_reshape(x, TG_SHAPE(2, -1));
+    tgt_assert_shape(y, TG_SHAPE(2, 2));
+    ck_assert_ptr_nonnull(tg_sum(y, TG_ALL, false));
+    tg_tape_reset();
+    tg_tensor_free(x);
+    tg_tensor_free(a);
+    tg_tensor_free(b);
+    tg_tensor_free(c);
+}
+END_TEST
+
 START_TEST(test_transpose_errors) {
     tg_tensor *x = tg_tensor_new(TG_F64, TG_SHAPE(2, 3)), *s = tg_scalar(TG_F64, 1.0);
     ck_assert_op_error(tg_transpose(x, 0, 2), "tg_transpose", "axis 2 out of range for [2,3]");
@@ -891,6 +931,7 @@ static Suite *shape_suite(void) {
     tcase_add_test(tc, test_transpose_values);
     tcase_add_test(tc, test_transpose_errors);
     tcase_add_test(tc, test_transpose_every_pattern);
+    tcase_add_test(tc, test_shape_overflow_rejected);
     suite_add_tcase(s, tc);
     tc = tcase_create("slice");
     tcase_add_test(tc, test_slice_values);

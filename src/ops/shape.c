@@ -239,6 +239,10 @@ tg_tensor *tg_concat(int n, tg_tensor *const *xs, int axis) {
             return tg__fail("tg_concat: shapes differ outside axis %d: input 0 is %s, input %d "
                             "is %s",
                             axis, tg__shp(x0), i, tg__shp(x));
+        if (shape[axis] > TG__MAX_NUMEL - x->shape[axis])
+            return tg__fail("tg_concat: the inputs' sizes along axis %d add up to too many "
+                            "elements (input %d is %s)",
+                            axis, i, tg__shp(x));
         shape[axis] += x->shape[axis];
     }
     tg_tensor *y = tg__tape_tensor(x0->dtype, x0->ndim, shape);
