@@ -501,7 +501,8 @@ START_TEST(test_backward_errors) {
     tg_clear_error();
     ck_assert_int_eq(tg_backward_seeded(y, s2), -1);
     tgt_assert_error_has("seed [2] for [3]",
-                         (const char *[]){"tg_backward", "seed [2] f64", "output [3] f64"}, 3);
+                         (const char *[]){"tg_backward_seeded", "seed [2] f64", "output [3] f64"},
+                         3);
     tg_tensor *s32 = tg_tensor_new(TG_F32, TG_SHAPE(3));
     tg_clear_error();
     ck_assert_int_eq(tg_backward_seeded(y, s32), -1);
@@ -518,6 +519,21 @@ START_TEST(test_backward_errors) {
     ck_assert_int_eq(tg_backward(tg_sum(bad, TG_ALL, false)), -1);
     tgt_assert_error_has("chain", (const char *[]){"tg_add", "[3] + [2]"}, 2);
 
+    /* A NULL seed is an error naming the function called, also for a one-element
+     * output, and keeps the message of the failed op that gave the NULL. */
+    tg_tensor *y1 = tg_sum(y, TG_ALL, false);
+    ck_assert_int_error(tg_backward_seeded(y1, NULL), "tg_backward_seeded", "seed is NULL");
+    ck_assert_int_error(tg_backward_seeded(y, NULL), "tg_backward_seeded", "seed is NULL");
+    tg_clear_error();
+    ck_assert_int_eq(tg_backward_seeded(y, tg_add(x, c)), -1);
+    tgt_assert_error_has("NULL seed from a failed op", (const char *[]){"tg_add", "[3] + [2]"}, 2);
+    ck_assert_ptr_null(x->grad);
+    /* The non-scalar hint names the function that was called. */
+    tg_clear_error();
+    ck_assert_int_eq(tg_backward(y), -1);
+    tgt_assert_error_has("tg_backward([3]) hint",
+                         (const char *[]){"tg_backward: output [3]", "tg_backward_seeded"}, 2);
+
     /* A correct seed works: y = e^x, seed s -> x->grad = s e^x. */
     tg_tensor *s = tg_tensor_from(TG_F64, TG_SHAPE(3), (const double[]){1, 0, -1});
     ck_assert_int_eq(tg_backward_seeded(y, s), 0);
@@ -528,6 +544,51 @@ START_TEST(test_backward_errors) {
     tg_tensor *all[] = {x, c, s2, s32, s};
     for (int i = 0; i < 5; i++)
         tg_tensor_free(all[i]);
+}
+END_TEST
+
+/* Gradients of piecewise-constant ops taken with TG_CREATE_GRAPH can be differentiated
+ * again, as in PyTorch: the result requires a gradient and its derivative is zero, so a
+ * gradient penalty built on it runs and gives zeros. */
+static tg_tensor *pw_abs(tg_tensor *x) { return tg_abs(x); }
+static tg_tensor *pw_relu(tg_tensor *x) { return tg_relu(x); }
+static tg_tensor *pw_max(tg_tensor *x) { return tg_max(x, 1, false); }
+static tg_tensor *pw_maximum(tg_tensor *x) { return tg_maximum(x, tg_mul_scalar(x, -0.5)); }
+static tg_tensor *pw_minimum(tg_tensor *x) { return tg_minimum(tg_mul_scalar(x, 0.25), x); }
+static tg_tensor *pw_pool(tg_tensor *x) {
+    return tg_max_pool2d(tg_reshape(x, TG_SHAPE(1, 1, 2, 3)), 2, 1, 0);
+}
+
+START_TEST(test_create_graph_piecewise_constant) {
+    static tg_tensor *(*const fs[])(tg_tensor *) = {pw_abs,     pw_relu,    pw_max,
+                                                    pw_maximum, pw_minimum, pw_pool};
+    static const char *const names[] = {"abs", "relu", "max", "maximum", "minimum", "max_pool2d"};
+    const double xv[6] = {0.5, -1.5, 2.0, -0.25, 3.0, 1.0};
+    for (int k = 0; k < 6; k++) {
+        tg_tensor *x = tg_tensor_from(TG_F64, TG_SHAPE(2, 3), xv);
+        tg_requires_grad(x, true);
+        tg_tensor *y = tg_sum(fs[k](x), TG_ALL, false);
+        tg_tensor *g = NULL, *h = NULL;
+        ck_assert_int_eq(tg_grad(1, &y, NULL, 1, &x, &g, TG_CREATE_GRAPH), 0);
+        ck_assert_msg(g->requires_grad, "%s: create-graph gradient does not require a gradient",
+                      names[k]);
+        /* A gradient penalty: its backward runs and gives a zero gradient. */
+        tg_tensor *pen = tg_sum(tg_square(g), TG_ALL, false);
+        ck_assert_msg(tg_backward(pen) == 0, "%s: %s", names[k], tg_error());
+        ck_assert_ptr_nonnull(x->grad);
+        for (int i = 0; i < 6; i++)
+            ck_assert_msg(tg_tensor_get(x->grad, i) == 0.0, "%s: d penalty/dx[%d] = %g", names[k],
+                          i, tg_tensor_get(x->grad, i));
+        /* tg_grad of the gradient: zeros, and the first gradient is unchanged. */
+        ck_assert_int_eq(tg_grad(1, &g, NULL, 1, &x, &h, 0), 0);
+        for (int i = 0; i < 6; i++)
+            ck_assert_double_eq(tg_tensor_get(h, i), 0.0);
+        /* Without TG_CREATE_GRAPH the result stays a constant. */
+        ck_assert_int_eq(tg_grad(1, &y, NULL, 1, &x, &h, 0), 0);
+        ck_assert(!h->requires_grad);
+        tg_tape_reset();
+        tg_tensor_free(x);
+    }
 }
 END_TEST
 
@@ -767,6 +828,7 @@ static Suite *tape_suite(void) {
     tcase_add_test(c, test_second_derivative_cube);
     tcase_add_test(c, test_hessian_vector_product);
     tcase_add_test(c, test_backward_errors);
+    tcase_add_test(c, test_create_graph_piecewise_constant);
     suite_add_tcase(s, c);
     return s;
 }

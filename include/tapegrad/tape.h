@@ -46,7 +46,12 @@ extern "C" {
  * fails. On failure no ->grad has been changed. */
 int tg_backward(tg_tensor *y);
 
-/* Backward from y with the given seed dy (same shape and dtype as y). */
+/* Backward from y with the given seed dy (same shape and dtype as y): adds dy^T dy/dx
+ * into ->grad of every tensor x that requires one. Returns 0, or -1 with tg_error() set
+ * (naming tg_backward_seeded) in the cases above, when the seed's shape or dtype differs
+ * from y's, or when dy is NULL: a NULL seed is an error, not a ones seed (use
+ * tg_backward for that), and like a NULL input of an op it keeps an earlier message,
+ * so a failed op that produced the seed is the one reported. */
 int tg_backward_seeded(tg_tensor *y, const tg_tensor *dy);
 
 enum { TG_CREATE_GRAPH = 1 };

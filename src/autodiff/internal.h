@@ -103,6 +103,14 @@ bool tg__should_record(int nin, tg_tensor *const *in);
 tg__node *tg__record(const char *op, tg_tensor *y, int nin, tg_tensor *const *in,
                      tg__backward_fn backward);
 
+/* For backward closures of piecewise-constant ops (abs, relu, max, maximum, ...): c is
+ * a constant computed from the values of in[0..nin) without history (a mask, a sign).
+ * Records that c depends on those inputs with a zero derivative, as PyTorch does, so
+ * that in a TG_CREATE_GRAPH sweep the gradient built from c requires a gradient when an
+ * input does, and differentiates to zeros. Records nothing outside grad mode (plain
+ * sweeps). Returns c, or NULL (c NULL, or allocation failure). */
+tg_tensor *tg__derived_constant(tg_tensor *c, int nin, tg_tensor *const *in);
+
 /* The newest node on this thread's tape, or NULL. */
 tg__node *tg__tape_last(void);
 
