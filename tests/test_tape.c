@@ -146,6 +146,8 @@ END_TEST
 /* ---- mark / rewind ---- */
 
 START_TEST(test_mark_rewind) {
+    /* Reuse of rewound memory is the default mode's; the checked mode leaves it unused. */
+    bool checked = tg_set_checked_mode(false);
     tg_tape_reset();
     tg_tensor *x = tg_scalar(TG_F64, 0.5);
     tg_requires_grad(x, true);
@@ -204,6 +206,7 @@ START_TEST(test_mark_rewind) {
 
     tg_tape_reset();
     tg_tensor_free(x);
+    tg_set_checked_mode(checked);
 }
 END_TEST
 
@@ -592,6 +595,93 @@ START_TEST(test_create_graph_piecewise_constant) {
 }
 END_TEST
 
+/* ---- the checked mode: stale pointers ---- */
+
+/* The mode starts as TAPEGRAD_CHECKS says (CI's sanitizer runs set it). */
+START_TEST(test_checked_mode_from_environment) {
+    const char *v = getenv("TAPEGRAD_CHECKS");
+    bool want = v && *v && strcmp(v, "0") != 0;
+    ck_assert_int_eq(tg_is_checked_mode(), want);
+    bool prev = tg_set_checked_mode(!want);
+    ck_assert_int_eq(prev, want);
+    ck_assert_int_eq(tg_is_checked_mode(), !want);
+    tg_set_checked_mode(want);
+}
+END_TEST
+
+START_TEST(test_checked_mode_stale_tape_tensor) {
+    bool prev = tg_set_checked_mode(true);
+    tg_tensor *x = tg_tensor_from(TG_F64, TG_SHAPE(3), (const double[]){0.5, 1, 2});
+    tg_requires_grad(x, true);
+
+    /* Released by a reset: tg_backward after one new op, and an op given it. */
+    tg_tensor *y = tg_sum(tg_sin(x), TG_ALL, false);
+    tg_tape_reset();
+    tg_tensor *z = tg_exp(x);
+    ck_assert_ptr_nonnull(z);
+    ck_assert_int_error(tg_backward(y), "tg_backward",
+                        "output is a tape tensor released by "
+                        "tg_tape_reset");
+    ck_assert_ptr_null(x->grad);
+    ck_assert_op_error(tg_add(y, z), "tg_add", "released by tg_tape_reset");
+    tg_tensor *gx = NULL;
+    ck_assert_int_error(tg_grad(1, &y, NULL, 1, &x, &gx, 0), "tg_grad",
+                        "released by tg_tape_reset");
+    /* Also after a second reset (the arenas alternate) and more work. */
+    tg_tensor *y2 = tg_sum(tg_mul(x, x), TG_ALL, false);
+    tg_tape_reset();
+    for (int i = 0; i < 50; i++)
+        ck_assert_ptr_nonnull(tg_exp(tg_sin(x)));
+    ck_assert_int_error(tg_backward(y2), "tg_backward", "released by tg_tape_reset");
+
+    /* Released by a rewind: the next op does not hand its memory out again. */
+    tg_tape_reset();
+    size_t m = tg_tape_mark();
+    tg_tensor *t = tg_exp(x);
+    tg_tape_rewind(m);
+    tg_tensor *u = tg_cos(x);
+    ck_assert_ptr_nonnull(u);
+    ck_assert_ptr_ne(u, t);
+    ck_assert_op_error(tg_mul(t, x), "tg_mul", "input is a tape tensor released by tg_tape_rewind");
+    ck_assert_int_error(tg_backward_seeded(t, x), "tg_backward_seeded",
+                        "released by tg_tape_rewind");
+    /* Live tensors still work, gradients are right, and the space is accounted. */
+    ck_assert_int_eq(tg_backward(tg_sum(u, TG_ALL, false)), 0);
+    ck_assert_close(tg_tensor_get(x->grad, 1), -sin(1.0), 1e-15);
+    tg_tape_reset();
+    ck_assert_uint_eq(tg_tape_bytes_used(), 0);
+    tg_tensor_free(x);
+    tg_set_checked_mode(prev);
+}
+END_TEST
+
+START_TEST(test_checked_mode_freed_persistent) {
+    bool prev = tg_set_checked_mode(true);
+    tg_tensor *x = tg_tensor_from(TG_F64, TG_SHAPE(2), (const double[]){1, 2});
+    tg_tensor *w = tg_tensor_from(TG_F64, TG_SHAPE(2), (const double[]){3, 4});
+    tg_requires_grad(x, true);
+    tg_requires_grad(w, true);
+    tg_tensor *y = tg_sum(tg_mul(x, w), TG_ALL, false);
+    ck_assert_int_eq(tg_backward(y), 0); /* w->grad exists: it is kept along with w */
+    tg_zero_grad(x);
+    tg_tensor_free(w); /* the tape still refers to w */
+    ck_assert_int_error(tg_backward(y), "tg_backward", "input 1 of node 1 (mul)",
+                        "persistent tensor released by tg_tensor_free");
+    ck_assert_double_eq(tg_tensor_get(x->grad, 0), 0.0); /* nothing was delivered */
+    tg_tensor *gx = NULL;
+    ck_assert_int_error(tg_grad(1, &y, NULL, 1, &x, &gx, 0), "tg_grad", "tg_tensor_free");
+    ck_assert_op_error(tg_add(x, w), "tg_add", "released by tg_tensor_free");
+    /* The reset lets go of the tape's references and frees w (the sanitizer and
+     * valgrind runs check that nothing leaks). */
+    tg_tape_reset();
+    /* A tensor the tape does not refer to is freed at once, as usual. */
+    tg_tensor *v = tg_tensor_new(TG_F64, TG_SHAPE(2));
+    tg_tensor_free(v);
+    tg_tensor_free(x);
+    tg_set_checked_mode(prev);
+}
+END_TEST
+
 /* ---- printing ---- */
 
 static void dot_to(FILE *f) { ck_assert_int_eq(tg_tape_dot(f), 0); }
@@ -751,6 +841,9 @@ static void count_release(void *p, void *ud) {
 }
 
 START_TEST(test_steady_state_loop) {
+    /* The checked mode alternates between two arenas by design; this is about the
+     * default mode. */
+    bool checked = tg_set_checked_mode(false);
     tg_tape_free(); /* start from an empty arena owned by the counting allocator */
     count_state cs = {0, 0};
     tg_set_allocator(&(tg_allocator){count_alloc, count_release, &cs});
@@ -802,12 +895,14 @@ START_TEST(test_steady_state_loop) {
     tg_tape_free();
     ck_assert_int_eq(cs.allocs, cs.releases);
     tg_set_allocator(NULL);
+    tg_set_checked_mode(checked);
 }
 END_TEST
 
 static Suite *tape_suite(void) {
     Suite *s = suite_create("tape");
     TCase *c = tcase_create("accumulation");
+    tcase_add_test(c, test_checked_mode_from_environment); /* first: before any test sets it */
     tcase_add_test(c, test_fan_out);
     tcase_add_test(c, test_diamond);
     tcase_add_test(c, test_backward_twice_adds);
@@ -829,6 +924,8 @@ static Suite *tape_suite(void) {
     tcase_add_test(c, test_hessian_vector_product);
     tcase_add_test(c, test_backward_errors);
     tcase_add_test(c, test_create_graph_piecewise_constant);
+    tcase_add_test(c, test_checked_mode_stale_tape_tensor);
+    tcase_add_test(c, test_checked_mode_freed_persistent);
     suite_add_tcase(s, c);
     return s;
 }

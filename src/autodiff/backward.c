@@ -146,6 +146,10 @@ static int deliver_all(const char *op, tg__node *last, tg_tensor *y) {
 /* tg_backward (dy NULL: a ones seed) and tg_backward_seeded; op names the one called. */
 static int backward(const char *op, tg_tensor *y, const tg_tensor *dy) {
     if (!y) return tg__fail_soft("%s: output is NULL", op), -1;
+    if (tg__checks_on() &&
+        (!tg__check_live(op, "the output", y) || (dy && !tg__check_live(op, "the seed", dy)) ||
+         !tg__check_tape_live(op)))
+        return -1;
     if (!y->requires_grad)
         return tg__fail_int("%s: output %s does not require a gradient (no input of "
                             "it requires one, or it was computed in no-grad mode)",
@@ -189,6 +193,15 @@ int tg_grad(int ny, tg_tensor *const *ys, tg_tensor *const *dys, int nx, tg_tens
         if (!xs[j]) return tg__fail_soft("tg_grad: xs[%d] is NULL", j), -1;
         if (xs[j]->dtype == TG_I64)
             return tg__fail_int("tg_grad: xs[%d] %s is i64 and has no gradient", j, tg__shp(xs[j]));
+    }
+    if (tg__checks_on()) {
+        for (int i = 0; i < ny; i++)
+            if (!tg__check_live("tg_grad", "an output (ys)", ys[i]) ||
+                (dys && dys[i] && !tg__check_live("tg_grad", "a seed (dys)", dys[i])))
+                return -1;
+        for (int j = 0; j < nx; j++)
+            if (!tg__check_live("tg_grad", "an input (xs)", xs[j])) return -1;
+        if (!tg__check_tape_live("tg_grad")) return -1;
     }
     tg__node *last = tg__tape_last();
     bool mode = tg_set_grad_enabled((flags & TG_CREATE_GRAPH) != 0);

@@ -6,7 +6,7 @@
 
 bool tg__check_nonnull(const char *op, const tg_tensor *x) {
     tg__op_name = op;
-    if (x) return true;
+    if (x) return !tg__checks_on() || tg__check_live(op, "input", x);
     tg__fail_soft("%s: input is NULL", op);
     return false;
 }
