@@ -30,6 +30,17 @@
 
 #include "tapegrad.h"
 
+/* Everything declared in the internal headers stays inside the shared library: the
+ * library exports the public API of include/ and nothing else (scripts/check_exports.sh).
+ * Closed at the end of the header. */
+#pragma GCC visibility push(hidden)
+
+/* Thread-locals read on every op use the initial-exec model: a shared library then
+ * reaches them at a fixed offset from the thread pointer instead of calling
+ * __tls_get_addr. They are kept small (glibc reserves some static TLS for libraries
+ * loaded later with dlopen). */
+#define TG__TLS_FAST __attribute__((tls_model("initial-exec")))
+
 /* ---- errors ---- */
 
 /* Sets the thread's error message (printf-style). Always returns NULL so an op can
@@ -48,7 +59,7 @@ const char *tg__shp_raw(int ndim, const int64_t *shape);
 /* The public function running on this thread, set by the argument checks every op
  * starts with (and by constructors and backward), so that an allocation failure deep
  * inside can name it: "tg_matmul: out of memory ...". */
-extern _Thread_local const char *tg__op_name;
+extern _Thread_local const char *tg__op_name TG__TLS_FAST;
 
 /* ---- the checked mode (tape.h) ----
  * Every tensor header carries tg__magic. TG__MAGIC_LIVE marks a live tensor; memory
@@ -216,5 +227,7 @@ static inline void tg__set(tg_tensor *t, int64_t i, double v) {
 
 /* Accumulates src into dst's data (same shape and dtype), for persistent gradients. */
 void tg__accumulate_into(tg_tensor *dst, const tg_tensor *src);
+
+#pragma GCC visibility pop
 
 #endif

@@ -33,14 +33,14 @@ typedef struct {
     } spare; /* the other arena: a reset swaps the two */
     struct hole {
         size_t from, to;
-    } holes[32]; /* ranges released by rewinds, poisoned and unused, ascending */
+    } * holes; /* MAX_HOLES ranges released by rewinds, poisoned and unused, ascending */
     int nholes;
     size_t hole_bytes; /* their total size */
     tg_tensor **kept;  /* persistent tensors freed while on the tape */
     size_t nkept, cap_kept;
 } tape_state;
 
-static _Thread_local tape_state tape;
+static _Thread_local tape_state tape TG__TLS_FAST;
 
 static size_t position(void) { return tape.nblocks ? tape.blocks[tape.cur].base + tape.off : 0; }
 
@@ -238,8 +238,9 @@ static void poison(size_t from, size_t to, int byte) {
     }
 }
 
-/* Rewinds may leave up to this many released bytes unused before memory is reused. */
-enum { MAX_DEAD_BYTES = 64 << 20 };
+/* Rewinds may leave up to MAX_HOLES ranges of MAX_DEAD_BYTES in all unused before
+ * memory is reused. */
+enum { MAX_DEAD_BYTES = 64 << 20, MAX_HOLES = 32 };
 
 bool tg__check_live(const char *op, const char *what, const tg_tensor *x) {
     const char *by;
@@ -356,8 +357,11 @@ static bool rewind_checked(size_t mark) {
         if (h.from < from) from = h.from; /* it straddles mark */
     }
     if (mark < top) poison(mark, top, TG__POISON_REWIND);
-    bool keep = tape.nholes < (int)(sizeof tape.holes / sizeof *tape.holes) &&
-                tape.hole_bytes + (pos - from) <= MAX_DEAD_BYTES;
+    if (!tape.holes && !(tape.holes = tg__alloc(MAX_HOLES * sizeof *tape.holes))) {
+        tg_clear_error(); /* no room to track holes: rewind as usual */
+        return false;
+    }
+    bool keep = tape.nholes < MAX_HOLES && tape.hole_bytes + (pos - from) <= MAX_DEAD_BYTES;
     size_t to = keep ? pos : mark; /* reused from mark on: only [from, mark) stays a hole */
     if (from < to) {
         tape.holes[tape.nholes++] = (struct hole){from, to};
@@ -386,6 +390,7 @@ void tg_tape_free(void) {
     tape.nnodes = 0;
     release_kept();
     tg__release(tape.kept);
+    tg__release(tape.holes);
     for (int i = 0; i < tape.nblocks; i++)
         tg__release(tape.blocks[i].raw);
     tg__release(tape.blocks);

@@ -24,7 +24,7 @@ void tg_set_allocator(const tg_allocator *a) {
         allocator = (tg_allocator){default_alloc, default_release, NULL};
 }
 
-_Thread_local const char *tg__op_name;
+_Thread_local const char *tg__op_name TG__TLS_FAST;
 
 void *tg__alloc(size_t size) {
     void *p = allocator.alloc(size ? size : 1, allocator.ud);
