@@ -63,6 +63,7 @@ struct tg_tensor {
     uint32_t tg__magic;        /* liveness stamp read by the checked mode (tape.h) */
     struct tg__node *tg__node; /* node that produced this tensor, or NULL for a leaf */
     tg_tensor *tg__acc;        /* gradient being accumulated during a backward sweep */
+    double tg__sacc;           /* the same as a double (one-element F64, plain sweeps) */
     char tg__name[24];         /* optional name used by tg_tape_print / tg_tape_dot */
 };
 

@@ -111,15 +111,22 @@ typedef struct tg__node tg__node;
  * gradient); all other gin[i] are left NULL. Must build results with ops. Returns 0,
  * or -1 with tg_error set. */
 typedef int (*tg__backward_fn)(const tg__node *n, tg_tensor *gout, tg_tensor **gin);
+/* The same backward on plain doubles, for a node whose output and inputs all have one
+ * element and dtype F64 (scalar code): given g, the gradient of n->out, sets gin[i] for
+ * each input i (at most 2) that requires a gradient. Plain sweeps (without
+ * TG_CREATE_GRAPH) use it instead of the tensor closure, so scalar code sweeps without
+ * allocating; it must give the same doubles as the closure, bit for bit. */
+typedef void (*tg__scalar_backward_fn)(const tg__node *n, double g, double *gin);
 
 struct tg__node {
     tg__node *prev; /* previous node on the tape (creation order) */
     size_t pos;     /* arena position before the node was allocated */
     const char *op; /* op name for printing, e.g. "matmul" */
     tg__backward_fn backward;
-    tg_tensor *out; /* the op's result */
-    int nin;        /* number of inputs */
-    tg_tensor **in; /* inputs (points at inline_in when nin <= 3) */
+    tg__scalar_backward_fn scalar_backward; /* or NULL; see tg__scalar_backward_fn */
+    tg_tensor *out;                         /* the op's result */
+    int nin;                                /* number of inputs */
+    tg_tensor **in;                         /* inputs (points at inline_in when nin <= 3) */
     tg_tensor *inline_in[TG__NODE_INLINE];
     const tg_tensor *aux[2]; /* non-differentiable tensor arguments (indices, cond) */
     double d[2];             /* scalar arguments */
@@ -145,6 +152,14 @@ tg__node *tg__record(const char *op, tg_tensor *y, int nin, tg_tensor *const *in
  * input does, and differentiates to zeros. Records nothing outside grad mode (plain
  * sweeps). Returns c, or NULL (c NULL, or allocation failure). */
 tg_tensor *tg__derived_constant(tg_tensor *c, int nin, tg_tensor *const *in);
+
+/* Sets n->scalar_backward to fn when n (may be NULL or TG__RECORD_FAILED) qualifies:
+ * its output has one element of dtype F64 (so do its inputs: broadcasting cannot shrink)
+ * and it has at most 2 inputs. */
+static inline void tg__set_scalar_backward(tg__node *n, tg__scalar_backward_fn fn) {
+    if (n && n != TG__RECORD_FAILED && n->out->numel == 1 && n->out->dtype == TG_F64 && n->nin <= 2)
+        n->scalar_backward = fn;
+}
 
 /* The newest node on this thread's tape, or NULL. */
 tg__node *tg__tape_last(void);

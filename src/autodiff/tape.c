@@ -194,6 +194,7 @@ tg__node *tg__record(const char *op, tg_tensor *y, int nin, tg_tensor *const *in
     n->pos = pos;
     n->op = op;
     n->backward = backward;
+    n->scalar_backward = NULL;
     n->out = y;
     n->nin = nin;
     n->aux[0] = n->aux[1] = NULL;
