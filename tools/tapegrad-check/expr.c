@@ -59,8 +59,10 @@ static tg_tensor *matmul_numpy(tg_tensor *a, tg_tensor *b) {
     return tg_reshape(c, nd, shape);
 }
 
-#define UNARY(n, h) {#n, F_UNARY, 1, 1, 1, {.unary = tg_##n}, #n "(x)", h}
-#define REDUCE(n, h) {#n, F_REDUCE, 1, 2, 1, {.reduce = tg_##n}, #n "(x[, axis])", h}
+#define UNARY(n, h)                                                                                \
+    { #n, F_UNARY, 1, 1, 1, {.unary = tg_##n }, #n "(x)", h }
+#define REDUCE(n, h)                                                                               \
+    { #n, F_REDUCE, 1, 2, 1, {.reduce = tg_##n }, #n "(x[, axis])", h }
 
 /* One row per name. The unary rows are every unary op of ops.h. */
 static const func funcs[] = {
@@ -75,12 +77,30 @@ static const func funcs[] = {
     UNARY(sqrt, "square root"),
     UNARY(abs, "|x|; derivative 0 at 0"),
     UNARY(square, "x^2"),
-    {"maximum", F_BINARY, 2, 2, 2, {.binary = tg_maximum}, "maximum(a, b)",
+    {"maximum",
+     F_BINARY,
+     2,
+     2,
+     2,
+     {.binary = tg_maximum},
+     "maximum(a, b)",
      "elementwise max, broadcasting; ties split the gradient"},
-    {"minimum", F_BINARY, 2, 2, 2, {.binary = tg_minimum}, "minimum(a, b)",
+    {"minimum",
+     F_BINARY,
+     2,
+     2,
+     2,
+     {.binary = tg_minimum},
+     "minimum(a, b)",
      "elementwise min, broadcasting; ties split the gradient"},
     {"pow", F_BINARY, 2, 2, 2, {.binary = tg_pow}, "pow(a, b)", "a^b with tensor b"},
-    {"matmul", F_BINARY, 2, 2, 2, {.binary = matmul_numpy}, "matmul(a, b)",
+    {"matmul",
+     F_BINARY,
+     2,
+     2,
+     2,
+     {.binary = matmul_numpy},
+     "matmul(a, b)",
      "matrix product, like a @ b"},
     REDUCE(sum, "sum over axis (default: every element)"),
     REDUCE(mean, "mean over axis (default: every element)"),
@@ -88,15 +108,45 @@ static const func funcs[] = {
     REDUCE(logsumexp, "log sum e^x over axis, computed stably"),
     /* min(x) = -max(-x): the same value and the same gradient rule as max (the first
      * minimal element), until the library has a min reduction of its own. */
-    {"min", F_REDUCE_NEG, 1, 2, 1, {.reduce = tg_max}, "min(x[, axis])",
+    {"min",
+     F_REDUCE_NEG,
+     1,
+     2,
+     1,
+     {.reduce = tg_max},
+     "min(x[, axis])",
      "smallest element over axis, as -max(-x); the gradient goes to the first one"},
-    {"softmax", F_AXIS, 1, 2, 1, {.axis = tg_softmax}, "softmax(x[, axis])",
+    {"softmax",
+     F_AXIS,
+     1,
+     2,
+     1,
+     {.axis = tg_softmax},
+     "softmax(x[, axis])",
      "e^x / sum e^x along axis (default -1)"},
-    {"log_softmax", F_AXIS, 1, 2, 1, {.axis = tg_log_softmax}, "log_softmax(x[, axis])",
+    {"log_softmax",
+     F_AXIS,
+     1,
+     2,
+     1,
+     {.axis = tg_log_softmax},
+     "log_softmax(x[, axis])",
      "x - logsumexp(x) along axis (default -1)"},
-    {"transpose", F_TRANSPOSE, 1, 3, 1, {.transpose = tg_transpose},
-     "transpose(x[, dim0, dim1])", "swaps two dimensions (default the last two)"},
-    {"where", F_WHERE, 3, 3, 3, {.where = tg_where}, "where(cond, a, b)",
+    {"transpose",
+     F_TRANSPOSE,
+     1,
+     3,
+     1,
+     {.transpose = tg_transpose},
+     "transpose(x[, dim0, dim1])",
+     "swaps two dimensions (default the last two)"},
+    {"where",
+     F_WHERE,
+     3,
+     3,
+     3,
+     {.where = tg_where},
+     "where(cond, a, b)",
      "a where cond is nonzero, else b; no gradient through cond"},
 };
 enum { NFUNCS = (int)(sizeof funcs / sizeof *funcs) };
@@ -108,8 +158,7 @@ const char *tgc_func_help(int i) { return i >= 0 && i < NFUNCS ? funcs[i].help :
 
 static const func *func_find(const char *name, size_t len) {
     for (int i = 0; i < NFUNCS; i++)
-        if (strlen(funcs[i].name) == len && memcmp(funcs[i].name, name, len) == 0)
-            return &funcs[i];
+        if (strlen(funcs[i].name) == len && memcmp(funcs[i].name, name, len) == 0) return &funcs[i];
     return NULL;
 }
 
@@ -122,11 +171,11 @@ enum { MAX_ARGS = 3, MAX_NODES = 4096, MAX_DEPTH = 200, MAX_NAMES = 256 };
 
 typedef struct node {
     node_kind kind;
-    int pos;  /* where the number, name, operator or function name starts */
-    char op;  /* N_BIN: + - * / ^ @ */
-    cmp_op cmp; /* N_CMP */
-    double num; /* N_NUM */
-    int var;    /* N_VAR: index into the names */
+    int pos;        /* where the number, name, operator or function name starts */
+    char op;        /* N_BIN: + - * / ^ @ */
+    cmp_op cmp;     /* N_CMP */
+    double num;     /* N_NUM */
+    int var;        /* N_VAR: index into the names */
     const func *fn; /* N_CALL */
     int nargs;
     struct node *arg[MAX_ARGS];
@@ -288,7 +337,8 @@ static bool is_op(const parser *p, const char *op) {
 static const char *found(const parser *p, char *buf, size_t len) {
     const token *t = &p->tok;
     switch (t->kind) {
-    case T_END: return "the end of the expression";
+    case T_END:
+        return "the end of the expression";
     case T_BAD:
         if (isprint((unsigned char)p->src[t->pos]))
             snprintf(buf, len, "'%c', which is not part of the grammar", p->src[t->pos]);
@@ -334,8 +384,7 @@ static node *new_node(parser *p, node_kind kind, int pos) {
 static int name_index(parser *p, const char *s, int len, int pos) {
     tgc_expr *e = p->e;
     for (int i = 0; i < e->nnames; i++)
-        if ((int)strlen(e->names[i]) == len && memcmp(e->names[i], s, (size_t)len) == 0)
-            return i;
+        if ((int)strlen(e->names[i]) == len && memcmp(e->names[i], s, (size_t)len) == 0) return i;
     if (len > TGC_NAME_MAX) {
         fail(p, pos, "the name is too long (more than %d characters)", TGC_NAME_MAX);
         return -1;
@@ -361,11 +410,12 @@ static int name_index(parser *p, const char *s, int len, int pos) {
 static node *parse_expr(parser *p);
 static node *parse_unary(parser *p);
 
-/* Guards every recursive entry, so no input can exhaust the stack. */
+/* Every cycle of the recursion (a parenthesis, a function argument, a unary sign, an
+ * exponent) passes through parse_unary, which counts its depth here, so no input can
+ * exhaust the stack. */
 static bool enter(parser *p) {
     if (++p->depth > MAX_DEPTH) {
-        fail(p, p->tok.pos, "the expression is nested too deeply (more than %d levels)",
-             MAX_DEPTH);
+        fail(p, p->tok.pos, "the expression is nested too deeply (more than %d levels)", MAX_DEPTH);
         return false;
     }
     return true;
@@ -524,7 +574,6 @@ static node *parse_additive(parser *p) {
 }
 
 static node *parse_expr(parser *p) {
-    if (!enter(p)) return NULL;
     static const struct {
         const char *text;
         cmp_op op;
@@ -538,7 +587,6 @@ static node *parse_expr(parser *p) {
         if (n) n->cmp = cmps[k].op;
         break;
     }
-    p->depth--;
     return n;
 }
 
@@ -602,12 +650,18 @@ static tg_tensor *constant(node *n, tg_dtype dt, tgc_diag *d) {
 
 static bool compare(cmp_op op, double a, double b) {
     switch (op) {
-    case C_LT: return a < b;
-    case C_LE: return a <= b;
-    case C_GT: return a > b;
-    case C_GE: return a >= b;
-    case C_EQ: return a == b;
-    case C_NE: return a != b;
+    case C_LT:
+        return a < b;
+    case C_LE:
+        return a <= b;
+    case C_GT:
+        return a > b;
+    case C_GE:
+        return a >= b;
+    case C_EQ:
+        return a == b;
+    case C_NE:
+        return a != b;
     }
     return false;
 }
@@ -643,10 +697,14 @@ static tg_tensor *eval_binary(node *n, tg_tensor *const *vals, tg_dtype dt, tgc_
         if (!a) return NULL;
         double c = nb->num;
         switch (n->op) {
-        case '+': return checked(tg_add_scalar(a, c), n, d);
-        case '-': return checked(tg_add_scalar(a, -c), n, d);
-        case '*': return checked(tg_mul_scalar(a, c), n, d);
-        default: return checked(tg_pow_scalar(a, c), n, d);
+        case '+':
+            return checked(tg_add_scalar(a, c), n, d);
+        case '-':
+            return checked(tg_add_scalar(a, -c), n, d);
+        case '*':
+            return checked(tg_mul_scalar(a, c), n, d);
+        default:
+            return checked(tg_pow_scalar(a, c), n, d);
         }
     }
     if (ca && strchr("+-*", n->op)) {
@@ -661,12 +719,18 @@ static tg_tensor *eval_binary(node *n, tg_tensor *const *vals, tg_dtype dt, tgc_
     tg_tensor *b = a ? eval(nb, vals, dt, d) : NULL;
     if (!b) return NULL;
     switch (n->op) {
-    case '+': return checked(tg_add(a, b), n, d);
-    case '-': return checked(tg_sub(a, b), n, d);
-    case '*': return checked(tg_mul(a, b), n, d);
-    case '/': return checked(tg_div(a, b), n, d);
-    case '^': return checked(tg_pow(a, b), n, d);
-    default: return checked(matmul_numpy(a, b), n, d);
+    case '+':
+        return checked(tg_add(a, b), n, d);
+    case '-':
+        return checked(tg_sub(a, b), n, d);
+    case '*':
+        return checked(tg_mul(a, b), n, d);
+    case '/':
+        return checked(tg_div(a, b), n, d);
+    case '^':
+        return checked(tg_pow(a, b), n, d);
+    default:
+        return checked(matmul_numpy(a, b), n, d);
     }
 }
 
@@ -683,27 +747,33 @@ static tg_tensor *eval_call(node *n, tg_tensor *const *vals, tg_dtype dt, tgc_di
     }
     bool has_axis = n->nargs > 1;
     switch (fn->kind) {
-    case F_UNARY: return checked(fn->fn.unary(t[0]), n, d);
-    case F_BINARY: return checked(fn->fn.binary(t[0], t[1]), n, d);
-    case F_REDUCE: return checked(fn->fn.reduce(t[0], has_axis ? ints[1] : TG_ALL, false), n, d);
+    case F_UNARY:
+        return checked(fn->fn.unary(t[0]), n, d);
+    case F_BINARY:
+        return checked(fn->fn.binary(t[0], t[1]), n, d);
+    case F_REDUCE:
+        return checked(fn->fn.reduce(t[0], has_axis ? ints[1] : TG_ALL, false), n, d);
     case F_REDUCE_NEG: {
         tg_tensor *neg = checked(tg_neg(t[0]), n, d);
-        tg_tensor *r = neg ? checked(fn->fn.reduce(neg, has_axis ? ints[1] : TG_ALL, false), n, d)
-                           : NULL;
+        tg_tensor *r =
+            neg ? checked(fn->fn.reduce(neg, has_axis ? ints[1] : TG_ALL, false), n, d) : NULL;
         return r ? checked(tg_neg(r), n, d) : NULL;
     }
-    case F_AXIS: return checked(fn->fn.axis(t[0], has_axis ? ints[1] : -1), n, d);
+    case F_AXIS:
+        return checked(fn->fn.axis(t[0], has_axis ? ints[1] : -1), n, d);
     case F_TRANSPOSE:
-        return checked(fn->fn.transpose(t[0], has_axis ? ints[1] : -2, has_axis ? ints[2] : -1),
-                       n, d);
-    case F_WHERE: return checked(fn->fn.where(t[0], t[1], t[2]), n, d);
+        return checked(fn->fn.transpose(t[0], has_axis ? ints[1] : -2, has_axis ? ints[2] : -1), n,
+                       d);
+    case F_WHERE:
+        return checked(fn->fn.where(t[0], t[1], t[2]), n, d);
     }
     return NULL;
 }
 
 static tg_tensor *eval(node *n, tg_tensor *const *vals, tg_dtype dt, tgc_diag *d) {
     switch (n->kind) {
-    case N_NUM: return constant(n, dt, d);
+    case N_NUM:
+        return constant(n, dt, d);
     case N_VAR:
         if (!vals || !vals[n->var]) {
             diag_set(d, n->pos, "no value was given for this name");
@@ -714,13 +784,15 @@ static tg_tensor *eval(node *n, tg_tensor *const *vals, tg_dtype dt, tgc_diag *d
         tg_tensor *x = eval(n->arg[0], vals, dt, d);
         return x ? checked(tg_neg(x), n, d) : NULL;
     }
-    case N_BIN: return eval_binary(n, vals, dt, d);
+    case N_BIN:
+        return eval_binary(n, vals, dt, d);
     case N_CMP: {
         tg_tensor *a = eval(n->arg[0], vals, dt, d);
         tg_tensor *b = a ? eval(n->arg[1], vals, dt, d) : NULL;
         return b ? mask(n, a, b, d) : NULL;
     }
-    case N_CALL: return eval_call(n, vals, dt, d);
+    case N_CALL:
+        return eval_call(n, vals, dt, d);
     }
     return NULL;
 }

@@ -1,6 +1,6 @@
 /* main.c — tapegrad-check: differentiate and gradient-check an expression from the
  * shell. The options and the check files are read here; each check is tgc_check
- * (check.c). See tapegrad-check.1 for the manual. */
+ * (runner.c). See tapegrad-check.1 for the manual. */
 #define _POSIX_C_SOURCE 200809L /* getline */
 #include <errno.h>
 #include <math.h>
@@ -11,8 +11,8 @@
 
 #include <tapegrad.h>
 
-#include "check.h"
 #include "expr.h"
+#include "runner.h"
 
 enum { MAX_BINDINGS = 256 };
 
@@ -137,8 +137,8 @@ int main(int argc, char **argv) {
         if (olen >= sizeof opt) olen = sizeof opt - 1;
         memcpy(opt, a, olen);
         opt[olen] = '\0';
-        static const char *const with_value[] = {"--eps", "--atol", "--rtol", "--dot", "--seed",
-                                                 "--file"};
+        static const char *const with_value[] = {"--eps", "--atol", "--rtol",
+                                                 "--dot", "--seed", "--file"};
         const char *val = NULL;
         for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++)
             if (strcmp(opt, with_value[k]) == 0) {

@@ -75,8 +75,9 @@ static int list(literal *L, int k) {
         bool inner = L->s[L->at] == '[';
         /* Every element at one depth is a list, or every one a number. */
         if (L->ndim > 0 && inner != (k + 1 < L->ndim))
-            return bad(L->d, L->at, inner ? "expected a number here (the lists are not regular)"
-                                          : "expected '[' here (the lists are not regular)");
+            return bad(L->d, L->at,
+                       inner ? "expected a number here (the lists are not regular)"
+                             : "expected '[' here (the lists are not regular)");
         if (inner ? list(L, k + 1) != 0 : number(L) != 0) return -1;
         if (!inner && L->ndim == 0) L->ndim = k + 1;
         len++;
@@ -93,7 +94,9 @@ static int list(literal *L, int k) {
     if (L->shape[k] == 0)
         L->shape[k] = len;
     else if (L->shape[k] != len)
-        return bad(L->d, open, "this list has %lld elements, an earlier one at the same depth %lld",
+        return bad(L->d, open,
+                   "the lists are not regular: this one has %lld elements, an earlier one at the "
+                   "same depth %lld",
                    (long long)len, (long long)L->shape[k]);
     return 0;
 }

@@ -1,4 +1,4 @@
-/* check.c — one check of tapegrad-check (see check.h).
+/* runner.c — one check of tapegrad-check (see runner.h).
  *
  * The expression is evaluated through a tg_fn, so the same function serves the printed
  * results (value, gradient, central differences, Hessian) and the library's verdict
@@ -6,7 +6,7 @@
  * that of the sum of its elements (the vector-Jacobian product with a seed of ones),
  * while the verdict covers the whole Jacobian (or its random projection in fast mode). */
 #define _POSIX_C_SOURCE 200809L /* open_memstream */
-#include "check.h"
+#include "runner.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -20,13 +20,13 @@
 /* What f needs: the parsed expression and where each of its names finds its value. */
 typedef struct {
     tgc_expr *e;
-    int n;           /* bound inputs, in the order given */
-    tg_tensor **x;   /* persistent F64 tensors, requires_grad on */
+    int n;         /* bound inputs, in the order given */
+    tg_tensor **x; /* persistent F64 tensors, requires_grad on */
     char (*name)[TGC_NAME_MAX + 1];
-    int *input_of;   /* expression name i -> index into x */
+    int *input_of;    /* expression name i -> index into x */
     tg_tensor **vals; /* per expression name, filled by f */
     bool f32;
-    tgc_diag diag;   /* the first failure inside f */
+    tgc_diag diag; /* the first failure inside f */
 } problem;
 
 static tg_tensor *problem_fn(tg_tensor *const *in, void *ctx) {
@@ -51,7 +51,7 @@ static tg_tensor *problem_fn(tg_tensor *const *in, void *ctx) {
 /* "where: error: msg", then the text with a caret under byte pos (when pos >= 0). */
 static void diag_print(FILE *err, const char *where, const char *what, const char *text,
                        const tgc_diag *d) {
-    fprintf(err, "%serror: %s%s\n", where ? where : "", what, d->msg);
+    fprintf(err, "%serror: %s%s\n", where ? where : "tapegrad-check: ", what, d->msg);
     if (!text || d->pos < 0) return;
     fprintf(err, "  %s\n  ", text);
     int len = (int)strlen(text);
@@ -111,13 +111,13 @@ static double max_abs_diff(const double *a, const double *b, int64_t n) {
 /* Everything one check computes, laid out over the inputs end to end (ncols values). */
 typedef struct {
     int64_t ncols, *off; /* off[k]: first column of input k */
-    int ndim;             /* the expression's shape */
+    int ndim;            /* the expression's shape */
     int64_t shape[TG_MAX_DIMS], nout;
-    double *value;        /* nout */
-    double *grad, *num;   /* ncols: d sum(y) / dx, analytic and central differences */
-    double *hess, *hnum;  /* ncols * ncols, or NULL */
+    double *value;       /* nout */
+    double *grad, *num;  /* ncols: d sum(y) / dx, analytic and central differences */
+    double *hess, *hnum; /* ncols * ncols, or NULL */
     tg_gradcheck_report rep, hrep;
-    char *tape;           /* the Wengert list, for JSON */
+    char *tape; /* the Wengert list, for JSON */
 } results;
 
 /* Gradient of sum(y) into row (ncols); zeros when y depends on no input. */
@@ -229,8 +229,7 @@ static int hessian(problem *p, results *r, tg_tensor *y, double eps, tg_tensor *
 /* ---- output ---- */
 
 static const char *mode_text(const tgc_opts *o) {
-    return o->fast ? "fast mode: one random projection v^T J u"
-                   : "slow mode: every Jacobian entry";
+    return o->fast ? "fast mode: one random projection v^T J u" : "slow mode: every Jacobian entry";
 }
 
 static void print_text(FILE *out, const char *expr, const problem *p, const results *r,
@@ -245,9 +244,11 @@ static void print_text(FILE *out, const char *expr, const problem *p, const resu
     }
     print_array(out, r->value, r->ndim, r->shape);
     fputc('\n', out);
+    if (r->tape) fprintf(out, "tape (forward pass):\n%s", r->tape);
     if (r->nout != 1)
-        fprintf(out, "gradient of the sum of the %lld elements, and central differences "
-                     "(eps %g):\n",
+        fprintf(out,
+                "gradient of the sum of the %lld elements, and central differences "
+                "(eps %g):\n",
                 (long long)r->nout, go->eps);
     else
         fprintf(out, "gradient, and central differences (eps %g):\n", go->eps);
@@ -269,8 +270,9 @@ static void print_text(FILE *out, const char *expr, const problem *p, const resu
     }
     fprintf(out, "largest error %.3g\n", max_abs_diff(r->grad, r->num, r->ncols));
     if (r->rep.ok)
-        fprintf(out, "gradcheck: passed, max |analytic - numeric| %.3g (%s, eps %g, atol %g, rtol "
-                     "%g, %s)\n",
+        fprintf(out,
+                "gradcheck: passed, max |analytic - numeric| %.3g (%s, eps %g, atol %g, rtol "
+                "%g, %s)\n",
                 r->rep.max_abs_err, o->f32 ? "f32" : "f64", go->eps, go->atol, go->rtol,
                 mode_text(o));
     else
@@ -399,27 +401,23 @@ static void results_free(results *r) {
     free(r->tape);
 }
 
-/* Writes the forward pass's tape where it was asked for. */
-static int show_tape(const tgc_opts *o, FILE *out, results *r, tgc_diag *d) {
-    if (o->tape && !o->json) {
-        fputs("tape:\n", out);
-        tg_tape_print(out);
-    } else if (o->tape) {
+/* Keeps the forward pass's tape (for --tape) and writes its graph (for --dot). */
+static int keep_tape(const tgc_opts *o, results *r, tgc_diag *d) {
+    if (o->tape) {
         size_t len = 0;
         FILE *mem = open_memstream(&r->tape, &len);
-        if (mem) {
-            tg_tape_print(mem);
-            fclose(mem);
+        if (!mem) {
+            snprintf(d->msg, sizeof d->msg, "out of memory");
+            return -1;
         }
+        tg_tape_print(mem);
+        fclose(mem);
     }
     if (!o->dot_path) return 0;
     FILE *f = fopen(o->dot_path, "w");
     int rc = f ? tg_tape_dot(f) : -1;
     if (f && fclose(f) != 0) rc = -1;
-    if (rc != 0) {
-        d->pos = -1;
-        snprintf(d->msg, sizeof d->msg, "cannot write the graph to %s", o->dot_path);
-    }
+    if (rc != 0) snprintf(d->msg, sizeof d->msg, "cannot write the graph to %s", o->dot_path);
     return rc;
 }
 
@@ -430,9 +428,15 @@ tgc_status tgc_check(const char *expr, int nb, const char *const *bindings, cons
     results r = {0};
     tgc_status st = TGC_ERROR;
     tg_gradcheck_opts go = {
-        .eps = o->eps > 0 ? o->eps : o->f32 ? 1e-3 : 1e-6,
-        .atol = o->atol > 0 ? o->atol : o->f32 ? 1e-3 : 1e-5,
-        .rtol = o->rtol > 0 ? o->rtol : o->f32 ? 1e-2 : 1e-3,
+        .eps = o->eps > 0 ? o->eps
+               : o->f32   ? 1e-3
+                          : 1e-6,
+        .atol = o->atol > 0 ? o->atol
+                : o->f32    ? 1e-3
+                            : 1e-5,
+        .rtol = o->rtol > 0 ? o->rtol
+                : o->f32    ? 1e-2
+                            : 1e-3,
         .fast = o->fast,
     };
     tg_tensor **gs = NULL, **hs = NULL;
@@ -517,7 +521,7 @@ tgc_status tgc_check(const char *expr, int nb, const char *const *bindings, cons
     }
     for (int64_t i = 0; i < r.nout; i++)
         r.value[i] = tg_tensor_get(y, i);
-    if (show_tape(o, out, &r, &d) != 0 || grad_row(&p, &r, y, 0, gs, r.grad) != 0) {
+    if (keep_tape(o, &r, &d) != 0 || grad_row(&p, &r, y, 0, gs, r.grad) != 0) {
         if (!d.msg[0]) snprintf(d.msg, sizeof d.msg, "%s", tg_error() ? tg_error() : "backward");
         st = error(out, err, where, o, expr, "", NULL, &d);
         goto done;
