@@ -268,13 +268,17 @@ static int number_len(const char *s) {
     return i;
 }
 
-/* strtod on exactly len bytes (the lexeme was validated by number_len). */
+/* strtod on exactly len bytes (the lexeme was validated by number_len; strtod on the
+ * source itself could read further, e.g. "0x1p3" as hexadecimal). NAN when out of
+ * memory: the value then fails any check rather than being silently wrong. */
 static double number_value(const char *s, int len) {
-    char buf[128];
-    if (len >= (int)sizeof buf) len = (int)sizeof buf - 1; /* only trailing digits lost */
+    char small[64], *buf = len < (int)sizeof small ? small : malloc((size_t)len + 1);
+    if (!buf) return NAN;
     memcpy(buf, s, (size_t)len);
     buf[len] = '\0';
-    return strtod(buf, NULL);
+    double v = strtod(buf, NULL);
+    if (buf != small) free(buf);
+    return v;
 }
 
 static bool is_name_start(char c) { return isalpha((unsigned char)c) || c == '_'; }

@@ -99,6 +99,12 @@ START_TEST(test_precedence) {
     expect_value("y / y", 1);
     expect_value("1e-3 * 1000 + .5 + 2.5E+1", 26.5);
     expect_value("  x\t*\n2 ", 1.4);
+    /* A long literal keeps every digit: 1 followed by 200 zeros is 1e200. */
+    char big[256] = "1";
+    memset(big + 1, '0', 200);
+    big[201] = '\0';
+    strcat(big, " / 1e200");
+    expect_value(big, 1);
 }
 END_TEST
 
