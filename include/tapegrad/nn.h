@@ -22,6 +22,7 @@
 #define TAPEGRAD_NN_H
 
 #include "ops.h"
+#include "random.h"
 #include "tape.h"
 #include "tensor.h"
 
@@ -156,19 +157,14 @@ tg_tensor *tg_l1_penalty(int n, tg_tensor *const *params); /* sum over params of
 tg_tensor *tg_l2_penalty(int n, tg_tensor *const *params); /* sum over params of sum w^2 */
 
 /* ---------------- initializers ----------------
- * One generator per thread (xoshiro256**, its state filled from the seed by
- * splitmix64), seeded by tg_seed() (a thread that never calls it uses seed 0), so runs
- * are reproducible: the same seed gives the same numbers. Initializers fill any float
+ * Initializers draw from the thread generator of random.h, seeded by tg_seed() (a
+ * thread that never calls it uses seed 0), so runs are reproducible: the same seed
+ * gives the same numbers. Initializers fill any float
  * tensor (persistent ones: do not write to a tape tensor an op has used) and return 0,
  * or -1 with tg_error() set on a NULL or non-float tensor or a bad argument.
  * fan_in/fan_out of a [in, out] weight are in and out; of a 1-D tensor both are its
  * size; of a 0-d tensor 1; tensors of more dimensions are refused by the fan-based
  * initializers. */
-void tg_seed(uint64_t seed);
-/* The thread's generator: a uniform double in [0, 1) (a multiple of 2^-53) and a
- * standard normal (Marsaglia's polar method). */
-double tg_rand_uniform(void);
-double tg_rand_normal(void);
 int tg_init_normal(tg_tensor *t, double mean, double std); /* N(mean, std^2); std >= 0 */
 int tg_init_uniform(tg_tensor *t, double lo, double hi);   /* U[lo, hi); lo <= hi */
 int tg_init_zeros(tg_tensor *t);
