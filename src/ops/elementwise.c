@@ -7,10 +7,10 @@
  * infinite or NaN at a finite input (sqrt and log at 0, div by 0, pow, exp and expm1
  * when they overflow, log1p at -1) multiplies or divides the incoming gradient by that
  * derivative with grad_mul / grad_div: the product or quotient, except 0 wherever the
- * gradient is 0. So the branch tg_where did not select gets exactly 0, not 0 * inf =
- * NaN: where(x > 0, sqrt(x), 0) has gradient 0 at x < 0 (PyTorch gives NaN there).
- * The mask is a select in the same pass as the product, and grad_mul / grad_div are
- * ops with their own backward, so second derivatives keep the rule. */
+ * gradient is 0 (and, for grad_mul, wherever the derivative is 0). So the branch tg_where did not
+ * select gets exactly 0, not 0 * inf = NaN: where(x > 0, sqrt(x), 0) has gradient 0 at x < 0
+ * (PyTorch gives NaN there). The mask is a select in the same pass as the product, and grad_mul /
+ * grad_div are ops with their own backward, so second derivatives keep the rule. */
 #include <math.h>
 #include <string.h>
 
@@ -29,7 +29,7 @@ typedef enum {
     B_MASK_GT,   /* 1 where a > b, 0.5 where a == b, 0 elsewhere (maximum's gradient share) */
     B_MASK_LT,   /* 1 where a < b, 0.5 where a == b, 0 elsewhere */
     B_RELU_GRAD, /* a where b > 0, else 0: relu's backward in one pass (a = g, b = x) */
-    B_GMUL,      /* a * b, but 0 where a == 0 (a: a gradient): grad_mul */
+    B_GMUL,      /* a * b, but 0 where a == 0 or b == 0: grad_mul */
     B_GDIV,      /* a / b, but 0 where a == 0: grad_div */
     B_COUNT
 } binop;
@@ -61,7 +61,7 @@ typedef struct {
      : (op) == B_MASK_LT ? ((x) < (z)    ? (T)1                                                    \
                             : (x) == (z) ? (T)0.5                                                  \
                                          : (T)0)                                                   \
-     : (op) == B_GMUL    ? ((x) == 0 ? (T)0 : (x) * (z))                                           \
+     : (op) == B_GMUL    ? ((x) == 0 || (z) == 0 ? (T)0 : (x) * (z))                               \
      : (op) == B_GDIV    ? ((x) == 0 ? (T)0 : (x) / (z))                                           \
                          : ((z) > 0 ? (x) : (T)0))
 
@@ -171,7 +171,9 @@ static int mul_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
 static tg_tensor *binary(binop op, tg_tensor *a, tg_tensor *b);
 
 /* g * d and g / d for a gradient g and a local derivative d, but 0 wherever g is 0
- * (see the top of the file). */
+ * (see the top of the file); grad_mul also gives 0 where d is 0, so that it is
+ * symmetric and its own derivative w.r.t. d (g times the next gradient) keeps the rule
+ * where g is 0. */
 static tg_tensor *grad_mul(tg_tensor *g, tg_tensor *d) { return binary(B_GMUL, g, d); }
 static tg_tensor *grad_div(tg_tensor *g, tg_tensor *d) { return binary(B_GDIV, g, d); }
 
@@ -183,13 +185,14 @@ static int gmul_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     return 0;
 }
 
-/* y = a / b (tg_div or grad_div):  da = g / b,  db = -g a / b^2 = -(g / b) y, with the
- * products of g taken by grad_mul / grad_div. */
+/* y = a / b (tg_div or grad_div):  da = g / b,  db = -g a / b^2 = -(g y) / b, with the
+ * products of g taken by grad_mul / grad_div: g y is 0 where y is 0 (a = 0) before it
+ * meets b, so a zero numerator gives b no NaN even where b is 0 or NaN. */
 static int div_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     tg_tensor *a = n->in[0], *b = n->in[1];
-    tg_tensor *gb = grad_div(g, b);
-    if (a->requires_grad && !(gin[0] = reduce_like(gb, a))) return -1;
-    if (b->requires_grad && !(gin[1] = reduce_like(tg_neg(grad_mul(gb, n->out)), b))) return -1;
+    if (a->requires_grad && !(gin[0] = reduce_like(grad_div(g, b), a))) return -1;
+    if (b->requires_grad && !(gin[1] = reduce_like(tg_neg(grad_div(grad_mul(g, n->out), b)), b)))
+        return -1;
     return 0;
 }
 
@@ -354,7 +357,7 @@ static const char *const un_names[U_COUNT] = {
      : (op) == U_GELU     ? (T)0.5 * (x)*erfc##F(-(x) * (T)SQRT1_2)                                \
      : (op) == U_SILU     ? (x) / ((T)1 + exp##F(-(x)))                                            \
      : (op) == U_ELU      ? ((x) > 0 ? (x) : (c)*expm1##F(x))                                      \
-     : (op) == U_CLAMP    ? ((x) < (c)    ? (c)                                                    \
+     : (op) == U_CLAMP    ? ((x) < (c)    ? ((c) > (c2) ? (c2) : (c))                              \
                              : (x) > (c2) ? (c2)                                                   \
                                           : (x))                                                   \
      : (op) == U_STEP     ? ((x) > 0 ? (T)1 : (T)0)                                                \
