@@ -17,13 +17,12 @@
 /* How a row calls the library. Integer arguments (axes) are literals checked when the
  * expression is parsed; int_from is the first argument that must be one. */
 typedef enum {
-    F_UNARY,      /* f(x) */
-    F_BINARY,     /* f(a, b) */
-    F_REDUCE,     /* f(x[, axis]): axis default every axis, keepdim off */
-    F_REDUCE_NEG, /* -f(-x[, axis]): a reduction expressed through its mirror image */
-    F_AXIS,       /* f(x[, axis]): axis default -1 */
-    F_TRANSPOSE,  /* f(x[, dim0, dim1]): default the last two dimensions */
-    F_WHERE       /* f(cond, a, b) */
+    F_UNARY,     /* f(x) */
+    F_BINARY,    /* f(a, b) */
+    F_REDUCE,    /* f(x[, axis]): axis default every axis, keepdim off */
+    F_AXIS,      /* f(x[, axis]): axis default -1 */
+    F_TRANSPOSE, /* f(x[, dim0, dim1]): default the last two dimensions */
+    F_WHERE      /* f(cond, a, b) */
 } func_kind;
 
 typedef struct {
@@ -77,6 +76,12 @@ static const func funcs[] = {
     UNARY(sqrt, "square root"),
     UNARY(abs, "|x|; derivative 0 at 0"),
     UNARY(square, "x^2"),
+    UNARY(log1p, "ln(1 + x), accurate near 0"),
+    UNARY(expm1, "e^x - 1, accurate near 0"),
+    UNARY(softplus, "ln(1 + e^x), stable; derivative 1/2 at 0"),
+    UNARY(erf, "error function"),
+    UNARY(gelu, "x Phi(x), the erf form"),
+    UNARY(silu, "x sigmoid(x)"),
     {"maximum",
      F_BINARY,
      2,
@@ -106,16 +111,7 @@ static const func funcs[] = {
     REDUCE(mean, "mean over axis (default: every element)"),
     REDUCE(max, "largest element over axis; the gradient goes to the first one"),
     REDUCE(logsumexp, "log sum e^x over axis, computed stably"),
-    /* min(x) = -max(-x): the same value and the same gradient rule as max (the first
-     * minimal element), until the library has a min reduction of its own. */
-    {"min",
-     F_REDUCE_NEG,
-     1,
-     2,
-     1,
-     {.reduce = tg_max},
-     "min(x[, axis])",
-     "smallest element over axis, as -max(-x); the gradient goes to the first one"},
+    REDUCE(min, "smallest element over axis; the gradient goes to the first one"),
     {"softmax",
      F_AXIS,
      1,
@@ -757,12 +753,6 @@ static tg_tensor *eval_call(node *n, tg_tensor *const *vals, tg_dtype dt, tgc_di
         return checked(fn->fn.binary(t[0], t[1]), n, d);
     case F_REDUCE:
         return checked(fn->fn.reduce(t[0], has_axis ? ints[1] : TG_ALL, false), n, d);
-    case F_REDUCE_NEG: {
-        tg_tensor *neg = checked(tg_neg(t[0]), n, d);
-        tg_tensor *r =
-            neg ? checked(fn->fn.reduce(neg, has_axis ? ints[1] : TG_ALL, false), n, d) : NULL;
-        return r ? checked(tg_neg(r), n, d) : NULL;
-    }
     case F_AXIS:
         return checked(fn->fn.axis(t[0], has_axis ? ints[1] : -1), n, d);
     case F_TRANSPOSE:
