@@ -128,6 +128,14 @@ bool tg__norm_axis(const char *op, const tg_tensor *x, int *axis);
 bool tg__broadcast_shape(const char *op, const char *sym, int na, const int64_t *sa, int nb,
                          const int64_t *sb, int *ondim, int64_t *out);
 
+/* The one checked shape product. A shape is valid when every dimension is >= 0 and the
+ * product of its non-zero dimensions is at most TG__MAX_NUMEL: then no product of some
+ * of its dimensions (numel, strides, outer/inner counts, byte sizes) can overflow.
+ * Returns numel (0 when a dimension is 0), or -1 with the error
+ * "<op>: shape [..] is too large" (or "... negative dimension ...") naming op. */
+#define TG__MAX_NUMEL (INT64_MAX / 16)
+int64_t tg__shape_numel(const char *op, int ndim, const int64_t *shape);
+/* numel of a shape already known to be valid (a live tensor's, or part of one). */
 int64_t tg__numel(int ndim, const int64_t *shape);
 bool tg__shape_eq(int na, const int64_t *sa, int nb, const int64_t *sb);
 

@@ -81,18 +81,17 @@ void *tg__arena_alloc(size_t size) {
 
 #define HDR_BYTES ((sizeof(tg_tensor) + ALIGN - 1) & ~(size_t)(ALIGN - 1))
 
-static tg_tensor *tape_header(tg_dtype dt, int ndim, const int64_t *shape, size_t data_bytes) {
+/* shape is valid (tg__shape_numel) and has numel elements. */
+static tg_tensor *tape_header(tg_dtype dt, int ndim, const int64_t *shape, int64_t numel,
+                              size_t data_bytes) {
     char *mem = tg__arena_alloc(HDR_BYTES + data_bytes);
     if (!mem) return NULL;
     tg_tensor *t = (tg_tensor *)mem;
     t->dtype = dt;
     t->ndim = ndim;
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++)
-        n *= (t->shape[i] = shape[i]);
-    for (int i = ndim; i < TG_MAX_DIMS; i++)
-        t->shape[i] = 1;
-    t->numel = n;
+    for (int i = 0; i < TG_MAX_DIMS; i++)
+        t->shape[i] = i < ndim ? shape[i] : 1;
+    t->numel = numel;
     t->data = mem + HDR_BYTES;
     t->grad = NULL;
     t->requires_grad = false;
@@ -106,11 +105,13 @@ static tg_tensor *tape_header(tg_dtype dt, int ndim, const int64_t *shape, size_
 }
 
 tg_tensor *tg__tape_tensor(tg_dtype dt, int ndim, const int64_t *shape) {
-    size_t bytes = (size_t)tg__numel(ndim, shape) * tg_dtype_size(dt);
-    tg_tensor *t = tape_header(dt, ndim, shape, bytes);
+    const char *op = tg__op_name ? tg__op_name : "tapegrad";
+    int64_t n = tg__shape_numel(op, ndim, shape);
+    if (n < 0) return NULL;
+    size_t bytes = (size_t)n * tg_dtype_size(dt);
+    tg_tensor *t = tape_header(dt, ndim, shape, n, bytes);
     if (!t)
-        tg__fail("%s: out of memory for a %s %s result (%zu bytes)",
-                 tg__op_name ? tg__op_name : "tapegrad", tg__shp_raw(ndim, shape),
+        tg__fail("%s: out of memory for a %s %s result (%zu bytes)", op, tg__shp_raw(ndim, shape),
                  tg_dtype_name(dt), bytes);
     return t;
 }
@@ -122,7 +123,7 @@ tg_tensor *tg__tape_zeros(tg_dtype dt, int ndim, const int64_t *shape) {
 }
 
 tg_tensor *tg__tape_view(tg_tensor *x, int ndim, const int64_t *shape) {
-    tg_tensor *t = tape_header(x->dtype, ndim, shape, 0);
+    tg_tensor *t = tape_header(x->dtype, ndim, shape, x->numel, 0);
     if (!t) return NULL;
     t->data = x->data;
     t->tg__view = true;
