@@ -39,7 +39,8 @@
  *      well as 1e-6, with an absolute tolerance that allows for rounding in y.
  *
  * Statistics (programs run, ops that succeeded / failed, gradchecks run / skipped)
- * are printed at exit when TG_FUZZ_STATS is set in the environment.
+ * are printed at exit when TG_FUZZ_STATS is set in the environment; TG_FUZZ_PRINT
+ * prints every program as it runs.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -50,62 +51,14 @@
 
 #include <tapegrad.h>
 
+#include "fuzz_ops.h"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 enum { MAX_INPUTS = 3, MAX_OPS = 10, MAX_VALUES = MAX_INPUTS + MAX_OPS, GRADCHECK_NUMEL = 64 };
 
-/* One row per op: the code and the public function it calls. */
-#define FUZZ_OPS(X)                                                                                \
-    X(NEG, "tg_neg")                                                                               \
-    X(EXP, "tg_exp")                                                                               \
-    X(LOG, "tg_log")                                                                               \
-    X(SIN, "tg_sin")                                                                               \
-    X(COS, "tg_cos")                                                                               \
-    X(TANH, "tg_tanh")                                                                             \
-    X(SIGMOID, "tg_sigmoid")                                                                       \
-    X(RELU, "tg_relu")                                                                             \
-    X(SQRT, "tg_sqrt")                                                                             \
-    X(ABS, "tg_abs")                                                                               \
-    X(SQUARE, "tg_square")                                                                         \
-    X(ADD_SCALAR, "tg_add_scalar")                                                                 \
-    X(MUL_SCALAR, "tg_mul_scalar")                                                                 \
-    X(POW_SCALAR, "tg_pow_scalar")                                                                 \
-    X(ADD, "tg_add")                                                                               \
-    X(SUB, "tg_sub")                                                                               \
-    X(MUL, "tg_mul")                                                                               \
-    X(DIV, "tg_div")                                                                               \
-    X(POW, "tg_pow")                                                                               \
-    X(MAXIMUM, "tg_maximum")                                                                       \
-    X(MINIMUM, "tg_minimum")                                                                       \
-    X(SUM, "tg_sum")                                                                               \
-    X(MEAN, "tg_mean")                                                                             \
-    X(MAX, "tg_max")                                                                               \
-    X(LOGSUMEXP, "tg_logsumexp")                                                                   \
-    X(SOFTMAX, "tg_softmax")                                                                       \
-    X(LOG_SOFTMAX, "tg_log_softmax")                                                               \
-    X(SOFTMAX_CE, "tg_softmax_cross_entropy")                                                      \
-    X(MATMUL, "tg_matmul")                                                                         \
-    X(MATMUL_T, "tg_matmul_t")                                                                     \
-    X(RESHAPE, "tg_reshape")                                                                       \
-    X(TRANSPOSE, "tg_transpose")                                                                   \
-    X(BROADCAST_TO, "tg_broadcast_to")                                                             \
-    X(SUM_TO, "tg_sum_to")                                                                         \
-    X(SLICE, "tg_slice")                                                                           \
-    X(CONCAT, "tg_concat")                                                                         \
-    X(INDEX_SELECT, "tg_index_select")                                                             \
-    X(GATHER, "tg_gather")                                                                         \
-    X(WHERE, "tg_where")                                                                           \
-    X(CAST, "tg_cast")                                                                             \
-    X(DETACH, "tg_detach")                                                                         \
-    X(ARGMAX, "tg_argmax")                                                                         \
-    X(UNFOLD, "tg_unfold")                                                                         \
-    X(CONV2D, "tg_conv2d")                                                                         \
-    X(MAX_POOL2D, "tg_max_pool2d")                                                                 \
-    X(AVG_POOL2D, "tg_avg_pool2d")
-
-#define AS_CODE(code, name) OP_##code,
 #define AS_NAME(code, name) name,
-enum { FUZZ_OPS(AS_CODE) OP_COUNT };
 static const char *const op_names[] = {FUZZ_OPS(AS_NAME)};
 _Static_assert(sizeof op_names / sizeof *op_names == OP_COUNT, "one name per op");
 
@@ -135,9 +88,10 @@ typedef struct {
     double s;    /* scalar constant */
     int ndim;    /* target shape of reshape, broadcast_to, sum_to */
     int64_t shape[TG_MAX_DIMS];
-    tg_tensor *k;  /* persistent constant: index, labels or condition */
-    bool null_arg; /* called with a NULL operand instead (check 2) */
-    bool ok;       /* succeeded when the program was first run */
+    tg_tensor *k;      /* persistent constant: index, labels or condition */
+    tg_tensor *frozen; /* detach: its result in the first run (see run) */
+    bool null_arg;     /* called with a NULL operand instead (check 2) */
+    bool ok;           /* succeeded when the program was first run */
 } fuzz_op;
 
 typedef struct {
@@ -178,6 +132,11 @@ static void print_tensor_shape(const tg_tensor *t) {
     fprintf(stderr, "%s %s", tg_dtype_name(t->dtype), tg_shape_str(t, buf, sizeof buf));
 }
 
+static bool takes_two(int code) {
+    return (code >= OP_ADD && code <= OP_MINIMUM) || code == OP_MATMUL || code == OP_MATMUL_T ||
+           code == OP_WHERE || code == OP_CONV2D;
+}
+
 /* Prints the program (what ran, with its parameters) for a failure report. */
 static void print_program(const program *p) {
     fprintf(stderr, "program:\n");
@@ -195,7 +154,7 @@ static void print_program(const program *p) {
         fprintf(stderr, "  %s%s(v%d", o->ok ? "" : "(failed) ", op_names[o->code], o->a);
         if (o->code == OP_CONCAT)
             fprintf(stderr, ", n=%d, v%d, v%d", o->n, o->b, o->c);
-        else
+        else if (takes_two(o->code))
             fprintf(stderr, ", v%d", o->b);
         fprintf(stderr, ", i={%d,%d,%d,%d}, s=%g, shape=[", o->i[0], o->i[1], o->i[2], o->i[3],
                 o->s);
@@ -301,6 +260,13 @@ static void decode_reshape(reader *r, const tg_tensor *x, fuzz_op *o) {
     }
 }
 
+/* One time in 8, one dimension of the target shape becomes a wild one. */
+static void wild_dim(reader *r, fuzz_op *o) {
+    if (o->ndim == 0 || rd(r) % 8 != 0) return;
+    int d = (int)(rd(r) % (unsigned)o->ndim);
+    o->shape[d] = wild_dims[rd(r) % 16];
+}
+
 static void decode_broadcast(reader *r, const tg_tensor *x, fuzz_op *o) {
     int extra = (int)(rd(r) % 3);
     if (x->ndim + extra > 6) extra = 0;
@@ -309,7 +275,7 @@ static void decode_broadcast(reader *r, const tg_tensor *x, fuzz_op *o) {
         o->shape[d] = 1 + rd(r) % 3;
     for (int d = 0; d < x->ndim; d++)
         o->shape[extra + d] = x->shape[d] == 1 ? (int64_t)(1 + rd(r) % 3) : x->shape[d];
-    if (o->ndim > 0 && rd(r) % 8 == 0) o->shape[rd(r) % (unsigned)o->ndim] = wild_dims[rd(r) % 16];
+    wild_dim(r, o);
 }
 
 static void decode_sum_to(reader *r, const tg_tensor *x, fuzz_op *o) {
@@ -319,7 +285,7 @@ static void decode_sum_to(reader *r, const tg_tensor *x, fuzz_op *o) {
     unsigned ones = rd(r);
     for (int d = 0; d < o->ndim; d++)
         o->shape[d] = ones >> d & 1 ? 1 : x->shape[drop + d];
-    if (o->ndim > 0 && rd(r) % 8 == 0) o->shape[rd(r) % (unsigned)o->ndim] = wild_dims[rd(r) % 16];
+    wild_dim(r, o);
 }
 
 /* An op: a code byte, operand bytes (each picks a value counting back from the latest),
@@ -407,9 +373,16 @@ static void sig_ints(program *p, const tg_tensor *t) {
         sig_add(p, (uint64_t)((const int64_t *)t->data)[j]);
 }
 
-/* Adds the sign of every element of a float tensor; flags unsafe when one lies within
- * 0.05 of zero and near_zero_matters. */
-static void sig_signs(program *p, const tg_tensor *t, bool near_zero_matters) {
+/* How close to 0 an operand may come before finite differences stop being meaningful. */
+typedef enum {
+    ANYWHERE,    /* a kink at 0 only: the branch signature covers it */
+    AWAY_FROM_0, /* a singularity at 0 (log, sqrt, a divisor): |x| >= 0.05 */
+    POSITIVE     /* the base of tg_pow: d/db = a^b log a is NaN for a < 0: x >= 0.05 */
+} domain;
+
+/* Adds the sign of every element of a float tensor; flags the program unsafe when an
+ * element lies outside dom. */
+static void sig_signs(program *p, const tg_tensor *t, domain dom) {
     if (!t) {
         sig_add(p, 0xdead);
         return;
@@ -417,7 +390,8 @@ static void sig_signs(program *p, const tg_tensor *t, bool near_zero_matters) {
     for (int64_t j = 0; j < t->numel; j++) {
         double x = tg_tensor_get(t, j);
         sig_add(p, x > 0 ? 1 : x < 0 ? 2 : 3);
-        if (near_zero_matters && !(fabs(x) >= 0.05)) p->unsafe = true;
+        if ((dom == AWAY_FROM_0 && !(fabs(x) >= 0.05)) || (dom == POSITIVE && !(x >= 0.05)))
+            p->unsafe = true;
     }
 }
 
@@ -428,24 +402,24 @@ static void record_branches(program *p, const fuzz_op *o, tg_tensor *x, tg_tenso
     switch (o->code) {
     case OP_RELU:
     case OP_ABS:
-        sig_signs(p, x, false);
+        sig_signs(p, x, ANYWHERE);
         break;
     case OP_LOG:
     case OP_SQRT:
-        sig_signs(p, x, true);
+        sig_signs(p, x, AWAY_FROM_0);
         break;
     case OP_DIV:
-        sig_signs(p, y, true);
+        sig_signs(p, y, AWAY_FROM_0);
         break;
     case OP_POW:
-        sig_signs(p, x, true);
+        sig_signs(p, x, POSITIVE);
         break;
     case OP_POW_SCALAR:
-        sig_signs(p, x, o->s != floor(o->s) || o->s < 0);
+        sig_signs(p, x, o->s != floor(o->s) || o->s < 0 ? AWAY_FROM_0 : ANYWHERE);
         break;
     case OP_MAXIMUM:
     case OP_MINIMUM:
-        sig_signs(p, tg_sub(x, y), false);
+        sig_signs(p, tg_sub(x, y), ANYWHERE);
         break;
     case OP_MAX:
         sig_ints(p, tg_argmax(x, (o->i[0] % 11 == 10) ? TG_ALL : o->i[0] % 10 - 5));
@@ -726,9 +700,9 @@ static void check_result(const program *p, const fuzz_op *o, tg_tensor *const *o
         o->code == OP_INDEX_SELECT || o->code == OP_GATHER) {
         if (res->dtype != ops[0]->dtype) fail(p, "%s changed the dtype", name);
         for (int64_t j = 0; j < res->numel; j++) {
-            int which;
-            int64_t at;
-            source_of(o, ops, res, j, &which, &at);
+            int which = 0;
+            int64_t at = 0;
+            if (!source_of(o, ops, res, j, &which, &at)) abort();
             if (!same_elem(res, j, ops[which], at)) {
                 char buf[128];
                 fail(p,
@@ -787,7 +761,10 @@ static tg_tensor *run(program *p, tg_tensor *const *in, reader *r) {
             continue;
         }
         if (first) tg_clear_error();
-        tg_tensor *res = call_op(o, ops[0], ops[1], ops[2]);
+        /* A detached value is a constant for the tape; finite differences must hold it
+         * constant too, so replays reuse the first run's values. */
+        tg_tensor *res = !first && o->frozen ? o->frozen : call_op(o, ops[0], ops[1], ops[2]);
+        if (first && res && o->code == OP_DETACH && !(o->frozen = tg_tensor_clone(res))) abort();
         if (!first) {
             if (!res) {
                 p->diverged = true;
@@ -874,7 +851,7 @@ static void check_create_graph(program *p, tg_tensor *y) {
         double tol = xs[j]->dtype == TG_F64 ? 1e-12 : 1e-5;
         for (int64_t e = 0; e < xs[j]->numel; e++) {
             double a = tg_tensor_get(plain[j], e), b = tg_tensor_get(graph[j], e);
-            if (!(fabs(a - b) <= tol * (1 + fabs(a))) && !(isnan(a) && isnan(b)))
+            if (!(a == b || fabs(a - b) <= tol * (1 + fabs(a))) && !(isnan(a) && isnan(b)))
                 fail(p, "gradient %d element %lld: %.17g plain, %.17g with TG_CREATE_GRAPH", j,
                      (long long)e, a, b);
         }
@@ -921,21 +898,41 @@ static void check_gradients(program *p) {
 
 /* ---------------- the target ---------------- */
 
+/* The library allocates through this hook, which refuses more than 64 MiB at once: a
+ * valid shape with a huge element count (broadcast_to [2^31]) then fails as it would
+ * on a machine without that memory, with an "out of memory" error, instead of taking
+ * the machine's memory. A size computation that wrapped around would show up as a
+ * small allocation written out of bounds (AddressSanitizer). */
+enum { ALLOC_CAP = 64 << 20 };
+static void *capped_alloc(size_t size, void *ud) {
+    (void)ud;
+    return size > ALLOC_CAP ? NULL : malloc(size);
+}
+static void capped_release(void *ptr, void *ud) {
+    (void)ud;
+    free(ptr);
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    (void)argc;
+    (void)argv;
+    tg_set_allocator(&(tg_allocator){capped_alloc, capped_release, NULL});
+    if (getenv("TG_FUZZ_STATS")) atexit(print_stats);
+    return 0;
+}
+
 static void free_program(program *p) {
     for (int i = 0; i < p->nin; i++)
         tg_tensor_free(p->in[i]);
-    for (int i = 0; i < p->nops; i++)
+    for (int i = 0; i < p->nops; i++) {
         tg_tensor_free(p->ops[i].k);
+        tg_tensor_free(p->ops[i].frozen);
+    }
     for (int k = 0; k < MAX_VALUES; k++)
         tg_tensor_free(p->w[k]);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    static bool registered;
-    if (!registered) {
-        registered = true;
-        if (getenv("TG_FUZZ_STATS")) atexit(print_stats);
-    }
     reader r = {data, size, 0};
     program p;
     memset(&p, 0, sizeof p);
@@ -944,6 +941,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     decode_inputs(&r, &p);
     tg_tensor *y = run(&p, p.in, &r);
     stats.programs++;
+    if (getenv("TG_FUZZ_PRINT")) print_program(&p);
     if (y) {
         check_create_graph(&p, y);
         p.ref_sig = p.sig;
