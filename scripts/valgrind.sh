@@ -40,5 +40,12 @@ run hessian "$ex/hessian"
 run gradcheck "$ex/gradcheck"
 run train_custom "$ex/train_custom" "$out/train_custom.safetensors"
 run spiral "$ex/spiral" --quiet --epochs 5 --out "$out/spiral"
+# tapegrad-check: its in-process parser tests, one check with every output (Hessian,
+# tape, graph), and a check file in JSON.
+tc=$(realpath "$build/tools/tapegrad-check")
+run test_check_expr "$tc/tests/test_check_expr"
+run tapegrad-check "$tc/tapegrad-check" 'sum(tanh(W @ v)) + logsumexp(v, 0)' W:3x4 v:4 \
+    --hessian --tape --dot "$out/check.dot"
+run tapegrad-check-file "$tc/tapegrad-check" --json --file "$(realpath scripts/formulas.txt)"
 echo "valgrind: $passed passed, $failed failed"
 exit $status

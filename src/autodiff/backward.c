@@ -6,13 +6,46 @@
  * The creation order is a topological order, so by the time a node is reached every
  * use of its output (all of them newer) has already contributed. Afterwards the
  * gradients are delivered (into ->grad, or to the caller of tg_grad) and every
- * tg__acc is cleared again. */
+ * tg__acc is cleared again.
+ *
+ * Scalar code: in a plain sweep (without TG_CREATE_GRAPH) a one-element F64 tensor
+ * accumulates its gradient as a double in tg__sacc, marked by tg__acc == TG__SACC, and a
+ * node with a scalar_backward (elementwise ops on such tensors) runs on doubles. The
+ * sums are the same as with tensors, in the same order, so the results are the same bit
+ * for bit; a tensor is made from the double only where a closure or the caller needs
+ * one. */
 #include <string.h>
 
 #include "internal.h"
 
+#define TG__SACC ((tg_tensor *)(uintptr_t)1)
+
+/* Whether t's gradient is kept as a double in this sweep. */
+static inline bool scalar_acc(const tg_tensor *t, bool create) {
+    return !create && t->numel == 1 && t->dtype == TG_F64;
+}
+
+static inline void acc_add_scalar(tg_tensor *t, double v) {
+    if (t->tg__acc == TG__SACC) {
+        t->tg__sacc += v;
+    } else {
+        t->tg__acc = TG__SACC;
+        t->tg__sacc = v;
+    }
+}
+
+/* t's accumulated gradient as a tensor (made from the double if it is one), or NULL. */
+static tg_tensor *acc_tensor(const tg_tensor *t) {
+    if (t->tg__acc != TG__SACC) return t->tg__acc;
+    return tg__tape_full(t->dtype, t->ndim, t->shape, t->tg__sacc);
+}
+
 /* The one place gradients are accumulated. */
-static int acc_add(tg_tensor *t, tg_tensor *g) {
+static int acc_add(tg_tensor *t, tg_tensor *g, bool create) {
+    if (scalar_acc(t, create)) {
+        acc_add_scalar(t, ((const double *)g->data)[0]);
+        return 0;
+    }
     if (!t->tg__acc) {
         t->tg__acc = g;
         return 0;
@@ -41,25 +74,39 @@ static int check_seed(const char *op, const tg_tensor *y, const tg_tensor *dy) {
     return 0;
 }
 
-/* Seeds ys and sweeps back from `last`. The caller clears the accumulators. */
+/* Seeds ys and sweeps back from `last`; create: the sweep records (TG_CREATE_GRAPH).
+ * The caller clears the accumulators. */
 static int sweep(const char *op, tg__node *last, int ny, tg_tensor *const *ys,
-                 tg_tensor *const *dys) {
+                 tg_tensor *const *dys, bool create) {
     tg__op_name = op;
     for (int i = 0; i < ny; i++) {
         tg_tensor *seed;
         if (dys && dys[i]) {
             if (check_seed(op, ys[i], dys[i]) != 0) return -1;
             seed = (tg_tensor *)dys[i];
+        } else if (scalar_acc(ys[i], create)) {
+            acc_add_scalar(ys[i], 1.0);
+            continue;
         } else {
             seed = tg__ones_like(ys[i]);
             if (!seed) return -1;
         }
-        if (acc_add(ys[i], seed) != 0) return -1;
+        if (acc_add(ys[i], seed, create) != 0) return -1;
     }
     tg_tensor *local[8];
     for (tg__node *n = last; n; n = n->prev) {
         tg_tensor *g = n->out->tg__acc;
         if (!g) continue;
+        if (g == TG__SACC) {
+            if (n->scalar_backward) {
+                double gs[2];
+                n->scalar_backward(n, n->out->tg__sacc, gs);
+                for (int i = 0; i < n->nin; i++)
+                    if (n->in[i]->requires_grad) acc_add_scalar(n->in[i], gs[i]);
+                continue;
+            }
+            if (!(g = acc_tensor(n->out))) return -1;
+        }
         tg_tensor **gin = local;
         if (n->nin > 8) {
             gin = tg__arena_alloc((size_t)n->nin * sizeof *gin);
@@ -79,7 +126,7 @@ static int sweep(const char *op, tg__node *last, int ny, tg_tensor *const *ys,
                                     "%s %s",
                                     op, n->op, tg__shp(gin[i]), tg_dtype_name(gin[i]->dtype),
                                     tg__shp(x), tg_dtype_name(x->dtype));
-            if (acc_add(x, gin[i]) != 0) return -1;
+            if (acc_add(x, gin[i], create) != 0) return -1;
         }
     }
     return 0;
@@ -94,26 +141,29 @@ typedef struct {
     tg_tensor *g;     /* its accumulated gradient (for persistent t) */
     tg_tensor *fresh; /* persistent t without ->grad: its new gradient tensor */
     tg_tensor *value; /* tape t: the new ->grad */
+    double v;         /* persistent t whose gradient was a double (g NULL): that double */
 } pending;
 
 /* Phase 1 for one tensor: appends its update to list (if it has a gradient to take). */
 static int prepare(tg_tensor *t, pending *list, size_t *count) {
     tg_tensor *g = t->tg__acc;
     if (!g || !t->requires_grad) return 0;
+    bool scalar = g == TG__SACC;
     t->tg__acc = NULL; /* taken: a tensor seen again later is skipped */
     pending *u = &list[(*count)++];
-    *u = (pending){t, g, NULL, NULL};
+    *u = (pending){t, scalar ? NULL : g, NULL, NULL, t->tg__sacc};
     if (t->tg__persistent) {
         if (!t->grad && !(u->fresh = tg_tensor_new(t->dtype, t->ndim, t->shape))) return -1;
     } else {
+        if (scalar && !(g = tg__tape_full(t->dtype, t->ndim, t->shape, u->v))) return -1;
         u->value = t->grad ? tg_add(t->grad, g) : g;
         if (!u->value) return -1;
     }
     return 0;
 }
 
-static int deliver_all(tg__node *last, tg_tensor *y) {
-    tg__op_name = "tg_backward";
+static int deliver_all(const char *op, tg__node *last, tg_tensor *y) {
+    tg__op_name = op;
     size_t cap = 1;
     for (tg__node *n = last; n; n = n->prev)
         cap += 1 + (size_t)n->nin;
@@ -135,7 +185,10 @@ static int deliver_all(tg__node *last, tg_tensor *y) {
         pending *u = &list[k];
         if (u->t->tg__persistent) {
             if (u->fresh) u->t->grad = u->fresh;
-            tg__accumulate_into(u->t->grad, u->g);
+            if (u->g)
+                tg__accumulate_into(u->t->grad, u->g);
+            else
+                ((double *)u->t->grad->data)[0] += u->v;
         } else {
             u->t->grad = u->value;
         }
@@ -143,27 +196,41 @@ static int deliver_all(tg__node *last, tg_tensor *y) {
     return 0;
 }
 
-int tg_backward_seeded(tg_tensor *y, const tg_tensor *dy) {
-    if (!y) return tg__fail_soft("tg_backward: output is NULL"), -1;
+/* tg_backward (dy NULL: a ones seed) and tg_backward_seeded; op names the one called. */
+static int backward(const char *op, tg_tensor *y, const tg_tensor *dy) {
+    if (!y) return tg__fail_soft("%s: output is NULL", op), -1;
+    if (tg__checks_on() &&
+        (!tg__check_live(op, "the output", y) || (dy && !tg__check_live(op, "the seed", dy)) ||
+         !tg__check_tape_live(op)))
+        return -1;
     if (!y->requires_grad)
-        return tg__fail_int("tg_backward: output %s does not require a gradient (no input of "
+        return tg__fail_int("%s: output %s does not require a gradient (no input of "
                             "it requires one, or it was computed in no-grad mode)",
-                            tg__shp(y));
+                            op, tg__shp(y));
     if (!dy && y->numel != 1)
-        return tg__fail_int("tg_backward: output %s has %lld elements; give a seed with "
+        return tg__fail_int("%s: output %s has %lld elements; give a seed of its shape with "
                             "tg_backward_seeded",
-                            tg__shp(y), (long long)y->numel);
+                            op, tg__shp(y), (long long)y->numel);
     tg__node *last = tg__tape_last();
     bool mode = tg_set_grad_enabled(false);
     tg_tensor *dys[1] = {(tg_tensor *)dy};
-    int rc = sweep("tg_backward", last, 1, &y, dy ? dys : NULL);
-    if (rc == 0) rc = deliver_all(last, y);
+    int rc = sweep(op, last, 1, &y, dy ? dys : NULL, false);
+    if (rc == 0) rc = deliver_all(op, last, y);
     clear_acc(last, 1, &y);
     tg_set_grad_enabled(mode);
     return rc;
 }
 
-int tg_backward(tg_tensor *y) { return tg_backward_seeded(y, NULL); }
+int tg_backward(tg_tensor *y) { return backward("tg_backward", y, NULL); }
+
+int tg_backward_seeded(tg_tensor *y, const tg_tensor *dy) {
+    /* A NULL seed is most likely a failed op: keep its message. */
+    if (!dy)
+        return tg__fail_soft("tg_backward_seeded: seed is NULL (tg_backward seeds a "
+                             "one-element output with 1)"),
+               -1;
+    return backward("tg_backward_seeded", y, dy);
+}
 
 int tg_grad(int ny, tg_tensor *const *ys, tg_tensor *const *dys, int nx, tg_tensor *const *xs,
             tg_tensor **dxs_out, unsigned flags) {
@@ -180,12 +247,21 @@ int tg_grad(int ny, tg_tensor *const *ys, tg_tensor *const *dys, int nx, tg_tens
         if (xs[j]->dtype == TG_I64)
             return tg__fail_int("tg_grad: xs[%d] %s is i64 and has no gradient", j, tg__shp(xs[j]));
     }
+    if (tg__checks_on()) {
+        for (int i = 0; i < ny; i++)
+            if (!tg__check_live("tg_grad", "an output (ys)", ys[i]) ||
+                (dys && dys[i] && !tg__check_live("tg_grad", "a seed (dys)", dys[i])))
+                return -1;
+        for (int j = 0; j < nx; j++)
+            if (!tg__check_live("tg_grad", "an input (xs)", xs[j])) return -1;
+        if (!tg__check_tape_live("tg_grad")) return -1;
+    }
     tg__node *last = tg__tape_last();
     bool mode = tg_set_grad_enabled((flags & TG_CREATE_GRAPH) != 0);
-    int rc = sweep("tg_grad", last, ny, ys, dys);
+    int rc = sweep("tg_grad", last, ny, ys, dys, (flags & TG_CREATE_GRAPH) != 0);
     /* Read every result before clearing: xs may repeat or be among ys. */
     for (int j = 0; j < nx && rc == 0; j++)
-        dxs_out[j] = xs[j]->tg__acc;
+        if (xs[j]->tg__acc && !(dxs_out[j] = acc_tensor(xs[j]))) rc = -1;
     clear_acc(last, ny, ys);
     for (int j = 0; j < nx && rc == 0; j++) {
         if (!dxs_out[j]) {

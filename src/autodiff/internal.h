@@ -26,8 +26,20 @@
 #define TAPEGRAD_INTERNAL_H
 
 #include <stdarg.h>
+#include <stdatomic.h>
 
 #include "tapegrad.h"
+
+/* Everything declared in the internal headers stays inside the shared library: the
+ * library exports the public API of include/ and nothing else (scripts/check_exports.sh).
+ * Closed at the end of the header. */
+#pragma GCC visibility push(hidden)
+
+/* Thread-locals read on every op use the initial-exec model: a shared library then
+ * reaches them at a fixed offset from the thread pointer instead of calling
+ * __tls_get_addr. They are kept small (glibc reserves some static TLS for libraries
+ * loaded later with dlopen). */
+#define TG__TLS_FAST __attribute__((tls_model("initial-exec")))
 
 /* ---- errors ---- */
 
@@ -47,7 +59,30 @@ const char *tg__shp_raw(int ndim, const int64_t *shape);
 /* The public function running on this thread, set by the argument checks every op
  * starts with (and by constructors and backward), so that an allocation failure deep
  * inside can name it: "tg_matmul: out of memory ...". */
-extern _Thread_local const char *tg__op_name;
+extern _Thread_local const char *tg__op_name TG__TLS_FAST;
+
+/* ---- the checked mode (tape.h) ----
+ * Every tensor header carries tg__magic. TG__MAGIC_LIVE marks a live tensor; memory
+ * released by a reset or rewind in checked mode is filled with TG__POISON_RESET or
+ * TG__POISON_REWIND bytes, and a persistent tensor freed while the tape refers to it
+ * is kept (until the next reset) with TG__MAGIC_FREED. */
+#define TG__MAGIC_LIVE 0x7467a11eu
+#define TG__MAGIC_FREED 0x7467f4eeu
+#define TG__POISON_RESET 0xd1
+#define TG__POISON_REWIND 0xd2
+extern _Atomic int tg__checked;
+static inline bool tg__checks_on(void) {
+    return __builtin_expect(atomic_load_explicit(&tg__checked, memory_order_relaxed), 0);
+}
+/* In checked mode: true when x is live; otherwise false with an error
+ * "<op>: <what> is a tape tensor released by tg_tape_reset" (or the other causes). */
+bool tg__check_live(const char *op, const char *what, const tg_tensor *x);
+/* In checked mode: every tensor the tape's nodes refer to is live (else false with an
+ * error naming op, the node's position and its op). */
+bool tg__check_tape_live(const char *op);
+/* In checked mode, for tg_tensor_free: true when the tape refers to t; it then keeps t
+ * (marked freed) and frees it at the next reset. */
+bool tg__tape_keep_if_referenced(tg_tensor *t);
 
 /* ---- memory ---- */
 void *tg__alloc(size_t size); /* through the allocator hook; sets tg_error on failure */
@@ -76,15 +111,22 @@ typedef struct tg__node tg__node;
  * gradient); all other gin[i] are left NULL. Must build results with ops. Returns 0,
  * or -1 with tg_error set. */
 typedef int (*tg__backward_fn)(const tg__node *n, tg_tensor *gout, tg_tensor **gin);
+/* The same backward on plain doubles, for a node whose output and inputs all have one
+ * element and dtype F64 (scalar code): given g, the gradient of n->out, sets gin[i] for
+ * each input i (at most 2) that requires a gradient. Plain sweeps (without
+ * TG_CREATE_GRAPH) use it instead of the tensor closure, so scalar code sweeps without
+ * allocating; it must give the same doubles as the closure, bit for bit. */
+typedef void (*tg__scalar_backward_fn)(const tg__node *n, double g, double *gin);
 
 struct tg__node {
     tg__node *prev; /* previous node on the tape (creation order) */
     size_t pos;     /* arena position before the node was allocated */
     const char *op; /* op name for printing, e.g. "matmul" */
     tg__backward_fn backward;
-    tg_tensor *out; /* the op's result */
-    int nin;        /* number of inputs */
-    tg_tensor **in; /* inputs (points at inline_in when nin <= 3) */
+    tg__scalar_backward_fn scalar_backward; /* or NULL; see tg__scalar_backward_fn */
+    tg_tensor *out;                         /* the op's result */
+    int nin;                                /* number of inputs */
+    tg_tensor **in;                         /* inputs (points at inline_in when nin <= 3) */
     tg_tensor *inline_in[TG__NODE_INLINE];
     const tg_tensor *aux[2]; /* non-differentiable tensor arguments (indices, cond) */
     double d[2];             /* scalar arguments */
@@ -102,6 +144,22 @@ bool tg__should_record(int nin, tg_tensor *const *in);
 #define TG__RECORD_FAILED ((tg__node *)(uintptr_t)1)
 tg__node *tg__record(const char *op, tg_tensor *y, int nin, tg_tensor *const *in,
                      tg__backward_fn backward);
+
+/* For backward closures of piecewise-constant ops (abs, relu, max, maximum, ...): c is
+ * a constant computed from the values of in[0..nin) without history (a mask, a sign).
+ * Records that c depends on those inputs with a zero derivative, as PyTorch does, so
+ * that in a TG_CREATE_GRAPH sweep the gradient built from c requires a gradient when an
+ * input does, and differentiates to zeros. Records nothing outside grad mode (plain
+ * sweeps). Returns c, or NULL (c NULL, or allocation failure). */
+tg_tensor *tg__derived_constant(tg_tensor *c, int nin, tg_tensor *const *in);
+
+/* Sets n->scalar_backward to fn when n (may be NULL or TG__RECORD_FAILED) qualifies:
+ * its output has one element of dtype F64 (so do its inputs: broadcasting cannot shrink)
+ * and it has at most 2 inputs. */
+static inline void tg__set_scalar_backward(tg__node *n, tg__scalar_backward_fn fn) {
+    if (n && n != TG__RECORD_FAILED && n->out->numel == 1 && n->out->dtype == TG_F64 && n->nin <= 2)
+        n->scalar_backward = fn;
+}
 
 /* The newest node on this thread's tape, or NULL. */
 tg__node *tg__tape_last(void);
@@ -184,5 +242,7 @@ static inline void tg__set(tg_tensor *t, int64_t i, double v) {
 
 /* Accumulates src into dst's data (same shape and dtype), for persistent gradients. */
 void tg__accumulate_into(tg_tensor *dst, const tg_tensor *src);
+
+#pragma GCC visibility pop
 
 #endif

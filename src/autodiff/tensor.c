@@ -24,7 +24,7 @@ void tg_set_allocator(const tg_allocator *a) {
         allocator = (tg_allocator){default_alloc, default_release, NULL};
 }
 
-_Thread_local const char *tg__op_name;
+_Thread_local const char *tg__op_name TG__TLS_FAST;
 
 void *tg__alloc(size_t size) {
     void *p = allocator.alloc(size ? size : 1, allocator.ud);
@@ -132,6 +132,7 @@ static void init_header(tg_tensor *t, tg_dtype dt, int ndim, const int64_t *shap
     t->tg__persistent = false;
     t->tg__view = false;
     t->tg__id = -1;
+    t->tg__magic = TG__MAGIC_LIVE;
     t->tg__node = NULL;
     t->tg__acc = NULL;
     t->tg__name[0] = '\0';
@@ -188,8 +189,11 @@ tg_tensor *tg_tensor_clone(const tg_tensor *src) {
 
 void tg_tensor_free(tg_tensor *t) {
     if (!t || !t->tg__persistent) return;
+    /* Checked mode: kept, with its gradient, until the tape lets go of it. */
+    if (tg__checks_on() && tg__tape_keep_if_referenced(t)) return;
     tg_tensor_free(t->grad);
     t->tg__persistent = false; /* a use after free of the header fails the check above */
+    t->tg__magic = TG__MAGIC_FREED;
     tg__release(t);
 }
 

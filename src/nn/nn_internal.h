@@ -14,6 +14,8 @@
 #include "../autodiff/internal.h"
 #include "tapegrad/nn.h"
 
+#pragma GCC visibility push(hidden) /* internal: not exported (see internal.h) */
+
 typedef enum {
     TG__MOD_LINEAR = 0,
     TG__MOD_RELU,
@@ -61,5 +63,7 @@ tg_module *tg__module_alloc(tg__module_kind kind, const char *name, tg__module_f
  * probability p and 1/(1-p) otherwise, drawn from the thread's generator (the mask of
  * inverted dropout and DropConnect). p in [0, 1). NULL on allocation failure. */
 tg_tensor *tg__dropout_mask(tg_dtype dt, int ndim, const int64_t *shape, double p);
+
+#pragma GCC visibility pop
 
 #endif

@@ -209,10 +209,12 @@ static int maxmin_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     tg_tensor *a = tg_detach(n->in[0]), *b = tg_detach(n->in[1]);
     binop m = n->i[0] ? B_MASK_LT : B_MASK_GT;
     if (n->in[0]->requires_grad &&
-        !(gin[0] = reduce_like(tg_mul(g, binary_compute(m, a, b)), n->in[0])))
+        !(gin[0] = reduce_like(tg_mul(g, tg__derived_constant(binary_compute(m, a, b), 2, n->in)),
+                               n->in[0])))
         return -1;
     if (n->in[1]->requires_grad &&
-        !(gin[1] = reduce_like(tg_mul(g, binary_compute(m, b, a)), n->in[1])))
+        !(gin[1] = reduce_like(tg_mul(g, tg__derived_constant(binary_compute(m, b, a), 2, n->in)),
+                               n->in[1])))
         return -1;
     return 0;
 }
@@ -232,12 +234,51 @@ static const tg__backward_fn bin_backward[B_COUNT] = {
 static const char *const bin_opnames[B_COUNT] = {"add",     "sub",     "mul",  "div",  "pow",
                                                  "maximum", "minimum", "mask", "mask", "relu_grad"};
 
+/* The backwards above on doubles, for scalar code (tg__scalar_backward_fn): the same
+ * expressions in the same order. A zero upstream gradient gives zero where the local
+ * derivative can be infinite (div). */
+static double in0(const tg__node *n) { return ((const double *)n->in[0]->data)[0]; }
+static double in1(const tg__node *n) { return ((const double *)n->in[1]->data)[0]; }
+static double out0(const tg__node *n) { return ((const double *)n->out->data)[0]; }
+static void add_sbackward(const tg__node *n, double g, double *gin) {
+    (void)n;
+    gin[0] = gin[1] = g;
+}
+static void sub_sbackward(const tg__node *n, double g, double *gin) {
+    (void)n;
+    gin[0] = g;
+    gin[1] = -g;
+}
+static void mul_sbackward(const tg__node *n, double g, double *gin) {
+    gin[0] = g * in1(n);
+    gin[1] = g * in0(n);
+}
+static void div_sbackward(const tg__node *n, double g, double *gin) {
+    double a = in0(n), b = in1(n), gb = g == 0 ? 0 : g / b;
+    gin[0] = gb;
+    gin[1] = g == 0 ? 0 : -(gb * (a / b));
+}
+static void maxmin_sbackward(const tg__node *n, double g, double *gin) {
+    double a = in0(n), b = in1(n);
+    bool lt = n->i[0] != 0;
+    double ma = BIN_EXPR(lt ? B_MASK_LT : B_MASK_GT, a, b, double);
+    double mb = BIN_EXPR(lt ? B_MASK_LT : B_MASK_GT, b, a, double);
+    gin[0] = g * ma;
+    gin[1] = g * mb;
+}
+static const tg__scalar_backward_fn bin_sbackward[B_COUNT] = {
+    [B_ADD] = add_sbackward, [B_SUB] = sub_sbackward,    [B_MUL] = mul_sbackward,
+    [B_DIV] = div_sbackward, [B_MAX] = maxmin_sbackward, [B_MIN] = maxmin_sbackward};
+
 static tg_tensor *binary(binop op, tg_tensor *a, tg_tensor *b) {
     tg_tensor *y = binary_compute(op, a, b);
     if (!y) return NULL;
     tg__node *n = tg__record(bin_opnames[op], y, 2, (tg_tensor *const[]){a, b}, bin_backward[op]);
     if (n == TG__RECORD_FAILED) return NULL;
-    if (n) n->i[0] = op == B_MIN;
+    if (n) {
+        n->i[0] = op == B_MIN;
+        tg__set_scalar_backward(n, bin_sbackward[op]);
+    }
     return y;
 }
 
@@ -366,17 +407,22 @@ static int sigmoid_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     return (gin[0] = tg_mul(g, tg_mul(y, tg_add_scalar(tg_neg(y), 1.0)))) ? 0 : -1;
 }
 /* relu's backward as one op: y = g where x > 0, else 0. Linear in g, so its own
- * backward is the same op on the incoming gradient (x is a constant of it). */
+ * backward is the same op on the incoming gradient; x is an input with a zero
+ * derivative (as in PyTorch: the result of a create-graph sweep through relu requires
+ * a gradient when x does, and its derivative with respect to x is 0). */
 static tg_tensor *relu_grad(tg_tensor *g, tg_tensor *x);
 static int relu_grad_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
-    return (gin[0] = relu_grad(g, (tg_tensor *)n->aux[0])) ? 0 : -1;
+    tg_tensor *x = n->in[1];
+    if (n->in[0]->requires_grad && !(gin[0] = relu_grad(g, x))) return -1;
+    if (x->requires_grad && !(gin[1] = tg__tape_zeros(x->dtype, x->ndim, x->shape))) return -1;
+    return 0;
 }
 static tg_tensor *relu_grad(tg_tensor *g, tg_tensor *x) {
     tg_tensor *y = binary_compute(B_RELU_GRAD, g, x);
     if (!y) return NULL;
-    tg__node *n = tg__record("relu_grad", y, 1, &g, relu_grad_backward);
-    if (n == TG__RECORD_FAILED) return NULL;
-    if (n) n->aux[0] = x;
+    if (tg__record("relu_grad", y, 2, (tg_tensor *const[]){g, x}, relu_grad_backward) ==
+        TG__RECORD_FAILED)
+        return NULL;
     return y;
 }
 static int relu_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
@@ -387,7 +433,8 @@ static int sqrt_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     return (gin[0] = tg_div(g, tg_mul_scalar(n->out, 2.0))) ? 0 : -1;
 }
 static int abs_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
-    return (gin[0] = tg_mul(g, unary_compute(U_SIGN, n->in[0], 0))) ? 0 : -1;
+    tg_tensor *sign = tg__derived_constant(unary_compute(U_SIGN, n->in[0], 0), 1, n->in);
+    return (gin[0] = tg_mul(g, sign)) ? 0 : -1;
 }
 static int square_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     return (gin[0] = tg_mul(g, tg_mul_scalar(n->in[0], 2.0))) ? 0 : -1;
@@ -420,12 +467,65 @@ static const tg__backward_fn un_backward[U_COUNT] = {
     [U_ADDC] = addc_backward,       [U_MULC] = mulc_backward,
     [U_POWC] = powc_backward};
 
+/* The backwards above on doubles, for scalar code (tg__scalar_backward_fn): the same
+ * expressions in the same order. A zero upstream gradient gives zero where the local
+ * derivative can be infinite (log, sqrt, pow_scalar). */
+static void neg_sbackward(const tg__node *n, double g, double *gin) {
+    (void)n;
+    gin[0] = -g;
+}
+static void exp_sbackward(const tg__node *n, double g, double *gin) { gin[0] = g * out0(n); }
+static void log_sbackward(const tg__node *n, double g, double *gin) {
+    gin[0] = g == 0 ? 0 : g / in0(n);
+}
+static void sin_sbackward(const tg__node *n, double g, double *gin) { gin[0] = g * cos(in0(n)); }
+static void cos_sbackward(const tg__node *n, double g, double *gin) { gin[0] = -(g * sin(in0(n))); }
+static void tanh_sbackward(const tg__node *n, double g, double *gin) {
+    double y = out0(n);
+    gin[0] = g * (-(y * y) + 1.0);
+}
+static void sigmoid_sbackward(const tg__node *n, double g, double *gin) {
+    double y = out0(n);
+    gin[0] = g * (y * (-y + 1.0));
+}
+static void relu_sbackward(const tg__node *n, double g, double *gin) {
+    gin[0] = in0(n) > 0 ? g : 0;
+}
+static void sqrt_sbackward(const tg__node *n, double g, double *gin) {
+    gin[0] = g == 0 ? 0 : g / (out0(n) * 2.0);
+}
+static void abs_sbackward(const tg__node *n, double g, double *gin) {
+    double x = in0(n);
+    gin[0] = g * (x > 0 ? 1.0 : x < 0 ? -1.0 : 0.0);
+}
+static void square_sbackward(const tg__node *n, double g, double *gin) {
+    gin[0] = g * (in0(n) * 2.0);
+}
+static void addc_sbackward(const tg__node *n, double g, double *gin) {
+    (void)n;
+    gin[0] = g;
+}
+static void mulc_sbackward(const tg__node *n, double g, double *gin) { gin[0] = g * n->d[0]; }
+static void powc_sbackward(const tg__node *n, double g, double *gin) {
+    double c = n->d[0];
+    gin[0] = c == 0.0 || g == 0 ? 0.0 : g * (pow(in0(n), c - 1.0) * c);
+}
+static const tg__scalar_backward_fn un_sbackward[U_COUNT] = {
+    [U_NEG] = neg_sbackward,         [U_EXP] = exp_sbackward,       [U_LOG] = log_sbackward,
+    [U_SIN] = sin_sbackward,         [U_COS] = cos_sbackward,       [U_TANH] = tanh_sbackward,
+    [U_SIGMOID] = sigmoid_sbackward, [U_RELU] = relu_sbackward,     [U_SQRT] = sqrt_sbackward,
+    [U_ABS] = abs_sbackward,         [U_SQUARE] = square_sbackward, [U_ADDC] = addc_sbackward,
+    [U_MULC] = mulc_sbackward,       [U_POWC] = powc_sbackward};
+
 static tg_tensor *unary(unop op, tg_tensor *x, double c) {
     tg_tensor *y = unary_compute(op, x, c);
     if (!y) return NULL;
     tg__node *n = tg__record(un_names[op] + 3, y, 1, &x, un_backward[op]);
     if (n == TG__RECORD_FAILED) return NULL;
-    if (n) n->d[0] = c;
+    if (n) {
+        n->d[0] = c;
+        tg__set_scalar_backward(n, un_sbackward[op]);
+    }
     return y;
 }
 

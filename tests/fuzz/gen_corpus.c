@@ -1,12 +1,13 @@
 /* gen_corpus.c — writes the seed inputs of the fuzz targets into corpus/.
  *
- * Usage: gen_corpus DIR   (writes DIR/safetensors/ *.safetensors, DIR/csv/ *.csv and
- * DIR/ops/ *; the subdirectories must exist). The safetensors seeds are written by
- * tg_safetensors_save / tg_model_save, so they are valid files that fuzz_safetensors
- * loads successfully (ab, ba, model) or that exercise other parts of the reader
- * (empty, mixed); the CSV seeds cover a header, CRLF, blanks and label positions; the
- * ops seeds are programs for fuzz_ops (layout in fuzz_ops.c), one per family of ops,
- * plus inputs that once found a bug, kept as regression tests.
+ * Usage: gen_corpus DIR   (writes DIR/safetensors/ *.safetensors, DIR/csv/ *.csv,
+ * DIR/check_expr/ *.txt and DIR/ops/ *; the subdirectories must exist). The safetensors
+ * seeds are written by tg_safetensors_save / tg_model_save, so they are valid files
+ * that fuzz_safetensors loads successfully (ab, ba, model) or that exercise other parts
+ * of the reader (empty, mixed); the CSV seeds cover a header, CRLF, blanks and label
+ * positions; the check_expr seeds every part of tapegrad-check's grammar; the ops seeds are
+ * programs for fuzz_ops (layout in fuzz_ops.c), one per family of ops, plus inputs that once found
+ * a bug, kept as regression tests.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -225,6 +226,20 @@ int main(int argc, char **argv) {
     text("csv/blank_lines_tabs.csv", "\n\n a , b \n\t1.0\t,\t2\t\n\n3.5,4\n");
     text("csv/wide.csv", "1,2,3,4,5,6,7,8\n-1,-2,-3,-4,-5,-6,-7,-8\n");
     ops_seeds();
+
+    /* Lines of a tapegrad-check file (fuzz_check_expr): every part of the grammar, each
+     * kind of value, and lines without values (the target binds x, y, v and A). */
+    text("check_expr/sin_mul.txt", "sin(x1) + x1*x2 ; x1=2 x2=5");
+    text("check_expr/matvec.txt", "sum(tanh(W @ v)) ; W:3x4 v=[1, -2, 0.5, 3]");
+    text("check_expr/logsumexp.txt", "logsumexp(v, 0) ; v=[1,2,3]");
+    text("check_expr/where.txt", "where(x > 0, x, -x) * (x <= 2) ; x=[[0.5, -1], [2, 3]]");
+    text("check_expr/power.txt", "-x^2 + 2**-x - x ** 0.5 / (1 + exp(-x*x))");
+    text("check_expr/reductions.txt",
+         "max(A, 0) @ transpose(A) + min(v) + mean(A, -1) - logsumexp(softmax(A, 1))");
+    text("check_expr/binary.txt", "maximum(v, x) - minimum(A, y) + pow(abs(v), 2) + matmul(A, v)");
+    text("check_expr/unary.txt", "neg(log(sigmoid(x))) + sqrt(square(cos(y))) + relu(tanh(x))");
+    text("check_expr/log_softmax.txt", "sum(log_softmax(A) != A) + (v == v) - (x >= y)");
+    text("check_expr/bad.txt", "sin(x + ; x=[1, [2]] y:0x3");
 
     tg_model_free(m);
     tg_tensor_free(a);
