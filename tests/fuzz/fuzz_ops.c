@@ -38,6 +38,9 @@
  *      singularity at 0. A mismatch is only reported when it persists at eps 1e-7 as
  *      well as 1e-6, with an absolute tolerance that allows for rounding in y.
  *
+ * The library runs in its checked mode (tg_set_checked_mode), so a stale tape pointer is
+ * an error rather than a silent read of released memory.
+ *
  * Statistics (programs run, ops that succeeded / failed, gradchecks run / skipped)
  * are printed at exit when TG_FUZZ_STATS is set in the environment; TG_FUZZ_PRINT
  * prints every program as it runs.
@@ -917,6 +920,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
     tg_set_allocator(&(tg_allocator){capped_alloc, capped_release, NULL});
+    /* A tape tensor used after a reset or rewind released it, by the library or by
+     * this harness, is then an error instead of a silent read. */
+    tg_set_checked_mode(true);
     if (getenv("TG_FUZZ_STATS")) atexit(print_stats);
     return 0;
 }
