@@ -1,9 +1,13 @@
 /* test_io.c — safetensors files and model checkpoints (io.h, tg_model_save/load). */
+#define _POSIX_C_SOURCE 200809L /* fork, kill, mkdtemp, nanosleep, clock_gettime */
 #include <dirent.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <tapegrad/io.h>
@@ -416,6 +420,122 @@ START_TEST(model_load_mismatch_leaves_model) {
 }
 END_TEST
 
+/* ---------------- crash safety ---------------- */
+
+/* Enough state (about 9k values, F64 and F32) that writing it takes a while. */
+static tg_model *kill_model(uint64_t seed) {
+    tg_seed(seed);
+    tg_model *m = tg_model_new();
+    tg_model_add(m, tg_nn_linear(64, 128, TG_F64));
+    tg_model_add(m, tg_nn_batchnorm1d(128, TG_F64));
+    tg_model_add(m, tg_nn_linear(128, 8, TG_F32));
+    return m;
+}
+
+/* 1 when every parameter of a is bitwise equal to the matching one of b. */
+static int same_params(tg_model *a, tg_model *b) {
+    tg_tensor *pa[8], *pb[8];
+    int na = tg_model_params(a, pa, 8), nb = tg_model_params(b, pb, 8);
+    ck_assert_int_eq(na, nb);
+    for (int i = 0; i < na; i++)
+        if (!same_data(pa[i], pb[i])) return 0;
+    return 1;
+}
+
+static double now_us(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e6 + (double)t.tv_nsec / 1e3;
+}
+
+/* Removes the temporary files a killed save left in dir; returns how many there were. */
+static int remove_leftovers(const char *dir) {
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    int n = 0;
+    char path[512];
+    for (struct dirent *e; (e = readdir(d));) {
+        if (!strstr(e->d_name, ".tmp-")) continue;
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        ck_assert_int_eq(unlink(path), 0);
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* A child process overwrites an existing checkpoint again and again, alternating two
+ * models, and is killed with SIGKILL after a random delay (up to about two saves, so
+ * the kill lands anywhere in a save: writing, fsync, rename). Each time the file must
+ * load, and load as one model or the other in full: never an error, never a mix. */
+START_TEST(model_save_killed) {
+    enum { ROUNDS = 300 };
+    char dir[] = "test_io_kill_XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[64];
+    snprintf(path, sizeof path, "%s/ckpt.safetensors", dir);
+    tg_model *old = kill_model(1), *fresh = kill_model(2), *loaded = kill_model(3);
+    ck_assert(!same_params(old, fresh));
+    ck_assert_int_eq(tg_model_save(old, path), 0);
+
+    double t0 = now_us();
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(tg_model_save(i % 2 ? old : fresh, path), 0);
+    double save_us = (now_us() - t0) / 4;
+
+    int as_old = 0, as_fresh = 0, torn_saves = 0;
+    srand(12345);
+    for (int r = 0; r < ROUNDS; r++) {
+        int ready[2];
+        ck_assert_int_eq(pipe(ready), 0);
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            close(ready[0]);
+            if (write(ready[1], "r", 1) != 1) _exit(3);
+            for (;;)
+                if (tg_model_save(fresh, path) != 0 || tg_model_save(old, path) != 0) _exit(4);
+        }
+        close(ready[1]);
+        char c;
+        ck_assert_int_eq(read(ready[0], &c, 1), 1);
+        close(ready[0]);
+        long delay_ns = (long)((double)rand() / RAND_MAX * 2 * save_us * 1e3);
+        nanosleep(
+            &(struct timespec){.tv_sec = delay_ns / 1000000000L, .tv_nsec = delay_ns % 1000000000L},
+            NULL);
+        ck_assert_int_eq(kill(pid, SIGKILL), 0);
+        int status;
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+                      "round %d: the saving child ended by itself (status %d)", r, status);
+        torn_saves += remove_leftovers(dir) > 0;
+
+        tg_clear_error();
+        ck_assert_msg(tg_model_load(loaded, path) == 0, "round %d: %s", r, tg_error());
+        int is_old = same_params(loaded, old), is_fresh = same_params(loaded, fresh);
+        ck_assert_msg(is_old || is_fresh, "round %d: the checkpoint mixes the two models", r);
+        as_old += is_old;
+        as_fresh += is_fresh;
+    }
+    /* Both outcomes occurred, and kills did interrupt saves (a temporary file was left). */
+    ck_assert_int_eq(as_old + as_fresh, ROUNDS);
+    ck_assert_int_gt(as_old, 0);
+    ck_assert_int_gt(as_fresh, 0);
+    ck_assert_int_gt(torn_saves, 0);
+    fprintf(stderr,
+            "model_save_killed: %d kills, %d during a write (temporary file left), %d "
+            "loaded the old model, %d the new one; %.0f us a save\n",
+            ROUNDS, torn_saves, as_old, as_fresh, save_us);
+    remove(path);
+    ck_assert_int_eq(rmdir(dir), 0);
+    tg_model_free(old);
+    tg_model_free(fresh);
+    tg_model_free(loaded);
+    tg_tape_reset();
+}
+END_TEST
+
 static Suite *io_suite(void) {
     Suite *s = suite_create("io");
     TCase *t = tcase_create("safetensors");
@@ -428,6 +548,9 @@ static Suite *io_suite(void) {
     t = tcase_create("model");
     tcase_add_test(t, model_roundtrip);
     tcase_add_test(t, model_load_mismatch_leaves_model);
+    suite_add_tcase(s, t);
+    t = tcase_create("crash safety");
+    tcase_add_test(t, model_save_killed);
     suite_add_tcase(s, t);
     return s;
 }

@@ -1,11 +1,15 @@
 /* gen_corpus.c — writes the seed inputs of the fuzz targets into corpus/.
  *
- * Usage: gen_corpus DIR   (writes DIR/safetensors/ *.safetensors, DIR/csv/ *.csv and
- * DIR/check_expr/ *.txt; the subdirectories must exist). The safetensors seeds are written by
- * tg_safetensors_save / tg_model_save, so they are valid files that fuzz_safetensors
- * loads successfully (ab, ba, model) or that exercise other parts of the reader
- * (empty, mixed); the CSV seeds cover a header, CRLF, blanks and label positions.
+ * Usage: gen_corpus DIR   (writes DIR/safetensors/ *.safetensors, DIR/csv/ *.csv,
+ * DIR/check_expr/ *.txt and DIR/ops/ *; the subdirectories must exist). The safetensors
+ * seeds are written by tg_safetensors_save / tg_model_save, so they are valid files
+ * that fuzz_safetensors loads successfully (ab, ba, model) or that exercise other parts
+ * of the reader (empty, mixed); the CSV seeds cover a header, CRLF, blanks and label
+ * positions; the check_expr seeds every part of tapegrad-check's grammar; the ops seeds are
+ * programs for fuzz_ops (layout in fuzz_ops.c), one per family of ops, plus inputs that once found
+ * a bug, kept as regression tests.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +17,8 @@
 #include <tapegrad/io.h>
 #include <tapegrad/nn.h>
 #include <tapegrad/tape.h>
+
+#include "fuzz_ops.h"
 
 static const char *dir;
 
@@ -50,6 +56,114 @@ static void raw_safetensors(const char *name, const char *header, size_t ndata) 
         perror(name);
         exit(1);
     }
+}
+
+/* A fuzz_ops program: the bytes as given. */
+static void ops_seed(const char *name, const uint8_t *bytes, size_t n) {
+    char path[256];
+    snprintf(path, sizeof path, "ops/%s", name);
+    FILE *f = fopen(at(path), "wb");
+    if (!f || fwrite(bytes, 1, n, f) != n || fclose(f) != 0) {
+        perror(name);
+        exit(1);
+    }
+}
+#define OPS_SEED(name, ...)                                                                        \
+    ops_seed(name, (const uint8_t[]){__VA_ARGS__}, sizeof((const uint8_t[]){__VA_ARGS__}))
+
+/* Each op is: code, operand a, operand b (each counting back from the latest value: 0
+ * is the latest), four parameter bytes i0..i3 (axis = i0 % 10 - 5, or TG_ALL when
+ * i0 % 11 == 10; ...), then the op's own bytes. An input is: dtype, rank, dimensions,
+ * value seed. The first byte is the number of inputs minus one. */
+static void ops_seeds(void) {
+    /* tg_transpose of [4,4,2,1] on axes 1 and 3: a swapped axis of size 1 with a larger
+     * axis between (the values were returned unpermuted). */
+    OPS_SEED("transpose_size1", 0, IN_F64, 4, D4, D4, D2, D1, 5, /**/
+             OP_TRANSPOSE, 0, 0, 6, 8, 0, 0);
+    /* The same bug as the fuzzer first found it: [1,2,2,1] on axes -2 and -4. */
+    OPS_SEED("transpose_size1_found", 0x9a, 0x9a, 0x9a, 0x9a, 0x7b, 0x7b, 0x9a, 0x9a, 0x7b, 0x79,
+             0x2f, 0x7b, 0x7b, 0x7b, 0x7b, 0x7b, 0x5b);
+    /* Broadcasting: [2,1,3] * [1,3], broadcast_to [2,2,3,3], sum_to [2,1,3], maximum,
+     * a subtraction that broadcasts again, abs. */
+    OPS_SEED("broadcast", 1, IN_F64, 3, D2, D1, D3, 1, IN_F64, 2, D1, D3, 2, /**/
+             OP_MUL, 1, 0, 0, 0, 0, 0,                                       /**/
+             OP_BROADCAST_TO, 0, 0, 0, 0, 0, 0, 1, 1, 2, 1,                  /**/
+             OP_SUM_TO, 0, 0, 0, 0, 0, 0, 1, 2, 1,                           /**/
+             OP_MAXIMUM, 0, 2, 0, 0, 0, 0,                                   /**/
+             OP_SUB, 0, 4, 0, 0, 0, 0,                                       /**/
+             OP_ABS, 0, 0, 0, 0, 0, 0);
+    /* Batched matmul [2,1,2,3] @ [3,2], matmul_t with trans_b, tanh. */
+    OPS_SEED("matmul", 1, IN_F64, 4, D2, D1, D2, D3, 3, IN_F64, 2, D3, D2, 4, /**/
+             OP_MATMUL, 1, 0, 0, 0, 0, 0,                                     /**/
+             OP_MATMUL_T, 2, 2, 0, 2, 0, 0,                                   /**/
+             OP_TANH, 0, 0, 0, 0, 0, 0);
+    /* conv2d [1,2,3,3] with [2,2,2,2] (padding 1), max_pool2d k2 s2, avg_pool2d k3 p1,
+     * unfold 2x2 p1. */
+    OPS_SEED("conv_pool", 1, IN_F64, 4, D1, D2, D3, D3, 6, IN_F64, 4, D2, D2, D2, D2, 7, /**/
+             OP_CONV2D, 1, 0, 0, 0, 1, 0,                                                /**/
+             OP_MAX_POOL2D, 0, 0, 1, 1, 0, 0,                                            /**/
+             OP_AVG_POOL2D, 1, 0, 2, 0, 1, 0,                                            /**/
+             OP_UNFOLD, 3, 0, 2, 1, 0, 17);
+    /* softmax, log_softmax, logsumexp over everything, the fused cross-entropy with
+     * labels 0 3 1, max along the last axis, on [3,4]. */
+    OPS_SEED("softmax", 0, IN_F64, 2, D3, D4, 8,             /**/
+             OP_SOFTMAX, 0, 0, 4, 0, 0, 0,                   /**/
+             OP_LOG_SOFTMAX, 1, 0, 5, 0, 0, 0,               /**/
+             OP_LOGSUMEXP, 2, 0, 10, 1, 0, 0,                /**/
+             OP_SOFTMAX_CE, 3, 0, 0, 0, 0, 0, 1, 1, 0, 3, 1, /**/
+             OP_MAX, 4, 0, 4, 0, 0, 0);
+    /* Shapes whose element count overflows int64 or exceeds memory: reshape [2,2] to
+     * [2^62+1, 4] (an error, not a wrapped product), to [-1, 4], broadcast_to
+     * [1, INT64_MAX, 4] and [1, 2^31, 4] (out of memory under the fuzzer's allocator),
+     * then a sum. */
+    OPS_SEED("huge_shapes", 0, IN_F64, 2, D2, D2, 9,                        /**/
+             OP_RESHAPE, 0, 0, 0, 0, 0, 0, 3, 2, W_2POW62_PLUS_1, W4,       /**/
+             OP_RESHAPE, 0, 0, 0, 0, 0, 0, 3, 2, W_INFER, W4,               /**/
+             OP_BROADCAST_TO, 0, 0, 0, 0, 0, 0, 1, 3, 0, 0, 1, W_INT64_MAX, /**/
+             OP_BROADCAST_TO, 0, 0, 0, 0, 0, 0, 1, 3, 0, 0, 1, W_2POW31,    /**/
+             OP_SUM, 0, 0, 10, 0, 0, 0);
+    /* index_select [3,2] rows 2 0 2 1, gather [2,3] along axis 1, where with a [1,2]
+     * condition, concat of three along axis 0. */
+    OPS_SEED("indexing", 1, IN_F64, 2, D3, D2, 10, IN_F64, 2, D2, D3, 11, /**/
+             OP_INDEX_SELECT, 1, 0, 5, 0, 0, 0, 4, 2, 0, 2, 1,            /**/
+             OP_GATHER, 1, 0, 6, 0, 0, 0, 1, 1, 1, 2, 0, 1, 1,            /**/
+             OP_WHERE, 3, 3, 0, 0, 0, 0, 0, 0x01, 1, 0,                   /**/
+             OP_CONCAT, 4, 4, 5, 0, 0, 0, 2, 2);
+    /* argmax, a cast of its I64 result to F64, a cast to F32, dtypes that do not mix
+     * (F32 + F64, exp of I64), an invalid cast, detach. */
+    OPS_SEED("dtypes", 0, IN_F64, 2, D2, D3, 12, /**/
+             OP_ARGMAX, 0, 0, 4, 0, 0, 0,        /**/
+             OP_CAST, 0, 0, 0, 1, 0, 0,          /**/
+             OP_CAST, 2, 0, 0, 0, 0, 0,          /**/
+             OP_ADD, 0, 3, 0, 0, 0, 0,           /**/
+             OP_EXP, 2, 0, 0, 0, 0, 0,           /**/
+             OP_CAST, 3, 0, 0, 7, 0, 0,          /**/
+             OP_DETACH, 3, 0, 0, 0, 0, 0,        /**/
+             OP_MUL, 0, 4, 0, 0, 0, 0);
+    /* Errors: matmul of [2,3] with itself, then an op given a NULL operand (which must
+     * keep that message), slice out of range, transpose of a 0-d tensor. */
+    OPS_SEED("errors", 1, IN_F64, 2, D2, D3, 13, IN_F64, 0, 14, /**/
+             OP_MATMUL, 1, 1, 0, 0, 0, 0,                       /**/
+             250, 0, 0, 0, 0, 0, 0,                             /**/
+             OP_SLICE, 1, 0, 5, 7, 7, 0,                        /**/
+             OP_TRANSPOSE, 0, 0, 5, 5, 0, 0);
+    /* Piecewise-linear ops: abs, relu, max over everything, maximum and minimum of x
+     * and -x, pow_scalar with exponent 0 and 3. */
+    OPS_SEED("piecewise", 0, IN_F64, 2, D2, D3, 15, /**/
+             OP_ABS, 0, 0, 0, 0, 0, 0,              /**/
+             OP_RELU, 1, 0, 0, 0, 0, 0,             /**/
+             OP_MAX, 2, 0, 10, 0, 0, 0,             /**/
+             OP_NEG, 3, 0, 0, 0, 0, 0,              /**/
+             OP_MAXIMUM, 4, 0, 0, 0, 0, 0,          /**/
+             OP_MINIMUM, 5, 1, 0, 0, 0, 0,          /**/
+             OP_POW_SCALAR, 2, 0, 0, 0, 0, 3,       /**/
+             OP_POW_SCALAR, 3, 0, 0, 0, 0, 7);
+    /* An F32 program (no gradcheck; TG_CREATE_GRAPH against plain in F32). */
+    OPS_SEED("f32", 1, IN_F32, 2, D3, D2, 16, IN_F32, 1, D2, 17, /**/
+             OP_ADD, 1, 0, 0, 0, 0, 0,                           /**/
+             OP_SIGMOID, 0, 0, 0, 0, 0, 0,                       /**/
+             OP_MEAN, 0, 0, 5, 1, 0, 0,                          /**/
+             OP_EXP, 0, 0, 0, 0, 0, 0);
 }
 
 int main(int argc, char **argv) {
@@ -111,6 +225,7 @@ int main(int argc, char **argv) {
     text("csv/no_header_crlf.csv", "3, 0.1 ,\t0.2\r\n\r\n1,-0.3,0.4\r\n  \r\n-2,5,6\r\n");
     text("csv/blank_lines_tabs.csv", "\n\n a , b \n\t1.0\t,\t2\t\n\n3.5,4\n");
     text("csv/wide.csv", "1,2,3,4,5,6,7,8\n-1,-2,-3,-4,-5,-6,-7,-8\n");
+    ops_seeds();
 
     /* Lines of a tapegrad-check file (fuzz_check_expr): every part of the grammar, each
      * kind of value, and lines without values (the target binds x, y, v and A). */
