@@ -78,3 +78,25 @@ bench_best() {
             if (!n++ || kv[rk] + 0 < best) { best = kv[rk] + 0; v = kv[k] } }
         END { print v }'
 }
+
+# bench_net_table <title>: the training-step table of the tapegrad shared and static
+# builds, libtorch C++ and PyTorch eager (sides tapegrad, tapegrad_static, libtorch,
+# torch of RESULT lines with step_ms, step_min_ms, fwd_ms, fwdbwd_ms, rss_mib): the
+# medians over the rounds, and the step-time ratios round by round.
+bench_net_table() {
+    echo
+    echo "$1 (${BENCH_CLOCK:-wall} clock; medians over the rounds)"
+    printf '| %-26s | %9s | %9s | %9s | %9s | %8s | %-24s |\n' "" "step ms" "min ms" \
+        "fwd ms" "fwd+bwd" "RSS MiB" "it / tapegrad, per round"
+    printf '|%s|%s|%s|%s|%s|%s|%s|\n' "----------------------------" "----------:" \
+        "----------:" "----------:" "----------:" "---------:" "--------------------------"
+    local side
+    for side in tapegrad:"tapegrad (shared)" tapegrad_static:"tapegrad (static archive)" \
+        libtorch:"libtorch C++" torch:"PyTorch eager"; do
+        local k=${side%%:*}
+        printf '| %-26s | %9s | %9s | %9s | %9s | %8s | %-24s |\n' "${side#*:}" \
+            "$(bench_median "$k" step_ms)" "$(bench_values "$k" step_min_ms | sort -g | head -1)" \
+            "$(bench_median "$k" fwd_ms)" "$(bench_median "$k" fwdbwd_ms)" \
+            "$(bench_median "$k" rss_mib)" "$(bench_round_ratios "$k" tapegrad step_ms)"
+    done
+}
