@@ -70,9 +70,9 @@ static tg_tensor *record_vector(tg_tensor *q0) {
         tg_tensor *lo = tg_slice(q, 0, 0, ADV_N - 1), *hi = tg_slice(q, 0, 1, ADV_N);
         tg_tensor *flux = tg_mul_scalar(
             tg_add(tg_add(lo, hi), tg_mul_scalar(tg_sub(lo, hi), ADV_C)), 0.5 * ADV_C);
-        tg_tensor *inner = tg_add(tg_slice(q, 0, 1, ADV_N - 1),
-                                  tg_sub(tg_slice(flux, 0, 0, ADV_N - 2),
-                                         tg_slice(flux, 0, 1, ADV_N - 1)));
+        tg_tensor *inner =
+            tg_add(tg_slice(q, 0, 1, ADV_N - 1),
+                   tg_sub(tg_slice(flux, 0, 0, ADV_N - 2), tg_slice(flux, 0, 1, ADV_N - 1)));
         /* inner holds q[1..98]: q[0] = q[98] is inner[97], q[99] = q[1] is inner[0] */
         tg_tensor *parts[3] = {tg_slice(inner, 0, ADV_N - 3, ADV_N - 2), inner,
                                tg_slice(inner, 0, 0, 1)};

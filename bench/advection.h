@@ -80,8 +80,8 @@ static inline int adv_check(const char *tool, double J, const double *grad) {
         bad |= !(d <= ADV_TOL);
         if (d > worst) worst = d;
     }
-    printf("%s: J = %.15g, largest difference from the hand adjoint (J and dJ/dq0) %.3g\n", tool,
-           J, worst);
+    printf("%s: J = %.15g, largest difference from the hand adjoint (J and dJ/dq0) %.3g\n", tool, J,
+           worst);
     if (bad) {
         fprintf(stderr, "%s: J or dJ/dq0 differs from the hand adjoint by more than %g\n", tool,
                 ADV_TOL);

@@ -66,7 +66,8 @@ bench_median() {
 # "1.23x 1.19x ...".
 bench_round_ratios() {
     paste -d' ' <(bench_values "$1" "$3") <(bench_values "$2" "$3") |
-        awk '{ printf "%s%.2fx", (NR > 1 ? " " : ""), $1 / $2 } END { print "" }'
+        awk '{ r = $1 / $2; printf (r >= 100 ? "%s%.0fx" : "%s%.3gx"), (NR > 1 ? " " : ""), r }
+             END { print "" }'
 }
 
 # bench_best <side> <key> <rank-key>: the value of key=... on the RESULT line of <side>

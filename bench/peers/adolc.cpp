@@ -13,9 +13,9 @@
 //
 // Tapes are held in memory: trace_on gets buffers large enough for the whole tape
 // (ADOL-C would otherwise spill to ADOLC-*.tap files in the working directory; the
-// program checks that it did not). The scalar cycle uses ADOL-C's default buffers. Gradients are checked before timing (the scalar
-// one against cos(2) + 5 and 2, the advection one against the hand adjoint to 1e-10).
-// Output ends with a RESULT line like the C programs':
+// program checks that it did not). The scalar cycle uses ADOL-C's default buffers. Gradients are
+// checked before timing (the scalar one against cos(2) + 5 and 2, the advection one against the
+// hand adjoint to 1e-10). Output ends with a RESULT line like the C programs':
 //   RESULT adolc median_ns=<x> min_ns=<x>
 //   RESULT adolc-retape|adolc-reuse median_ms=<x> min_ms=<x> rss_mib=<x>
 #include <adolc/adolc.h>

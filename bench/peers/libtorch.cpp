@@ -82,8 +82,7 @@ struct trainer {
     torch::optim::SGD opt;
     std::vector<Tensor> xb, yb;
     trainer(torch::nn::Sequential m, double lr, double momentum)
-        : model(m),
-          opt(m->parameters(), torch::optim::SGDOptions(lr).momentum(momentum)) {}
+        : model(m), opt(m->parameters(), torch::optim::SGDOptions(lr).momentum(momentum)) {}
 };
 
 enum { STEP, FORWARD, FWD_BWD, MODES };
