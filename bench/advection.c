@@ -13,9 +13,12 @@
  *
  * One iteration computes J and dJ/dq0 from scratch: record, tg_backward(J), read the
  * gradient, tg_tape_reset() and tg_zero_grad() of the inputs. Before timing, the
- * gradient must agree with the hand adjoint to ADV_TOL (the program exits 1 if not).
+ * gradient must agree with the hand adjoint to ADV_TOL, and again after it (the
+ * program exits 1 if not); adv_time() in advection.h.
  *
  *     advection scalar|vector|hand [repeats [warmup]]     defaults 11 (hand 101) and 2
+ *
+ * (warmup counts the checked first run: at least 1.)
  *
  * Output ends with the machine-readable line
  *     RESULT <tapegrad-scalar|tapegrad-vector|hand> median_ms=<x> min_ms=<x> rss_mib=<x>
@@ -117,7 +120,7 @@ int main(int argc, char **argv) {
     bool scalar = strcmp(mode, "scalar") == 0, vector = strcmp(mode, "vector") == 0,
          hand = strcmp(mode, "hand") == 0;
     int repeats = argc > 2 ? atoi(argv[2]) : hand ? 101 : 11, warmup = argc > 3 ? atoi(argv[3]) : 2;
-    if (!(scalar || vector || hand) || repeats < 1 || warmup < 0) {
+    if (!(scalar || vector || hand) || repeats < 1 || warmup < 1) {
         fprintf(stderr, "usage: advection scalar|vector|hand [repeats [warmup]]\n");
         return 2;
     }
@@ -136,20 +139,11 @@ int main(int argc, char **argv) {
     int (*fn)(void *) = scalar ? run_scalar : vector ? run_vector : run_hand;
     const char *tool = scalar ? "tapegrad-scalar" : vector ? "tapegrad-vector" : "hand";
 
-    /* Check first (this is also the first warm-up iteration), then time. */
-    if (fn(c) != 0) {
-        fprintf(stderr, "advection %s: %s\n", mode, tg_error() ? tg_error() : "?");
-        return 1;
-    }
-    if (adv_check(tool, c->J, c->grad) != 0) return 1;
-    for (int w = 1; w < warmup; w++)
-        fn(c);
-    bench_stat st = bench_time_calls(repeats, 1, fn, c);
+    bench_stat st = adv_time(tool, fn, c, &c->J, c->grad, repeats, warmup);
     if (st.median < 0) {
-        fprintf(stderr, "advection %s: %s\n", mode, tg_error() ? tg_error() : "?");
+        fprintf(stderr, "advection %s: %s\n", mode, tg_error() ? tg_error() : "failed");
         return 1;
     }
-    if (adv_check(tool, c->J, c->grad) != 0) return 1; /* the last timed one too */
     double rss = bench_max_rss_mib();
     printf("%s: function + gradient %.3f ms median, %.3f min (%d runs); peak RSS %.1f MiB\n", tool,
            st.median / 1e6, st.min / 1e6, repeats, rss);

@@ -18,6 +18,8 @@
 #include <math.h>
 #include <stdio.h>
 
+#include "bench_util.h"
+
 enum { ADV_N = 100, ADV_STEPS = 2000 };
 #define ADV_C 0.5
 #define ADV_TOL 1e-10 /* largest allowed |dJ/dq0 - hand adjoint| */
@@ -88,6 +90,21 @@ static inline int adv_check(const char *tool, double J, const double *grad) {
         return 1;
     }
     return 0;
+}
+
+/* What every advection program does with its tool: one run of fn(ctx) (which sets *J
+ * and grad[0..ADV_N)) checked against the hand adjoint, warmup - 1 more runs, then
+ * `repeats` timed runs, the last one checked too. Returns the median and minimum
+ * nanoseconds per run, or a negative median when fn failed or a check did. */
+static inline bench_stat adv_time(const char *tool, int (*fn)(void *), void *ctx, const double *J,
+                                  const double *grad, int repeats, int warmup) {
+    bench_stat fail = {-1.0, -1.0};
+    if (fn(ctx) != 0 || adv_check(tool, *J, grad) != 0) return fail;
+    for (int w = 1; w < warmup; w++)
+        if (fn(ctx) != 0) return fail;
+    bench_stat st = bench_time_calls(repeats, 1, fn, ctx);
+    if (st.median < 0 || adv_check(tool, *J, grad) != 0) return fail;
+    return st;
 }
 
 #endif

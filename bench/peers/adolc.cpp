@@ -26,8 +26,8 @@
 #include <cstring>
 #include <unistd.h>
 
-#include "../advection.h"
 #include "../bench_util.h"
+#include "advection.hpp"
 
 namespace {
 
@@ -76,20 +76,11 @@ double trace_advection(const double *q0) {
     double J;
     trace_on(TAG_ADV, 0, OP_BUF, LOC_BUF, VAL_BUF, TAY_BUF);
     {
-        adouble q[ADV_N], flux[ADV_N - 1], sum;
+        adouble q[ADV_N];
         for (int i = 0; i < ADV_N; i++)
             q[i] <<= q0[i];
-        for (int s = 0; s < ADV_STEPS; s++) {
-            for (int i = 0; i < ADV_N - 1; i++)
-                flux[i] = 0.5 * ADV_C * (q[i] + q[i + 1] + ADV_C * (q[i] - q[i + 1]));
-            for (int i = 1; i < ADV_N - 1; i++)
-                q[i] += flux[i - 1] - flux[i];
-            q[0] = q[ADV_N - 2];
-            q[ADV_N - 1] = q[1];
-        }
-        sum = 0.0;
-        for (int i = 0; i < ADV_N; i++)
-            sum += q[i] * q[i];
+        adouble sum;
+        adv_function(q, sum);
         sum >>= J;
     }
     trace_off();
@@ -123,10 +114,8 @@ int run_advection(bool reuse, int repeats) {
     const char *tool = reuse ? "adolc-reuse" : "adolc-retape";
     if (reuse) trace_advection(a.q0); // the one recording, not timed
     int (*fn)(void *) = reuse ? adv_reuse : adv_retape;
-    if (fn(&a) != 0 || adv_check(tool, a.J, a.grad) != 0) return 1;
-    fn(&a); // warm-up
-    bench_stat st = bench_time_calls(repeats, 1, fn, &a);
-    if (st.median < 0 || adv_check(tool, a.J, a.grad) != 0) return 1;
+    bench_stat st = adv_time(tool, fn, &a, &a.J, a.grad, repeats, 2);
+    if (st.median < 0) return 1;
     size_t stats[STAT_SIZE];
     tapestats(TAG_ADV, stats);
     if (spilled_to_files(stats)) {

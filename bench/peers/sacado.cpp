@@ -20,8 +20,8 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "../advection.h"
 #include "../bench_util.h"
+#include "advection.hpp"
 
 namespace {
 
@@ -63,22 +63,13 @@ struct adv_state {
 
 int adv_run(void *ctx) {
     adv_state *a = static_cast<adv_state *>(ctx);
-    AD q0[ADV_N], q[ADV_N], flux[ADV_N - 1];
+    AD q0[ADV_N], q[ADV_N];
     for (int i = 0; i < ADV_N; i++) {
         q0[i] = a->q0[i];
         q[i] = q0[i];
     }
-    for (int s = 0; s < ADV_STEPS; s++) {
-        for (int i = 0; i < ADV_N - 1; i++)
-            flux[i] = 0.5 * ADV_C * (q[i] + q[i + 1] + ADV_C * (q[i] - q[i + 1]));
-        for (int i = 1; i < ADV_N - 1; i++)
-            q[i] += flux[i - 1] - flux[i];
-        q[0] = q[ADV_N - 2];
-        q[ADV_N - 1] = q[1];
-    }
-    AD J = q[0] * q[0];
-    for (int i = 1; i < ADV_N; i++)
-        J += q[i] * q[i];
+    AD J;
+    adv_function(q, J);
     AD::Gradcomp();
     a->J = J.val();
     for (int i = 0; i < ADV_N; i++)
@@ -89,11 +80,8 @@ int adv_run(void *ctx) {
 int run_advection(int repeats) {
     adv_state a;
     adv_init(a.q0);
-    adv_run(&a);
-    if (adv_check("sacado", a.J, a.grad) != 0) return 1;
-    adv_run(&a); // warm-up
-    bench_stat st = bench_time_calls(repeats, 1, adv_run, &a);
-    if (adv_check("sacado", a.J, a.grad) != 0) return 1;
+    bench_stat st = adv_time("sacado", adv_run, &a, &a.J, a.grad, repeats, 2);
+    if (st.median < 0) return 1;
     double rss = bench_max_rss_mib();
     std::printf("sacado: function + gradient %.3f ms median, %.3f min (%d runs); peak RSS %.1f "
                 "MiB\n",
