@@ -59,7 +59,8 @@ bench_values() {
 
 # bench_median <side> <key>: the median of bench_values (the lower one for an even count).
 bench_median() {
-    bench_values "$1" "$2" | sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'
+    bench_values "$1" "$2" | sort -g |
+        awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'
 }
 
 # bench_round_ratios <side-a> <side-b> <key>: a / b of key, round by round, as

@@ -57,8 +57,10 @@ awk -v tg="$tg" -v fl="$fl" -v th="$th" -v np="$np" -v tgm="$tg_min" -v flm="$fl
         "------------:", "----------------------------"
     printf "| %-30s | %14.2f | %11.2f | %-26s |\n", "hand-written C floor", fl, flm, ""
     printf "| %-30s | %14.2f | %11.2f | tapegrad/floor = %6.2fx  |\n", "tapegrad", tg, tgm, tg / fl
-    printf "| %-30s | %14.2f | %11.2f | shared/static  = %6.2fx  |\n", "tapegrad, static archive", ts, tsm, tg / ts
-    printf "| %-30s | %14.2f | %11.2f | libtorch/tapegrad = %5.1fx |\n", "libtorch C++", lt, ltm, lt / tg
+    printf "| %-30s | %14.2f | %11.2f | shared/static  = %6.2fx  |\n", "tapegrad, static archive",
+        ts, tsm, tg / ts
+    printf "| %-30s | %14.2f | %11.2f | libtorch/tapegrad = %5.1fx |\n", "libtorch C++",
+        lt, ltm, lt / tg
     printf "| %-30s | %14.2f | %11.2f | torch/tapegrad = %6.1fx  |\n", "PyTorch eager", th, thm, th / tg
     printf "| %-30s | %14.2f | %11.2f | numpy/tapegrad = %6.1fx  |\n", "NumPy (hand-written)", np, npm, np / tg
     printf "\ntargets: tapegrad/floor <= 2: %s (%.2fx); torch/tapegrad >= 15: %s (%.1fx)\n",

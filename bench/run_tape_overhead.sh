@@ -62,5 +62,6 @@ for side in tapegrad:"tapegrad (shared, pkg-config)" tapegrad_static:"tapegrad (
         "$(bench_round_ratios tapegrad "$key" median_ns)"
 done
 echo
-echo "tapegrad heap allocations per cycle after the warm-up: $(bench_median tapegrad allocs_per_cycle)"
+echo "tapegrad heap allocations per cycle after the warm-up:" \
+    "$(bench_median tapegrad allocs_per_cycle)"
 echo "shared / static, per round: $(bench_round_ratios tapegrad tapegrad_static median_ns)"

@@ -11,8 +11,8 @@ batches used in turn.
            BLAS), momentum update in place.
 
 Both check that training lowers the loss. After `warmup` steps, `repeats` batches of
-`steps` steps are timed with time.perf_counter_ns (BENCH_CLOCK=cpu: process CPU time); prints the median and the minimum
-microseconds per step:
+`steps` steps are timed with time.perf_counter_ns (with BENCH_CLOCK=cpu, the process's
+CPU time); prints the median and the minimum microseconds per step:
 
     RESULT torch median_us=<x> min_us=<x> final_loss=<x>
     RESULT numpy median_us=<x> min_us=<x> final_loss=<x>
