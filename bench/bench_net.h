@@ -27,10 +27,6 @@ enum { BENCH_MAX_LAYERS = 8, BENCH_MAX_PARAMS = 8, BENCH_MAX_BATCHES = 8 };
 enum { BENCH_STEP, BENCH_FORWARD, BENCH_FWD_BWD, BENCH_MODES };
 
 typedef struct {
-    double median, min;
-} bench_stat;
-
-typedef struct {
     const char *prog; /* for messages */
     int nlayer, nparam, nbatch;
     tg_module *layer[BENCH_MAX_LAYERS];
@@ -38,18 +34,6 @@ typedef struct {
     tg_optim *opt;
     tg_tensor *xb[BENCH_MAX_BATCHES], *yb[BENCH_MAX_BATCHES];
 } bench_net;
-
-/* Sorts v[0..n) and returns its median (the upper one for even n) and minimum. */
-static inline bench_stat bench_summarize(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, bench_cmp_double);
-    return (bench_stat){v[n / 2], v[0]};
-}
-
-static inline double bench_max_rss_mib(void) {
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)ru.ru_maxrss / 1024.0; /* Linux: kilobytes */
-}
 
 static inline void bench_die(const bench_net *t, const char *what) {
     fprintf(stderr, "%s: %s: %s\n", t->prog, what, tg_error() ? tg_error() : "?");

@@ -46,9 +46,18 @@
 #include <tapegrad.h>
 
 #include "bench_net.h"
+#include "bench_sizes.h"
 
-enum { B = 32, CLASSES = 10, NBATCH = 8, NLAYER = 8, NPARAM = 6, WARMUP = 5 };
-static const double LR = 0.01, MOMENTUM = 0.9;
+enum {
+    B = BENCH_CONV_BATCH,
+    SIDE = BENCH_CONV_SIDE,
+    CLASSES = BENCH_CONV_CLASSES,
+    NBATCH = BENCH_CONV_NBATCH,
+    NLAYER = 8,
+    NPARAM = 6,
+    WARMUP = 5
+};
+static const double LR = BENCH_CONV_LR, MOMENTUM = BENCH_CONV_MOMENTUM;
 
 int main(int argc, char **argv) {
     int repeats = argc > 1 ? atoi(argv[1]) : 21, steps = argc > 2 ? atoi(argv[2]) : 20;
@@ -60,17 +69,17 @@ int main(int argc, char **argv) {
     bench_count_allocations();
 
     bench_net t = {.prog = "conv"};
-    bench_net_data(&t, NBATCH, 4, (const int64_t[]){B, 1, 28, 28}, CLASSES, 1);
+    bench_net_data(&t, NBATCH, 4, (const int64_t[]){B, 1, SIDE, SIDE}, CLASSES, 1);
     tg_seed(0);
     tg_module *layers[NLAYER]; /* made in order: the weights draw from tg_seed's stream */
-    layers[0] = tg_nn_conv2d(1, 8, 5, 1, 2, TG_F32);
+    layers[0] = tg_nn_conv2d(1, BENCH_CONV_C1, BENCH_CONV_K, 1, BENCH_CONV_PAD1, TG_F32);
     layers[1] = tg_nn_relu();
     layers[2] = tg_nn_maxpool2d(2, 2, 0);
-    layers[3] = tg_nn_conv2d(8, 16, 5, 1, 0, TG_F32);
+    layers[3] = tg_nn_conv2d(BENCH_CONV_C1, BENCH_CONV_C2, BENCH_CONV_K, 1, 0, TG_F32);
     layers[4] = tg_nn_relu();
     layers[5] = tg_nn_maxpool2d(2, 2, 0);
     layers[6] = tg_nn_flatten();
-    layers[7] = tg_nn_linear(16 * 5 * 5, CLASSES, TG_F32);
+    layers[7] = tg_nn_linear(BENCH_CONV_FLAT, CLASSES, TG_F32);
     bench_net_layers(&t, NLAYER, layers, NPARAM, (tg_sgd_opts){.lr = LR, .momentum = MOMENTUM});
     size_t param_bytes = bench_net_param_bytes(&t, false);
 

@@ -42,12 +42,20 @@
 #include <tapegrad.h>
 
 #include "bench_net.h"
+#include "bench_sizes.h"
 #include <tapegrad/data.h>
 #include <tapegrad/nn.h>
 #include <tapegrad/optim.h>
 
-enum { B = 128, D0 = 784, D1 = 512, D2 = 512, D3 = 10, NBATCH = 8 };
-static const double LR = 0.01;
+enum {
+    B = BENCH_MLP_BATCH,
+    D0 = BENCH_MLP_D0,
+    D1 = BENCH_MLP_D1,
+    D2 = BENCH_MLP_D2,
+    D3 = BENCH_MLP_D3,
+    NBATCH = BENCH_MLP_NBATCH
+};
+static const double LR = BENCH_MLP_LR;
 
 /* Floating-point operations of one forward pass (2 per multiply-add of the 3 gemms). */
 static double forward_flops(void) {

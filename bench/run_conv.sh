@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds tapegrad (Release) and times one training step of a small LeNet-like CNN
 # (batch 32, F32, SGD momentum) in one run, all on one thread (OPENBLAS_NUM_THREADS=1,
-# torch.set_num_threads(1)): tapegrad (bench/conv.c) and PyTorch eager
-# (bench/conv_peers.py). Prints each program's output, then the table.
+# torch.set_num_threads(1)): tapegrad (bench/conv.c, linked to the shared library, and
+# bench/conv_static, to the static archive), libtorch C++ (bench/peers/libtorch.cpp)
+# and PyTorch eager (bench/conv_peers.py). Prints each program's output, then the
+# tables.
 #
 #   bench/run_conv.sh [build-dir]            default build dir: build/bench-release
 #
@@ -11,7 +13,8 @@
 # printed).
 #
 # Environment: REPEATS (21) timed batches of STEPS (20) iterations each; ROUNDS (3);
-# PYTHON (/usr/bin/python3).
+# PYTHON (/usr/bin/python3); BENCH_CLOCK=cpu times CPU time instead of wall time
+# (bench_util.h).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,11 +27,15 @@ export OPENBLAS_NUM_THREADS=1
 
 # shellcheck source=bench/lib.sh
 . "$root/bench/lib.sh"
-bench_build "$build" bench_conv
+bench_build "$build" bench_conv bench_conv_static bench_peer_libtorch
+libtorch=$(bench_peer "$build" libtorch)
 
 for r in $(seq 1 "$rounds"); do
     bench_run "round $r/$rounds: tapegrad (OPENBLAS_NUM_THREADS=$OPENBLAS_NUM_THREADS)" \
         "$build/bench/conv" "$repeats" "$steps"
+    bench_run_suffix _static "round $r/$rounds: tapegrad, static library" \
+        "$build/bench/conv_static" "$repeats" "$steps"
+    bench_run "round $r/$rounds: libtorch C++" "$libtorch" conv "$repeats" "$steps"
     bench_run "round $r/$rounds: PyTorch eager" \
         "$python" "$root/bench/conv_peers.py" "$repeats" "$steps"
 done
@@ -64,3 +71,5 @@ awk -v ts="$(v tapegrad step_ms)" -v tsm="$(v tapegrad step_min_ms)" \
         sprintf("%.3f -> %.3f", pl0, pl)
     printf "\nstep time, PyTorch / tapegrad: %.2fx (no target for this benchmark)\n", ps / ts
 }'
+
+bench_net_table "LeNet-like CNN training step, batch 32, F32, one thread"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds tapegrad (Release) and runs the 784-512-512-10 MLP benchmark in one run:
-# raw cblas_sgemm on the step's shapes, tapegrad (bench/mlp.c) and PyTorch eager
-# (bench/mlp_peers.py), all with OPENBLAS_NUM_THREADS=2 (PyTorch's own pool at
-# torch.set_num_threads(1)). Prints each program's output, then the table.
+# raw cblas_sgemm on the step's shapes, tapegrad (bench/mlp.c, linked to the shared
+# library, and bench/mlp_static, to the static archive), libtorch C++
+# (bench/peers/libtorch.cpp) and PyTorch eager (bench/mlp_peers.py), all with
+# OPENBLAS_NUM_THREADS=2 (libtorch's and PyTorch's own pools at one thread). Prints each
+# program's output, then the tables.
 #
 #   bench/run_mlp.sh [build-dir]            default build dir: build/bench-release
 #
@@ -11,7 +13,8 @@
 # round with the lowest median step time (all rounds are printed).
 #
 # Environment: REPEATS (21) timed batches of STEPS (10) iterations each; ROUNDS (3);
-# PYTHON (/usr/bin/python3).
+# PYTHON (/usr/bin/python3); BENCH_CLOCK=cpu times CPU time instead of wall time
+# (bench_util.h; it counts both OpenBLAS threads).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,12 +27,16 @@ export OPENBLAS_NUM_THREADS=2
 
 # shellcheck source=bench/lib.sh
 . "$root/bench/lib.sh"
-bench_build "$build" bench_mlp
+bench_build "$build" bench_mlp bench_mlp_static bench_peer_libtorch
+libtorch=$(bench_peer "$build" libtorch)
 
 for r in $(seq 1 "$rounds"); do
     bench_run "round $r/$rounds: raw sgemm (OPENBLAS_NUM_THREADS=$OPENBLAS_NUM_THREADS)" \
         "$build/bench/mlp" gemm "$repeats" 20
     bench_run "round $r/$rounds: tapegrad" "$build/bench/mlp" tapegrad "$repeats" "$steps"
+    bench_run_suffix _static "round $r/$rounds: tapegrad, static library" \
+        "$build/bench/mlp_static" tapegrad "$repeats" "$steps"
+    bench_run "round $r/$rounds: libtorch C++" "$libtorch" mlp "$repeats" "$steps"
     bench_run "round $r/$rounds: PyTorch eager" \
         "$python" "$root/bench/mlp_peers.py" "$repeats" "$steps"
 done
@@ -74,3 +81,5 @@ awk -v ts="$(v tapegrad step_ms)" -v tsm="$(v tapegrad step_min_ms)" \
     printf "\ntargets: tapegrad no slower than PyTorch: %s (%.2fx); backward/forward <= 2.5: %s (%.2f)\n",
         (ts <= ps) ? "met" : "MISSED", ps / ts, ((tfb - tf) / tf <= 2.5) ? "met" : "MISSED", (tfb - tf) / tf
 }'
+
+bench_net_table "MLP 784-512-512-10 training step, batch 128, F32; OPENBLAS_NUM_THREADS=2"

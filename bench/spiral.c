@@ -46,23 +46,24 @@
 
 #include <tapegrad.h>
 
+#include "bench_sizes.h"
 #include "bench_util.h"
 #include <tapegrad/data.h>
 #include <tapegrad/nn.h>
 #include <tapegrad/optim.h>
 
 enum {
-    PER_CLASS = 100,
-    CLASSES = 3,
+    PER_CLASS = BENCH_SPIRAL_PER_CLASS,
+    CLASSES = BENCH_SPIRAL_CLASSES,
     N = PER_CLASS * CLASSES,
-    IN = 2,
-    HID = 100,
-    BATCH = 20,
+    IN = BENCH_SPIRAL_IN,
+    HID = BENCH_SPIRAL_HID,
+    BATCH = BENCH_SPIRAL_BATCH,
     NBATCH = N / BATCH,
     WARMUP = 1000,
     CHECK_STEPS = 300
 };
-static const double LR = 0.1, MOMENTUM = 0.9;
+static const double LR = BENCH_SPIRAL_LR, MOMENTUM = BENCH_SPIRAL_MOMENTUM;
 
 static void *xmalloc(size_t n) {
     void *p = malloc(n);

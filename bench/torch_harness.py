@@ -7,12 +7,18 @@ turn within each repeat; median (and minimum) milliseconds per iteration:
   forward:  loss = F.cross_entropy(model(x), y)   (autograd recording, as in training)
   fwd+bwd:  the forward, then loss.backward() (no zero_grad: gradients accumulate)
 """
+import os
 import statistics
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+
+# The clock of bench_util.h: wall time, or with BENCH_CLOCK=cpu the process's CPU time
+# (for a machine shared with other work).
+now_ns = time.process_time_ns if os.environ.get("BENCH_CLOCK") == "cpu" else time.perf_counter_ns
 
 
 def make_batches(nbatch, xshape, classes, seed=1):
@@ -34,11 +40,11 @@ def _timed(fns, batches, repeats, steps, warmup):
     ms = [[] for _ in fns]
     for _ in range(repeats):
         for j, fn in enumerate(fns):
-            t0 = time.perf_counter_ns()
+            t0 = now_ns()
             for _ in range(steps):
                 last[j] = fn(*batches[counter % len(batches)])
                 counter += 1
-            ms[j].append((time.perf_counter_ns() - t0) / 1e6 / steps)
+            ms[j].append((now_ns() - t0) / 1e6 / steps)
     return [(statistics.median(m), min(m), float(l)) for m, l in zip(ms, last)]
 
 

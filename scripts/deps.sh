@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages tapegrad needs to build and test, if any are missing.
 # Usage: scripts/deps.sh [--bench] [--ci] [--fuzz]
-#   --bench adds PyTorch and NumPy (the peers of bench/), --ci adds valgrind,
+#   --bench adds the peers of bench/: PyTorch and NumPy, libtorch (C++), ADOL-C and
+#   Sacado (Trilinos); --ci adds valgrind,
 #   --fuzz adds clang and its libFuzzer runtime (scripts/fuzz.sh).
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-dev check libcjson-dev libpng-dev)
 for arg in "$@"; do
     case "$arg" in
-    --bench) pkgs+=(python3-torch python3-numpy) ;;
+    --bench) pkgs+=(python3-torch python3-numpy libtorch-dev libadolc-dev libtrilinos-sacado-dev) ;;
     --ci) pkgs+=(valgrind) ;;
     --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
     *) echo "deps.sh: unknown option $arg" >&2; exit 2 ;;
