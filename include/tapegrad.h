@@ -18,8 +18,8 @@
  *
  * Modules: tensor.h (tensors, memory), tape.h (tape, backward, errors), ops.h
  * (primitive ops), gradcheck.h (finite-difference checks), nn.h (layers, losses,
- * initializers, the model), optim.h (optimizers, clipping, schedules), data.h (data
- * sets), io.h (checkpoints).
+ * initializers, the model), optim.h (optimizers, clipping, schedules), random.h (the
+ * random generators), data.h (data sets), io.h (checkpoints).
  */
 #ifndef TAPEGRAD_H
 #define TAPEGRAD_H
@@ -30,6 +30,7 @@
 #include "tapegrad/nn.h"
 #include "tapegrad/ops.h"
 #include "tapegrad/optim.h"
+#include "tapegrad/random.h"
 #include "tapegrad/tape.h"
 #include "tapegrad/tensor.h"
 

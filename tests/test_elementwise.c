@@ -4,6 +4,8 @@
  * input can be wrong. */
 #include <string.h>
 
+#include "autodiff/internal.h"
+#include "ref/ops2_ref.h"
 #include "testutil.h"
 
 /* Flat index into an operand of shape (nd, sh) broadcast to (ond, osh), for output
@@ -275,6 +277,18 @@ static double r_square(double x, double c) { return (void)c, x * x; }
 static double r_addc(double x, double c) { return x + c; }
 static double r_mulc(double x, double c) { return x * c; }
 static double r_powc(double x, double c) { return pow(x, c); }
+static double r_log1p(double x, double c) { return (void)c, log1p(x); }
+static double r_expm1(double x, double c) { return (void)c, expm1(x); }
+static double r_softplus(double x, double c) { return (void)c, log1p(exp(x)); }
+static double r_erf(double x, double c) { return (void)c, erf(x); }
+static double r_gelu(double x, double c) { return (void)c, 0.5 * x * (1 + erf(x / sqrt(2.0))); }
+static double r_silu(double x, double c) { return (void)c, x / (1 + exp(-x)); }
+static double r_elu(double x, double c) { return x > 0 ? x : c * expm1(x); }
+static double r_clamp(double x, double c) { return x < -0.5 ? -0.5 : x > c ? c : x; }
+static double r_clamp_lo(double x, double c) { return x < c ? c : x; }
+/* tg_clamp with bounds [-0.5, c], and with only a lower bound c. */
+static tg_tensor *clamp_to(tg_tensor *x, double c) { return tg_clamp(x, -0.5, c); }
+static tg_tensor *clamp_lo(tg_tensor *x, double c) { return tg_clamp(x, c, INFINITY); }
 
 static const un_op un_ops[] = {
     {"tg_neg", tg_neg, NULL, 0, r_neg, -2, 2, false},
@@ -294,6 +308,15 @@ static const un_op un_ops[] = {
     {"tg_pow_scalar", NULL, tg_pow_scalar, 3, r_powc, -2, 2, false},
     {"tg_pow_scalar", NULL, tg_pow_scalar, -1.5, r_powc, 0.5, 2, false},
     {"tg_pow_scalar", NULL, tg_pow_scalar, 0, r_powc, -2, 2, false},
+    {"tg_log1p", tg_log1p, NULL, 0, r_log1p, -0.6, 3, false},
+    {"tg_expm1", tg_expm1, NULL, 0, r_expm1, -2, 2, false},
+    {"tg_softplus", tg_softplus, NULL, 0, r_softplus, -4, 4, false},
+    {"tg_erf", tg_erf, NULL, 0, r_erf, -2, 2, false},
+    {"tg_gelu", tg_gelu, NULL, 0, r_gelu, -3, 3, false},
+    {"tg_silu", tg_silu, NULL, 0, r_silu, -4, 4, false},
+    {"tg_elu", NULL, tg_elu, 1.3, r_elu, 0.1, 2, true},
+    {"tg_clamp", NULL, clamp_to, 0.8, r_clamp, -2, 2, false},
+    {"tg_clamp", NULL, clamp_lo, -0.3, r_clamp_lo, -2, 2, false},
 };
 enum { NUN = sizeof un_ops / sizeof *un_ops };
 
@@ -427,6 +450,223 @@ START_TEST(test_kinks) {
 }
 END_TEST
 
+/* The second round of unary ops against PyTorch (tests/ref/gen_ops2_ref.py): values and
+ * d sum(y) / dx at points that include 0, clamp's bounds and large |x|. */
+START_TEST(test_unary_torch_refs) {
+    struct {
+        const char *name;
+        tg_tensor *(*fn)(tg_tensor *);
+        const double *x, *y, *g;
+        double tol; /* relative */
+    } cases[] = {
+        {"log1p", tg_log1p, o2_log1p_x, o2_log1p_y, o2_log1p_g, 1e-14},
+        {"expm1", tg_expm1, o2_ux, o2_expm1_y, o2_expm1_g, 1e-14},
+        /* PyTorch's softplus is x itself past x = 20, with gradient 1: 1e-13 off at 30 */
+        {"softplus", tg_softplus, o2_ux, o2_softplus_y, o2_softplus_g, 1e-13},
+        {"erf", tg_erf, o2_ux, o2_erf_y, o2_erf_g, 1e-14},
+        {"gelu", tg_gelu, o2_ux, o2_gelu_y, o2_gelu_g, 1e-14},
+        {"silu", tg_silu, o2_ux, o2_silu_y, o2_silu_g, 1e-14},
+        {"elu", NULL, o2_ux, o2_elu_y, o2_elu_g, 1e-14},
+        {"clamp", NULL, o2_ux, o2_clamp_y, o2_clamp_g, 0},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        tg_tensor *x = tg_tensor_from(TG_F64, TG_SHAPE(14), cases[k].x);
+        tg_requires_grad(x, true);
+        tg_tensor *y = cases[k].fn ? cases[k].fn(x)
+                       : k == 6    ? tg_elu(x, 1.3)
+                                   : tg_clamp(x, -0.5, 0.8);
+        ck_assert_ptr_nonnull(y);
+        ck_assert_int_eq(tg_backward(tg_sum(y, TG_ALL, false)), 0);
+        for (int i = 0; i < 14; i++) {
+            ck_assert_msg(fabs(tg_tensor_get(y, i) - cases[k].y[i]) <=
+                              cases[k].tol * (1 + fabs(cases[k].y[i])),
+                          "%s(%g) = %.17g, torch %.17g", cases[k].name, cases[k].x[i],
+                          tg_tensor_get(y, i), cases[k].y[i]);
+            ck_assert_msg(fabs(tg_tensor_get(x->grad, i) - cases[k].g[i]) <=
+                              cases[k].tol * (1 + fabs(cases[k].g[i])),
+                          "d %s(%g) = %.17g, torch %.17g", cases[k].name, cases[k].x[i],
+                          tg_tensor_get(x->grad, i), cases[k].g[i]);
+        }
+        tg_tape_reset();
+        tg_tensor_free(x);
+    }
+}
+END_TEST
+
+/* softplus is exact at the extremes and its derivative is sigmoid: exactly 1/2 at 0;
+ * gelu keeps its accuracy far in the negative tail (where 1 + erf cancels). */
+START_TEST(test_softplus_gelu_tails) {
+    for (int dt = 0; dt < 2; dt++) {
+        tg_tensor *x = tg_tensor_from(TG_F64, TG_SHAPE(4), (double[]){0, 1000, -1000, -40});
+        tg_tensor *xd = dt ? tg_tensor_clone(x) : tgt_to_f32(x);
+        tg_requires_grad(xd, true);
+        tg_tensor *y = tg_softplus(xd);
+        ck_assert_close(tg_tensor_get(y, 0), log(2.0), dt ? 1e-16 : 1e-7);
+        ck_assert_close(tg_tensor_get(y, 1), 1000, 0);
+        ck_assert_close(tg_tensor_get(y, 2), 0, 0);
+        ck_assert_int_eq(tg_backward(tg_sum(y, TG_ALL, false)), 0);
+        tgt_assert_tensor(xd->grad, (double[]){0.5, 1, 0, 1 / (1 + exp(40.0))}, 1e-20);
+        tg_tape_reset();
+        tg_tensor_free(x);
+        tg_tensor_free(xd);
+    }
+    tg_tensor *x = tg_tensor_from(TG_F64, TG_SHAPE(2), (double[]){-10, -30});
+    tg_tensor *y = tg_gelu(x);
+    /* x Phi(x) = x erfc(-x / sqrt 2) / 2 (Python's math.erfc); the erf form gives 0 */
+    ck_assert_close(tg_tensor_get(y, 0), -7.619853024160593e-23, 1e-13 * 7.7e-23);
+    ck_assert_close(tg_tensor_get(y, 1), -1.4720141781446293e-196, 1e-12 * 1.5e-196);
+    tg_tape_reset();
+    tg_tensor_free(x);
+}
+END_TEST
+
+/* elu's and clamp's gradient rules at their kinks and bounds; the argument checks. */
+START_TEST(test_elu_clamp_rules) {
+    tg_tensor *x = tg_tensor_from(TG_F64, TG_SHAPE(6), (double[]){-1, -0.5, 0, 0.8, 1, NAN});
+    tg_requires_grad(x, true);
+    ck_assert_int_eq(tg_backward(tg_sum(tg_elu(tg_slice(x, 0, 0, 5), 2.0), TG_ALL, false)), 0);
+    tgt_assert_tensor(x->grad, (double[]){2 * exp(-1), 2 * exp(-0.5), 2, 1, 1, 0}, 1e-15);
+    tg_zero_grad(x);
+    tg_tensor *y = tg_clamp(x, -0.5, 0.8);
+    ck_assert(isnan(tg_tensor_get(y, 5)));
+    tg_tensor *ones = tg_tensor_full(TG_F64, TG_SHAPE(6), 1.0);
+    ck_assert_int_eq(tg_backward_seeded(y, ones), 0);
+    tgt_assert_tensor(x->grad, (double[]){0, 1, 1, 1, 0, 0}, 0);
+    /* lo > hi: hi everywhere with a zero gradient, as torch.clamp. */
+    tgt_assert_tensor(tg_slice(tg_clamp(x, 1, -1), 0, 0, 5), (double[]){-1, -1, -1, -1, -1}, 0);
+    /* A one-sided bound. */
+    tgt_assert_tensor(tg_slice(tg_clamp(x, -INFINITY, 0), 0, 0, 5), (double[]){-1, -0.5, 0, 0, 0},
+                      0);
+    ck_assert_op_error(tg_elu(x, NAN), "tg_elu", "alpha must be finite", "[6]");
+    ck_assert_op_error(tg_elu(x, INFINITY), "tg_elu", "alpha");
+    ck_assert_op_error(tg_clamp(x, NAN, 1), "tg_clamp", "NaN", "[6]");
+    ck_assert_op_error(tg_clamp(x, 0, NAN), "tg_clamp", "NaN");
+    tg_tape_reset();
+    tg_tensor_free(x);
+    tg_tensor_free(ones);
+}
+END_TEST
+
+/* ================= the where trap =================
+ * where(c, f(x), 0) where f's derivative is infinite or NaN outside c: the branch not
+ * taken receives a gradient of exactly 0, and 0 times the infinite local derivative
+ * stays 0 (PyTorch: NaN). Checked for each such op, for the first and the second
+ * derivative, against the analytic derivative where the branch is taken. */
+
+typedef struct {
+    const char *name;
+    tg_tensor *(*f)(tg_tensor *x); /* the op whose derivative blows up */
+    double (*cond)(double x);      /* the branch taken */
+    double (*d1)(double x), (*d2)(double x);
+    double pts[4]; /* two points outside the branch (the trap), two inside */
+} trap_case;
+
+static double c_pos(double x) { return x > 0; }
+static double c_gt_m1(double x) { return x > -1; }
+static double c_nonzero(double x) { return x != 0; }
+static double c_lt100(double x) { return x < 100; }
+static tg_tensor *f_sqrt(tg_tensor *x) { return tg_sqrt(x); }
+static tg_tensor *f_log(tg_tensor *x) { return tg_log(x); }
+static tg_tensor *f_recip(tg_tensor *x) { return tg_div(tg__tape_full(x->dtype, 0, NULL, 1), x); }
+static tg_tensor *f_pow(tg_tensor *x) { return tg_pow(x, tg__tape_full(x->dtype, 0, NULL, 0.5)); }
+static tg_tensor *f_powc(tg_tensor *x) { return tg_pow_scalar(x, 0.5); }
+static tg_tensor *f_log1p(tg_tensor *x) { return tg_log1p(x); }
+static tg_tensor *f_exp(tg_tensor *x) { return tg_exp(x); }
+static tg_tensor *f_expm1(tg_tensor *x) { return tg_expm1(x); }
+static double d1_sqrt(double x) { return 0.5 / sqrt(x); }
+static double d2_sqrt(double x) { return -0.25 / (x * sqrt(x)); }
+static double d1_log(double x) { return 1 / x; }
+static double d2_log(double x) { return -1 / (x * x); }
+static double d1_recip(double x) { return -1 / (x * x); }
+static double d2_recip(double x) { return 2 / (x * x * x); }
+static double d1_log1p(double x) { return 1 / (1 + x); }
+static double d2_log1p(double x) { return -1 / ((1 + x) * (1 + x)); }
+static double d_exp(double x) { return exp(x); }
+
+static const trap_case traps[] = {
+    {"sqrt", f_sqrt, c_pos, d1_sqrt, d2_sqrt, {-1, 0, 0.5, 4}},
+    {"log", f_log, c_pos, d1_log, d2_log, {-1, 0, 0.5, 4}},
+    {"div", f_recip, c_nonzero, d1_recip, d2_recip, {0, 0, -2, 0.5}},
+    {"pow", f_pow, c_pos, d1_sqrt, d2_sqrt, {-1, 0, 0.5, 4}},
+    {"pow_scalar", f_powc, c_pos, d1_sqrt, d2_sqrt, {-1, 0, 0.5, 4}},
+    {"log1p", f_log1p, c_gt_m1, d1_log1p, d2_log1p, {-2, -1, -0.5, 3}},
+    {"exp", f_exp, c_lt100, d_exp, d_exp, {1000, 800, -1, 2}},
+    {"expm1", f_expm1, c_lt100, d_exp, d_exp, {1000, 800, -1, 2}},
+};
+enum { NTRAPS = sizeof traps / sizeof *traps };
+
+static tg_tensor *f_trap(tg_tensor *const *in, void *ctx) {
+    const trap_case *t = ctx;
+    tg_tensor *x = in[0];
+    tg_tensor *cond = tg_tensor_new(TG_F64, x->ndim, x->shape);
+    for (int64_t i = 0; i < x->numel; i++)
+        tg_tensor_set(cond, i, t->cond(tg_tensor_get(x, i)));
+    /* the condition is copied onto the tape so that the persistent one can go now */
+    tg_tensor *c = tg_add_scalar(cond, 0.0);
+    tg_tensor_free(cond);
+    return tg_where(c, t->f(x), tg__tape_full(x->dtype, 0, NULL, 0));
+}
+
+START_TEST(test_where_trap) {
+    const trap_case *t = &traps[_i];
+    for (int dt = 0; dt < 2; dt++) {
+        tg_tensor *x = tg_tensor_from(TG_F64, TG_SHAPE(4), t->pts);
+        if (!dt) {
+            tg_tensor *x32 = tgt_to_f32(x);
+            tg_tensor_free(x);
+            x = x32;
+        }
+        tg_requires_grad(x, true);
+        /* first derivative, and the second through TG_CREATE_GRAPH */
+        tg_tensor *y = tg_sum(f_trap(&x, (void *)t), TG_ALL, false), *g = NULL;
+        ck_assert_int_eq(tg_grad(1, &y, NULL, 1, &x, &g, TG_CREATE_GRAPH), 0);
+        ck_assert_int_eq(tg_backward(tg_sum(g, TG_ALL, false)), 0);
+        double tol = dt ? 1e-14 : 1e-6;
+        for (int i = 0; i < 4; i++) {
+            double p = t->pts[i], in = t->cond(p);
+            double g1 = tg_tensor_get(g, i), g2 = tg_tensor_get(x->grad, i);
+            ck_assert_msg(in || (g1 == 0 && g2 == 0),
+                          "%s (%s): at x = %g outside the branch the gradients are %g, %g (want "
+                          "exactly 0)",
+                          t->name, dt ? "f64" : "f32", p, g1, g2);
+            if (in) {
+                ck_assert_close(g1, t->d1(p), tol * (1 + fabs(t->d1(p))));
+                ck_assert_close(g2, t->d2(p), tol * (1 + fabs(t->d2(p))));
+            }
+        }
+        tg_tape_reset();
+        tg_tensor_free(x);
+    }
+    /* And both derivatives against finite differences across both branches, away from
+     * the switch point. */
+    double pts[6];
+    for (int i = 0; i < 6; i++)
+        pts[i] = t->pts[2 + i % 2] * (1 + 0.1 * i);
+    pts[1] = t->pts[0] == 0 ? -3 : t->pts[0] * 1.1; /* one point in the trap */
+    if (t->cond(pts[1])) pts[1] = t->pts[0];
+    tg_tensor *x = tg_tensor_from(TG_F64, TG_SHAPE(6), pts);
+    tg_requires_grad(x, true);
+    if (t->f != f_recip) tgt_assert_grads(f_trap, (void *)t, 1, &x, NULL, t->name);
+    tg_tape_reset();
+    tg_tensor_free(x);
+}
+END_TEST
+
+/* A nonzero gradient still meets the infinity (only exact zeros are kept), and the
+ * forward of tg_div is untouched: 0 / 0 is NaN. */
+START_TEST(test_zero_gradient_rule_is_narrow) {
+    tg_tensor *x = tg_tensor_from(TG_F64, TG_SHAPE(2), (double[]){0, 4});
+    tg_requires_grad(x, true);
+    ck_assert_int_eq(tg_backward(tg_sum(tg_sqrt(x), TG_ALL, false)), 0);
+    ck_assert(isinf(tg_tensor_get(x->grad, 0)));
+    ck_assert_close(tg_tensor_get(x->grad, 1), 0.25, 0);
+    tg_tensor *z = tg_div(x, x);
+    ck_assert(isnan(tg_tensor_get(z, 0)));
+    tg_tape_reset();
+    tg_tensor_free(x);
+}
+END_TEST
+
 /* ================= where ================= */
 
 static tg_tensor *f_where(tg_tensor *const *in, void *ctx) { return tg_where(ctx, in[0], in[1]); }
@@ -516,7 +756,14 @@ static Suite *elementwise_suite(void) {
     tcase_add_loop_test(tu, test_unary_errors, 0, NUN);
     tcase_add_test(tu, test_sigmoid_stable);
     tcase_add_test(tu, test_kinks);
+    tcase_add_test(tu, test_unary_torch_refs);
+    tcase_add_test(tu, test_softplus_gelu_tails);
+    tcase_add_test(tu, test_elu_clamp_rules);
     suite_add_tcase(s, tu);
+    TCase *tt = tcase_create("where_trap");
+    tcase_add_loop_test(tt, test_where_trap, 0, NTRAPS);
+    tcase_add_test(tt, test_zero_gradient_rule_is_narrow);
+    suite_add_tcase(s, tt);
     TCase *tw = tcase_create("where");
     tcase_add_test(tw, test_where);
     tcase_add_test(tw, test_where_errors);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "autodiff/internal.h"
+#include "ref/ops2_ref.h"
 #include "testutil.h"
 
 /* ---- a reference product computed from the definition ---- */
@@ -428,18 +429,101 @@ END_TEST
 START_TEST(test_matmul_error_ndim) {
     tg_tensor *v = tg_tensor_new(TG_F64, TG_SHAPE(3)), *m = tg_tensor_new(TG_F64, TG_SHAPE(3, 2));
     tg_tensor *s = tg_scalar(TG_F64, 2.0);
-    ck_assert_op_error(tg_matmul(v, m), "tg_matmul", "at least 2 dimensions", "[3] @ [3,2]");
-    ck_assert_op_error(tg_matmul(m, v), "tg_matmul", "at least 2 dimensions", "[3,2] @ [3]");
+    /* Vectors follow NumPy in tg_matmul; their inner dimension must match. */
+    ck_assert_op_error(tg_matmul(v, tg_transpose(m, 0, 1)), "tg_matmul", "inner dimensions differ",
+                       "[3] @ [2,3]");
+    ck_assert_op_error(tg_matmul(m, v), "tg_matmul", "inner dimensions differ", "[3,2] @ [3]");
+    ck_assert_op_error(tg_matmul(v, tg_slice(v, 0, 0, 2)), "tg_matmul", "inner dimensions differ",
+                       "[3] @ [2]");
+    tg_tensor *b3 = tg_tensor_new(TG_F64, TG_SHAPE(2, 2, 3));
+    ck_assert_op_error(tg_matmul(b3, tg_slice(v, 0, 0, 2)), "tg_matmul", "inner dimensions differ",
+                       "[2,2,3] @ [2]");
+    tg_tensor *v32 = tg_tensor_new(TG_F32, TG_SHAPE(3));
+    ck_assert_op_error(tg_matmul(v32, m), "tg_matmul", "dtypes differ", "[3]");
+    tg_tensor_free(v32);
     ck_assert_op_error(tg_matmul_t(s, m, true, false), "tg_matmul_t", "at least 2 dimensions",
                        "[]^T @ [3,2]");
     /* 0-d operands: a matrix product has no 0-d form. */
-    ck_assert_op_error(tg_matmul(s, s), "tg_matmul", "at least 2 dimensions", "[] @ []");
+    ck_assert_op_error(tg_matmul(s, s), "tg_matmul", "at least 1 dimension", "[] @ []");
+    ck_assert_op_error(tg_matmul(s, v), "tg_matmul", "at least 1 dimension", "[] @ [3]");
+    ck_assert_op_error(tg_matmul(m, s), "tg_matmul", "at least 1 dimension", "[3,2] @ []");
+    ck_assert_op_error(tg_matmul_t(v, m, false, false), "tg_matmul_t", "at least 2 dimensions",
+                       "[3] @ [3,2]");
     ck_assert_op_error(tg_matmul_t(m, v, false, true), "tg_matmul_t", "at least 2 dimensions",
                        "[3,2] @ [3]^T");
     tg_tape_reset();
     tg_tensor_free(v);
     tg_tensor_free(m);
     tg_tensor_free(s);
+    tg_tensor_free(b3);
+}
+END_TEST
+
+/* 1-D operands (NumPy's rules): dot, matrix-vector, vector-matrix and batched
+ * matrix-vector against PyTorch (tests/ref/gen_ops2_ref.py), values and the gradients of
+ * sum(y * G); then gradcheck/gradgradcheck and F32 for these and for a vector against a
+ * batched matrix. */
+START_TEST(test_matmul_vectors) {
+    tg_tensor *va = tg_tensor_from(TG_F64, TG_SHAPE(4), o2_mm_va);
+    tg_tensor *vb = tg_tensor_from(TG_F64, TG_SHAPE(4), o2_mm_vb);
+    tg_tensor *ma = tg_tensor_from(TG_F64, TG_SHAPE(3, 4), o2_mm_ma);
+    tg_tensor *mb = tg_tensor_from(TG_F64, TG_SHAPE(4, 2), o2_mm_mb);
+    tg_tensor *ba = tg_tensor_from(TG_F64, TG_SHAPE(2, 3, 4), o2_mm_ba);
+    tg_tensor *g3 = tg_tensor_from(TG_F64, TG_SHAPE(3), o2_g3);
+    tg_tensor *g2 = tg_tensor_from(TG_F64, TG_SHAPE(2), o2_g2);
+    tg_tensor *g23 = tg_tensor_from(TG_F64, TG_SHAPE(2, 3), o2_g23);
+    tg_tensor *all[] = {va, vb, ma, mb, ba};
+    for (int i = 0; i < 5; i++)
+        tg_requires_grad(all[i], true);
+    struct {
+        const char *name;
+        tg_tensor *a, *b, *g;
+        int nd;
+        int64_t shape[2];
+        const double *y, *ga, *gb;
+    } vcases[] = {
+        {"dot", va, vb, NULL, 0, {0}, o2_dot_y, o2_dot_ga, o2_dot_gb},
+        {"mv", ma, va, g3, 1, {3}, o2_mv_y, o2_mv_ga, o2_mv_gb},
+        {"vm", va, mb, g2, 1, {2}, o2_vm_y, o2_vm_ga, o2_vm_gb},
+        {"bmv", ba, vb, g23, 2, {2, 3}, o2_bmv_y, o2_bmv_ga, o2_bmv_gb},
+    };
+    for (int k = 0; k < 4; k++) {
+        tg_tensor *a = vcases[k].a, *b = vcases[k].b;
+        tg_tensor *y = tg_matmul(a, b);
+        tgt_assert_shape(y, vcases[k].nd, vcases[k].shape);
+        tgt_assert_tensor(y, vcases[k].y, 1e-14);
+        tg_tensor *l = tg_sum(vcases[k].g ? tg_mul(y, vcases[k].g) : y, TG_ALL, false);
+        ck_assert_int_eq(tg_backward(l), 0);
+        tgt_assert_tensor(a->grad, vcases[k].ga, 1e-14);
+        tgt_assert_tensor(b->grad, vcases[k].gb, 1e-14);
+        tg_zero_grad(a);
+        tg_zero_grad(b);
+        tg_tape_reset();
+        tgt_assert_grads(f_matmul_sin, NULL, 2, (tg_tensor *[]){a, b}, NULL, vcases[k].name);
+        tgt_assert_f32_agrees(f_matmul, NULL, 2, (tg_tensor *[]){a, b}, vcases[k].name);
+    }
+    /* [4] @ [2,4,3] -> [2,3] (vector against a batch of matrices). */
+    tgt_seed(77);
+    tg_tensor *bm = tgt_rand(TG_F64, TG_SHAPE(2, 4, 3), -1, 1);
+    tg_requires_grad(bm, true);
+    tg_tensor *y = tg_matmul(va, bm);
+    tgt_assert_shape(y, 2, (int64_t[]){2, 3});
+    for (int b = 0; b < 2; b++)
+        for (int j = 0; j < 3; j++) {
+            double want = 0;
+            for (int l = 0; l < 4; l++)
+                want += o2_mm_va[l] * tg_tensor_get(bm, (b * 4 + l) * 3 + j);
+            ck_assert_close(tg_tensor_get(y, b * 3 + j), want, 1e-14);
+        }
+    tgt_assert_grads(f_matmul_sin, NULL, 2, (tg_tensor *[]){va, bm}, NULL, "vector @ batch");
+    tgt_assert_f32_agrees(f_matmul, NULL, 2, (tg_tensor *[]){va, bm}, "vector @ batch");
+    tg_tape_reset();
+    for (int i = 0; i < 5; i++)
+        tg_tensor_free(all[i]);
+    tg_tensor_free(g3);
+    tg_tensor_free(g2);
+    tg_tensor_free(g23);
+    tg_tensor_free(bm);
 }
 END_TEST
 
@@ -528,6 +612,7 @@ static Suite *matmul_suite(void) {
     tc = tcase_create("errors");
     tcase_add_test(tc, test_matmul_error_inner_dims);
     tcase_add_test(tc, test_matmul_error_ndim);
+    tcase_add_test(tc, test_matmul_vectors);
     tcase_add_test(tc, test_matmul_error_dtype);
     tcase_add_test(tc, test_matmul_error_batch);
     tcase_add_test(tc, test_matmul_error_null);

@@ -12,6 +12,7 @@
 #include <tapegrad/nn.h>
 
 #include "ref/nn_ref.h"
+#include "ref/ops2_ref.h"
 #include "testutil.h"
 
 /* ---- helpers ---- */
@@ -60,6 +61,18 @@ static tg_tensor *f_module_weighted(tg_tensor *const *in, void *vc) {
 
 static bool is_tape_tensor(const tg_tensor *t) { return t && !t->tg__persistent; }
 
+/* sum(embedding(indices) * weights) as a function of the table: c->aux holds the
+ * weights, the indices are the fixed [2,3] reference ones. */
+static tg_tensor *f_embedding_table(tg_tensor *const *in, void *vc) {
+    fctx *c = vc;
+    (void)in; /* the module reads its own table, which is in[0] */
+    tg_tensor *idx = tg_tensor_from(TG_I64, TG_SHAPE(2, 3), o2_emb_idx);
+    tg_tensor *idx_tape = tg_add_scalar(tg_cast(idx, TG_F64), 0);
+    tg_tensor_free(idx);
+    tg_tensor *ii = tg_cast(idx_tape, TG_I64);
+    return tg_sum(tg_mul(tg_module_forward(c->m, ii), (tg_tensor *)c->aux), TG_ALL, false);
+}
+
 /* ================= generator and initializers ================= */
 
 START_TEST(test_rand_uniform_and_normal) {
@@ -107,9 +120,13 @@ START_TEST(test_rand_uniform_and_normal) {
     ck_assert_close(s4 / n, 3.0, 0.1);
     ck_assert_close((double)beyond2 / n, 0.0455, 0.003);
 
-    /* Reseeding drops a pending normal: the sequence is a function of the seed. */
+    /* The sequence is a function of the seed, and a normal is Box-Muller on the next
+     * two uniforms, the same algorithm as tg_rng_normal (random.h). */
+    tg_seed(5);
+    double u1 = tg_rand_uniform(), u2 = tg_rand_uniform();
     tg_seed(5);
     double z0 = tg_rand_normal();
+    ck_assert(z0 == sqrt(-2.0 * log(1.0 - u1)) * cos(6.283185307179586476925286766559 * u2));
     tg_seed(5);
     ck_assert(tg_rand_normal() == z0);
 }
@@ -1422,6 +1439,237 @@ START_TEST(test_conv_model_save_load) {
 }
 END_TEST
 
+/* ================= BatchNorm2d, LayerNorm, Embedding, GELU, SiLU ================= */
+
+/* A module's state tensors, checked against the expected names. */
+static void state_of(tg_module *m, int n, const char *const *want, tg_tensor **st) {
+    const char *names[4];
+    ck_assert_int_eq(tg_module_state(m, names, st, 4), n);
+    for (int i = 0; i < n; i++)
+        ck_assert_str_eq(names[i], want[i]);
+}
+
+static void set_all(tg_tensor *t, const double *v) {
+    for (int64_t i = 0; i < t->numel; i++)
+        tg_tensor_set(t, i, v[i]);
+}
+
+/* BatchNorm2d(3) against PyTorch: two training steps (outputs, running statistics, and
+ * the first step's gradients), then eval mode; derivative checks in both modes. */
+START_TEST(test_batchnorm2d_torch) {
+    tg_module *m = tg_nn_batchnorm2d(3, TG_F64);
+    ck_assert_str_eq(tg_module_kind(m), "batchnorm2d");
+    tg_tensor *st[4];
+    state_of(m, 4, (const char *[]){"weight", "bias", "running_mean", "running_var"}, st);
+    ck_assert_int_eq(tg_module_params(m, NULL, 0), 2);
+    tgt_assert_tensor(st[3], (double[]){1, 1, 1}, 0);
+    set_all(st[0], o2_bn_weight);
+    set_all(st[1], o2_bn_bias);
+    tg_tensor *x0 = from64(TG_SHAPE(2, 3, 2, 3), o2_bn_x0);
+    tg_tensor *x1 = from64(TG_SHAPE(2, 3, 2, 3), o2_bn_x1);
+    tg_tensor *g = from64(TG_SHAPE(2, 3, 2, 3), o2_bn_g);
+    tg_requires_grad(x0, true);
+    tg_tensor *y0 = tg_module_forward(m, x0);
+    tgt_assert_tensor(y0, o2_bn_y0, 1e-12);
+    tgt_assert_tensor(st[2], o2_bn_rmean0, 1e-14);
+    tgt_assert_tensor(st[3], o2_bn_rvar0, 1e-14);
+    ck_assert_int_eq(tg_backward(tg_sum(tg_mul(y0, g), TG_ALL, false)), 0);
+    tgt_assert_tensor(x0->grad, o2_bn_dx0, 1e-12);
+    tgt_assert_tensor(st[0]->grad, o2_bn_dw0, 1e-12);
+    tgt_assert_tensor(st[1]->grad, o2_bn_db0, 1e-12);
+    tg_tape_reset();
+    tgt_assert_tensor(tg_module_forward(m, x1), o2_bn_y1, 1e-12);
+    tgt_assert_tensor(st[2], o2_bn_rmean1, 1e-14);
+    tgt_assert_tensor(st[3], o2_bn_rvar1, 1e-14);
+    tg_module_train(m, false);
+    double *rm = snapshot(st[2]), *rv = snapshot(st[3]);
+    tgt_assert_tensor(tg_module_forward(m, x0), o2_bn_eval_y, 1e-12);
+    assert_unchanged(st[2], rm); /* eval leaves them alone */
+    assert_unchanged(st[3], rv);
+    tg_tape_reset();
+    /* derivative checks, training and eval */
+    tg_module_train(m, true);
+    fctx c = {.m = m, .aux = g};
+    tgt_assert_gradcheck(f_module_weighted, &c, 3, (tg_tensor *[]){x0, st[0], st[1]}, NULL,
+                         "batchnorm2d train");
+    tg_gradcheck_report rep;
+    ck_assert_msg(tg_gradgradcheck(f_module_weighted, &c, 1, &x0, NULL, &rep), "%s", rep.message);
+    tg_module_train(m, false);
+    tgt_assert_grads(f_module_weighted, &c, 3, (tg_tensor *[]){x0, st[0], st[1]}, NULL,
+                     "batchnorm2d eval");
+    tg_tape_reset();
+    /* errors */
+    tg_module_train(m, true);
+    tg_tensor *one = tg_tensor_new(TG_F64, TG_SHAPE(1, 3, 1, 1));
+    tg_tensor *bad = tg_tensor_new(TG_F64, TG_SHAPE(2, 4, 2, 2));
+    tg_tensor *flat = tg_tensor_new(TG_F64, TG_SHAPE(2, 3));
+    tg_tensor *x32 = tg_tensor_new(TG_F32, TG_SHAPE(2, 3, 2, 2));
+    ck_assert_op_error(tg_module_forward(m, one), "tg_nn_batchnorm2d",
+                       "expected more than 1 value per channel", "[1,3,1,1]");
+    ck_assert_op_error(tg_module_forward(m, bad), "tg_nn_batchnorm2d", "[2,4,2,2]", "[N, 3, H, W]");
+    ck_assert_op_error(tg_module_forward(m, flat), "tg_nn_batchnorm2d", "[2,3]");
+    ck_assert_op_error(tg_module_forward(m, x32), "tg_nn_batchnorm2d", "f32", "f64");
+    ck_assert_op_error(tg_nn_batchnorm2d(0, TG_F64), "tg_nn_batchnorm2d", ">= 1");
+    ck_assert_op_error(tg_nn_batchnorm2d(3, TG_I64), "tg_nn_batchnorm2d", "dtype");
+    tg_module_train(m, false); /* eval takes a single image */
+    ck_assert_ptr_nonnull(tg_module_forward(m, one));
+    tg_tape_reset();
+    tg_tensor *all[] = {x0, x1, g, one, bad, flat, x32};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        tg_tensor_free(all[i]);
+    tg_module_free(m);
+}
+END_TEST
+
+START_TEST(test_layernorm_torch) {
+    tg_module *m = tg_nn_layernorm(4, TG_F64);
+    ck_assert_str_eq(tg_module_kind(m), "layernorm");
+    tg_tensor *st[2];
+    state_of(m, 2, (const char *[]){"weight", "bias"}, st);
+    tgt_assert_tensor(st[0], (double[]){1, 1, 1, 1}, 0);
+    tgt_assert_tensor(st[1], (double[]){0, 0, 0, 0}, 0);
+    set_all(st[0], o2_ln_weight);
+    set_all(st[1], o2_ln_bias);
+    tg_tensor *x = from64(TG_SHAPE(2, 3, 4), o2_ln_x), *g = from64(TG_SHAPE(2, 3, 4), o2_ln_g);
+    tg_requires_grad(x, true);
+    tg_tensor *y = tg_module_forward(m, x);
+    tgt_assert_tensor(y, o2_ln_y, 1e-13);
+    ck_assert_int_eq(tg_backward(tg_sum(tg_mul(y, g), TG_ALL, false)), 0);
+    tgt_assert_tensor(x->grad, o2_ln_dx, 1e-12);
+    tgt_assert_tensor(st[0]->grad, o2_ln_dw, 1e-12);
+    tgt_assert_tensor(st[1]->grad, o2_ln_db, 1e-12);
+    tg_module_train(m, false); /* no difference in eval mode */
+    tgt_assert_tensor(tg_module_forward(m, x), o2_ln_y, 1e-13);
+    tg_tape_reset();
+    fctx c = {.m = m, .aux = g};
+    tgt_assert_grads(f_module_weighted, &c, 3, (tg_tensor *[]){x, st[0], st[1]}, NULL, "layernorm");
+    /* a 1-D input and a [5,4] one: shapes other than the reference's */
+    tgt_seed(71);
+    tg_tensor *v = tgt_rand(TG_F64, TG_SHAPE(4), -2, 2), *w = tgt_rand(TG_F64, TG_SHAPE(4), -1, 1);
+    tg_requires_grad(v, true);
+    fctx cv = {.m = m, .aux = w};
+    tgt_assert_grads(f_module_weighted, &cv, 1, &v, NULL, "layernorm [4]");
+    tg_tensor *x5 = tgt_rand(TG_F64, TG_SHAPE(5, 4), -2, 2);
+    tg_requires_grad(x5, true);
+    tgt_assert_grads(f_module_weighted, &cv, 1, &x5, NULL, "layernorm [5,4]");
+    tg_tape_reset();
+    tg_tensor *bad = tg_tensor_new(TG_F64, TG_SHAPE(2, 3)), *s = tg_scalar(TG_F64, 1);
+    ck_assert_op_error(tg_module_forward(m, bad), "tg_nn_layernorm", "[2,3]", "[..., 4]");
+    ck_assert_op_error(tg_module_forward(m, s), "tg_nn_layernorm", "[]");
+    ck_assert_op_error(tg_nn_layernorm(0, TG_F32), "tg_nn_layernorm", ">= 1");
+    ck_assert_op_error(tg_nn_layernorm(4, TG_I64), "tg_nn_layernorm", "dtype");
+    tg_tensor *all[] = {x, g, v, w, x5, bad, s};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        tg_tensor_free(all[i]);
+    tg_module_free(m);
+}
+END_TEST
+
+START_TEST(test_embedding_torch) {
+    tg_module *m = tg_nn_embedding(5, 3, TG_F64);
+    ck_assert_str_eq(tg_module_kind(m), "embedding");
+    tg_tensor *st[1];
+    state_of(m, 1, (const char *[]){"weight"}, st);
+    tgt_assert_shape(st[0], 2, (int64_t[]){5, 3});
+    ck_assert(st[0]->requires_grad);
+    set_all(st[0], o2_emb_weight);
+    tg_tensor *idx = tg_tensor_from(TG_I64, TG_SHAPE(2, 3), o2_emb_idx);
+    tg_tensor *g = from64(TG_SHAPE(2, 3, 3), o2_emb_g);
+    tg_tensor *y = tg_module_forward(m, idx);
+    tgt_assert_shape(y, 3, (int64_t[]){2, 3, 3});
+    tgt_assert_tensor(y, o2_emb_y, 0);
+    ck_assert_int_eq(tg_backward(tg_sum(tg_mul(y, g), TG_ALL, false)), 0);
+    tgt_assert_tensor(st[0]->grad, o2_emb_dw, 1e-15); /* repeated rows add up */
+    tg_tape_reset();
+    /* a 0-d index gives one row */
+    tg_tensor *i0 = tg_tensor_from(TG_I64, 0, NULL, (int64_t[]){3});
+    tg_tensor *r = tg_module_forward(m, i0);
+    tgt_assert_shape(r, 1, (int64_t[]){3});
+    tgt_assert_tensor(r, o2_emb_weight + 9, 0);
+    fctx c = {.m = m, .aux = g};
+    /* derivative checks in the table (the input is the table, the indices fixed) */
+    tgt_assert_grads(f_embedding_table, &c, 1, &st[0], NULL, "embedding");
+    tg_tape_reset();
+    tg_tensor *bad = tg_tensor_from(TG_I64, TG_SHAPE(3), (int64_t[]){0, 5, 1});
+    tg_tensor *neg = tg_tensor_from(TG_I64, TG_SHAPE(1), (int64_t[]){-1});
+    tg_tensor *fl = tg_tensor_new(TG_F64, TG_SHAPE(2));
+    ck_assert_op_error(tg_module_forward(m, bad), "tg_nn_embedding", "index 5 at position 1", "[3]",
+                       "5 embeddings");
+    ck_assert_op_error(tg_module_forward(m, neg), "tg_nn_embedding", "index -1");
+    ck_assert_op_error(tg_module_forward(m, fl), "tg_nn_embedding", "i64 indices", "f64 [2]");
+    ck_assert_op_error(tg_module_forward(m, NULL), "tg_nn_embedding", "NULL");
+    ck_assert_op_error(tg_nn_embedding(0, 3, TG_F64), "tg_nn_embedding", "num >= 1");
+    ck_assert_op_error(tg_nn_embedding(5, 0, TG_F64), "tg_nn_embedding", "dim >= 1");
+    ck_assert_op_error(tg_nn_embedding(5, 3, TG_I64), "tg_nn_embedding", "dtype");
+    tg_tensor *all[] = {idx, g, i0, bad, neg, fl};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        tg_tensor_free(all[i]);
+    tg_module_free(m);
+}
+END_TEST
+
+/* An embedding feeding a model: fit, predict and save/load with I64 X. */
+START_TEST(test_embedding_model) {
+    const char *path = "test_nn_embedding.safetensors";
+    tg_seed(3);
+    tg_model *a = tg_model_new();
+    tg_model_add(a, tg_nn_embedding(4, 2, TG_F64));
+    tg_model_add(a, tg_nn_flatten());
+    tg_model_add(a, tg_nn_linear(2, 2, TG_F64));
+    /* class = index parity */
+    tg_tensor *X = tg_tensor_from(TG_I64, TG_SHAPE(8, 1), (int64_t[]){0, 1, 2, 3, 3, 2, 1, 0});
+    tg_tensor *y = tg_tensor_from(TG_I64, TG_SHAPE(8), (int64_t[]){0, 1, 0, 1, 1, 0, 1, 0});
+    tg_tensor *params[3];
+    ck_assert_int_eq(tg_model_params(a, params, 3), 3);
+    tg_optim *opt = tg_sgd(3, params, (tg_sgd_opts){.lr = 0.5});
+    tg_fit_opts fo = {.batch_size = 4, .epochs = 100, .loss = tg_loss_cross_entropy, .optim = opt};
+    ck_assert_int_eq(tg_model_fit(a, X, y, &fo, NULL), 0);
+    ck_assert_close(tg_model_accuracy(a, X, y), 1.0, 0);
+    tg_tensor *pa = tg_model_predict(a, X);
+    ck_assert_int_eq(tg_model_save(a, path), 0);
+    tg_model *b = tg_model_new();
+    tg_model_add(b, tg_nn_embedding(4, 2, TG_F64));
+    tg_model_add(b, tg_nn_flatten());
+    tg_model_add(b, tg_nn_linear(2, 2, TG_F64));
+    ck_assert_int_eq(tg_model_load(b, path), 0);
+    tg_tensor *pb = tg_model_predict(b, X);
+    double *sa = snapshot(pa);
+    tgt_assert_tensor(pb, sa, 0);
+    free(sa);
+    tg_tensor *Xf = tg_tensor_new(TG_F64, TG_SHAPE(8, 1));
+    ck_assert_int_error(tg_model_fit(a, Xf, y, &fo, NULL), "tg_model_fit", "i64", "embedding");
+    remove(path);
+    tg_tape_reset();
+    tg_tensor *all[] = {X, y, pa, pb, Xf};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        tg_tensor_free(all[i]);
+    tg_optim_free(opt);
+    tg_model_free(a);
+    tg_model_free(b);
+}
+END_TEST
+
+START_TEST(test_gelu_silu_layers) {
+    tg_module *ge = tg_nn_gelu(), *si = tg_nn_silu();
+    ck_assert_str_eq(tg_module_kind(ge), "gelu");
+    ck_assert_str_eq(tg_module_kind(si), "silu");
+    ck_assert_int_eq(tg_module_state(ge, NULL, NULL, 0), 0);
+    tg_tensor *x = from64(TG_SHAPE(14), o2_ux);
+    tgt_assert_tensor(tg_module_forward(ge, x), o2_gelu_y, 1e-14);
+    tgt_assert_tensor(tg_module_forward(si, x), o2_silu_y, 1e-14);
+    tg_tensor *x32 = tgt_to_f32(x);
+    ck_assert_ptr_nonnull(tg_module_forward(ge, x32));
+    tg_tensor *i = tg_tensor_new(TG_I64, TG_SHAPE(2));
+    ck_assert_op_error(tg_module_forward(si, i), "tg_nn_silu", "f32 or f64");
+    tg_tape_reset();
+    tg_tensor_free(x);
+    tg_tensor_free(x32);
+    tg_tensor_free(i);
+    tg_module_free(ge);
+    tg_module_free(si);
+}
+END_TEST
+
 static Suite *nn_suite(void) {
     Suite *s = suite_create("nn");
     TCase *tc = tcase_create("init");
@@ -1448,6 +1696,11 @@ static Suite *nn_suite(void) {
     tcase_add_test(tc, test_batchnorm_torch);
     tcase_add_test(tc, test_batchnorm_gradcheck);
     tcase_add_test(tc, test_batchnorm_errors);
+    tcase_add_test(tc, test_batchnorm2d_torch);
+    tcase_add_test(tc, test_layernorm_torch);
+    tcase_add_test(tc, test_embedding_torch);
+    tcase_add_test(tc, test_embedding_model);
+    tcase_add_test(tc, test_gelu_silu_layers);
     tcase_add_test(tc, test_module_generic);
     tcase_add_test(tc, test_conv2d_layer_forward);
     tcase_add_test(tc, test_conv2d_init_distribution);

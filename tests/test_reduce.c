@@ -1,10 +1,12 @@
-/* test_reduce.c — reductions (sum, mean, max, logsumexp, argmax) and the view ops that
+/* test_reduce.c — reductions (sum, mean, max, min, var, std, logsumexp, argmax) and the
+ * view ops that
  * are their adjoints and companions (reshape, broadcast_to, sum_to, detach): forward
  * values against closed forms, first and second derivatives against finite differences
  * (F64), F32 against F64, the documented tie and empty-axis rules, and every way an
  * input can be wrong. */
 #include <string.h>
 
+#include "ref/ops2_ref.h"
 #include "testutil.h"
 
 static tg_tensor *rand_req(int ndim, const int64_t *shape, double lo, double hi) {
@@ -16,7 +18,7 @@ static tg_tensor *rand_req(int ndim, const int64_t *shape, double lo, double hi)
 /* ================= reductions ================= */
 
 typedef tg_tensor *(*red_fn)(tg_tensor *, int, bool);
-typedef enum { K_SUM, K_MEAN, K_MAX, K_LSE } red_kind;
+typedef enum { K_SUM, K_MEAN, K_MAX, K_LSE, K_MIN, K_VAR0, K_VAR1, K_STD0, K_STD1 } red_kind;
 
 typedef struct {
     const char *name;
@@ -24,11 +26,18 @@ typedef struct {
     red_kind kind;
 } red_op;
 
+/* tg_var and tg_std with corrections 0 and 1, as reductions of the common signature. */
+static tg_tensor *var0(tg_tensor *x, int axis, bool keep) { return tg_var(x, axis, keep, 0); }
+static tg_tensor *var1(tg_tensor *x, int axis, bool keep) { return tg_var(x, axis, keep, 1); }
+static tg_tensor *std0(tg_tensor *x, int axis, bool keep) { return tg_std(x, axis, keep, 0); }
+static tg_tensor *std1(tg_tensor *x, int axis, bool keep) { return tg_std(x, axis, keep, 1); }
+
 static const red_op red_ops[] = {
-    {"tg_sum", tg_sum, K_SUM},
-    {"tg_mean", tg_mean, K_MEAN},
-    {"tg_max", tg_max, K_MAX},
-    {"tg_logsumexp", tg_logsumexp, K_LSE},
+    {"tg_sum", tg_sum, K_SUM}, {"tg_mean", tg_mean, K_MEAN},
+    {"tg_max", tg_max, K_MAX}, {"tg_logsumexp", tg_logsumexp, K_LSE},
+    {"tg_min", tg_min, K_MIN}, {"tg_var", var0, K_VAR0},
+    {"tg_var", var1, K_VAR1},  {"tg_std", std0, K_STD0},
+    {"tg_std", std1, K_STD1},
 };
 enum { NRED = sizeof red_ops / sizeof *red_ops };
 
@@ -46,11 +55,16 @@ static double red_ref(red_kind k, const tg_tensor *x, int axis, int64_t out_inde
         n = x->shape[a];
     }
     int64_t o = out_index / inner, in = out_index % inner;
-    double s = 0, m = -INFINITY;
+    double s = 0, m = -INFINITY, lo = INFINITY, ss = 0;
     for (int64_t j = 0; j < n; j++) {
         double v = tg_tensor_get(x, (o * n + j) * inner + in);
         s += v;
         if (v > m) m = v;
+        if (v < lo) lo = v;
+    }
+    for (int64_t j = 0; j < n; j++) {
+        double d = tg_tensor_get(x, (o * n + j) * inner + in) - s / (double)n;
+        ss += d * d;
     }
     switch (k) {
     case K_SUM:
@@ -59,6 +73,16 @@ static double red_ref(red_kind k, const tg_tensor *x, int axis, int64_t out_inde
         return s / (double)n;
     case K_MAX:
         return m;
+    case K_MIN:
+        return lo;
+    case K_VAR0:
+        return ss / (double)n;
+    case K_VAR1:
+        return ss / (double)(n - 1);
+    case K_STD0:
+        return sqrt(ss / (double)n);
+    case K_STD1:
+        return sqrt(ss / (double)(n - 1));
     case K_LSE: {
         double e = 0;
         for (int64_t j = 0; j < n; j++)
@@ -118,6 +142,11 @@ START_TEST(test_reduce_forward_and_grad) {
         for (size_t ai = 0; ai < sizeof red_axes / sizeof *red_axes; ai++) {
             int axis = red_axes[ai];
             if (axis != TG_ALL && (axis >= x->ndim || axis < -x->ndim)) continue;
+            /* correction 1 over one element divides by 0: tested on its own below */
+            int64_t count = axis == TG_ALL ? x->numel : x->shape[axis < 0 ? axis + x->ndim : axis];
+            if ((op->kind == K_VAR1 || op->kind == K_STD1) && count < 2) continue;
+            /* std of one value is 0, where its gradient is infinite (as in PyTorch) */
+            if (op->kind == K_STD0 && count < 2) continue;
             for (int keep = 0; keep < 2; keep++) {
                 red_call c = {op, axis, keep};
                 tg_tensor *y = op->fn(x, axis, keep);
@@ -221,6 +250,122 @@ START_TEST(test_max_ties) {
     tg_tape_reset();
     tg_tensor_free(x);
     tg_tensor_free(xn);
+}
+END_TEST
+
+/* min follows max's rules: first minimal element gets the gradient, NaN wins, an empty
+ * axis is an error. */
+START_TEST(test_min_ties_nan_empty) {
+    tg_tensor *x = tg_tensor_from(TG_F64, TG_SHAPE(2, 3), (double[]){3, 1, 1, 2, 2, 5});
+    tg_requires_grad(x, true);
+    tgt_assert_tensor(tg_min(x, 1, false), (double[]){1, 2}, 0);
+    ck_assert_int_eq(tg_backward(tg_sum(tg_min(x, 1, false), TG_ALL, false)), 0);
+    tgt_assert_tensor(x->grad, (double[]){0, 1, 0, 1, 0, 0}, 0);
+    tg_zero_grad(x);
+    /* Along axis 0 (the vectorised kernel): columns (3,2) (1,2) (1,5). */
+    ck_assert_int_eq(tg_backward(tg_sum(tg_min(x, 0, true), TG_ALL, false)), 0);
+    tgt_assert_tensor(x->grad, (double[]){0, 1, 1, 1, 0, 0}, 0);
+    tg_zero_grad(x);
+    ck_assert_int_eq(tg_backward(tg_min(x, TG_ALL, false)), 0);
+    tgt_assert_tensor(x->grad, (double[]){0, 1, 0, 0, 0, 0}, 0);
+    tg_tensor *xn = tg_tensor_from(TG_F64, TG_SHAPE(3, 2), (double[]){1, 4, NAN, 2, 0, NAN});
+    tgt_assert_tensor(tg_min(xn, 0, false), (double[]){NAN, NAN}, 0);
+    tgt_assert_tensor(tg_min(xn, 1, false), (double[]){1, NAN, NAN}, 0);
+    tg_tensor *e = tg_tensor_new(TG_F64, TG_SHAPE(0, 3));
+    ck_assert_op_error(tg_min(e, 0, false), "tg_min", "empty axis", "[0,3]");
+    ck_assert_op_error(tg_min(e, TG_ALL, false), "tg_min", "empty axis", "[0,3]");
+    tgt_assert_shape(tg_min(e, 1, false), 1, (int64_t[]){0});
+    tg_tape_reset();
+    tg_tensor_free(x);
+    tg_tensor_free(xn);
+    tg_tensor_free(e);
+}
+END_TEST
+
+/* min, var and std against PyTorch (tests/ref/gen_ops2_ref.py): values and the gradient
+ * of sum(y * G), over each axis of [3,4] and over everything, corrections 0, 1 and 2.
+ * PyTorch's full min() splits the gradient among ties; tg_min (like tg_max) gives it to
+ * the first one, so that case is checked by its value and the rule above. */
+START_TEST(test_min_var_std_torch_refs) {
+    tg_tensor *mx = tg_tensor_from(TG_F64, TG_SHAPE(3, 4), o2_min_x);
+    tg_tensor *vx = tg_tensor_from(TG_F64, TG_SHAPE(3, 4), o2_var_x);
+    tg_tensor *g4 = tg_tensor_from(TG_F64, TG_SHAPE(4), o2_g4);
+    tg_tensor *g3 = tg_tensor_from(TG_F64, TG_SHAPE(3), o2_g3);
+    tg_requires_grad(mx, true);
+    tg_requires_grad(vx, true);
+    struct {
+        tg_tensor *x;
+        int kind; /* 0 min, 1 var, 2 std */
+        int axis, corr;
+        const double *y, *g;
+    } cases[] = {
+        {mx, 0, 0, 0, o2_min0_y, o2_min0_g},
+        {mx, 0, 1, 0, o2_min1_y, o2_min1_g},
+        {vx, 1, 1, 0, o2_var1_c0_y, o2_var1_c0_g},
+        {vx, 1, 0, 0, o2_var0_c0_y, o2_var0_c0_g},
+        {vx, 1, TG_ALL, 0, o2_varall_c0_y, o2_varall_c0_g},
+        {vx, 1, 1, 1, o2_var1_c1_y, o2_var1_c1_g},
+        {vx, 1, 0, 1, o2_var0_c1_y, o2_var0_c1_g},
+        {vx, 1, TG_ALL, 1, o2_varall_c1_y, o2_varall_c1_g},
+        {vx, 1, 1, 2, o2_var1_c2_y, o2_var1_c2_g},
+        {vx, 1, 0, 2, o2_var0_c2_y, o2_var0_c2_g},
+        {vx, 1, TG_ALL, 2, o2_varall_c2_y, o2_varall_c2_g},
+        {vx, 2, 1, 0, o2_std1_c0_y, o2_std1_c0_g},
+        {vx, 2, 0, 0, o2_std0_c0_y, o2_std0_c0_g},
+        {vx, 2, TG_ALL, 0, o2_stdall_c0_y, o2_stdall_c0_g},
+        {vx, 2, 1, 1, o2_std1_c1_y, o2_std1_c1_g},
+        {vx, 2, 0, 1, o2_std0_c1_y, o2_std0_c1_g},
+        {vx, 2, TG_ALL, 1, o2_stdall_c1_y, o2_stdall_c1_g},
+        {vx, 2, 1, 2, o2_std1_c2_y, o2_std1_c2_g},
+        {vx, 2, 0, 2, o2_std0_c2_y, o2_std0_c2_g},
+        {vx, 2, TG_ALL, 2, o2_stdall_c2_y, o2_stdall_c2_g},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        tg_tensor *x = cases[k].x;
+        int axis = cases[k].axis;
+        tg_tensor *y = cases[k].kind == 0   ? tg_min(x, axis, false)
+                       : cases[k].kind == 1 ? tg_var(x, axis, false, cases[k].corr)
+                                            : tg_std(x, axis, false, cases[k].corr);
+        ck_assert_ptr_nonnull(y);
+        tgt_assert_tensor(y, cases[k].y, 1e-14);
+        tg_tensor *w = axis == 0 ? g4 : axis == 1 ? g3 : NULL;
+        ck_assert_int_eq(tg_backward(tg_sum(w ? tg_mul(y, w) : y, TG_ALL, false)), 0);
+        tgt_assert_tensor(x->grad, cases[k].g, 1e-14);
+        tg_zero_grad(x);
+        tg_tape_reset();
+    }
+    ck_assert_close(tg_item(tg_min(mx, TG_ALL, false)), o2_minall_y[0], 0);
+    tg_tensor_free(mx);
+    tg_tensor_free(vx);
+    tg_tensor_free(g4);
+    tg_tensor_free(g3);
+}
+END_TEST
+
+/* var/std with n - correction <= 0 divide by 0 as PyTorch does; a negative correction
+ * and the usual bad inputs are errors naming the function. */
+START_TEST(test_var_std_edges_and_errors) {
+    tg_tensor *x = tg_tensor_from(TG_F64, TG_SHAPE(2, 3), (double[]){1, 2, 4, 3, 3, 3});
+    /* column 0 is (1, 3): two values, correction 2: 2 / 0 */
+    ck_assert(isinf(tg_item(tg_var(tg_slice(x, 1, 0, 1), TG_ALL, false, 2))));
+    tg_tensor *v = tg_var(x, 0, false, 2);
+    for (int i = 0; i < 3; i++)
+        ck_assert(isinf(tg_tensor_get(v, i)));
+    ck_assert(isnan(tg_item(tg_var(tg_slice(x, 0, 1, 2), 1, false, 3)))); /* 0 / 0 */
+    tgt_assert_tensor(tg_std(x, 1, true, 0), (double[]){sqrt(14.0 / 9), 0}, 1e-15);
+    tgt_assert_shape(tg_std(x, 1, true, 0), 2, (int64_t[]){2, 1});
+    tg_tensor *e = tg_tensor_new(TG_F64, TG_SHAPE(0));
+    ck_assert(isnan(tg_item(tg_var(e, 0, false, 0))));
+    tg_tensor *i64 = tg_tensor_new(TG_I64, TG_SHAPE(2, 3));
+    ck_assert_op_error(tg_var(x, 0, false, -1), "tg_var", "correction must be >= 0", "[2,3]");
+    ck_assert_op_error(tg_std(x, 0, false, -2), "tg_std", "correction", "-2");
+    ck_assert_op_error(tg_std(i64, 0, false, 1), "tg_std", "i64", "[2,3]");
+    ck_assert_op_error(tg_std(x, 2, false, 1), "tg_std", "axis 2 out of range", "[2,3]");
+    ck_assert_op_error(tg_std(NULL, 0, false, 1), "tg_std", "NULL");
+    tg_tape_reset();
+    tg_tensor_free(x);
+    tg_tensor_free(e);
+    tg_tensor_free(i64);
 }
 END_TEST
 
@@ -579,6 +724,9 @@ static Suite *reduce_suite(void) {
     tcase_add_loop_test(tr, test_reduce_errors, 0, NRED);
     tcase_add_test(tr, test_reduce_empty);
     tcase_add_test(tr, test_max_ties);
+    tcase_add_test(tr, test_min_ties_nan_empty);
+    tcase_add_test(tr, test_min_var_std_torch_refs);
+    tcase_add_test(tr, test_var_std_edges_and_errors);
     tcase_add_test(tr, test_max_leading_axis_rule);
     tcase_add_test(tr, test_logsumexp_large);
     tcase_add_test(tr, test_argmax);

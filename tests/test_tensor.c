@@ -1,11 +1,202 @@
-/* test_tensor.c — persistent tensors: constructors, alignment, element access and its
- * errors, bad shapes, and the allocator hook (every allocation failure is survived
- * without a crash or a leak). */
+/* test_tensor.c — persistent tensors: constructors (filled ones against NumPy),
+ * alignment, element access and its errors, bad shapes, the printer, and the allocator
+ * hook (every allocation failure is survived without a crash or a leak). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ref/ops2_ref.h"
 #include "testutil.h"
+
+/* ---- filled constructors ---- */
+
+START_TEST(test_full_eye) {
+    tg_tensor *t = tg_tensor_full(TG_F32, TG_SHAPE(2, 3), 2.5);
+    tgt_assert_shape(t, 2, (int64_t[]){2, 3});
+    tgt_assert_tensor(t, (double[]){2.5, 2.5, 2.5, 2.5, 2.5, 2.5}, 0);
+    tg_tensor *i = tg_tensor_full(TG_I64, TG_SHAPE(2), -3.7); /* truncated toward zero */
+    ck_assert_int_eq(i->dtype, TG_I64);
+    tgt_assert_tensor(i, (double[]){-3, -3}, 0);
+    tg_tensor *s = tg_tensor_full(TG_F64, 0, NULL, NAN);
+    ck_assert(isnan(tg_item(s)));
+    tg_tensor *e = tg_tensor_eye(TG_F64, 3), *e0 = tg_tensor_eye(TG_I64, 0);
+    tgt_assert_tensor(e, (double[]){1, 0, 0, 0, 1, 0, 0, 0, 1}, 0);
+    tgt_assert_shape(e0, 2, (int64_t[]){0, 0});
+    ck_assert_op_error(tg_tensor_full(TG_I64, TG_SHAPE(2), NAN), "tg_tensor_full", "nan", "i64");
+    ck_assert_op_error(tg_tensor_full(TG_I64, TG_SHAPE(2), 1e19), "tg_tensor_full", "i64");
+    ck_assert_op_error(tg_tensor_full(TG_F64, TG_SHAPE(2, -1), 0), "tg_tensor_full",
+                       "negative dimension", "[2,-1]");
+    ck_assert_op_error(tg_tensor_full((tg_dtype)7, TG_SHAPE(2), 0), "tg_tensor_full",
+                       "invalid dtype");
+    ck_assert_op_error(tg_tensor_full(TG_F64, 1, NULL, 0), "tg_tensor_full", "shape is NULL");
+    ck_assert_op_error(tg_tensor_eye(TG_F64, -1), "tg_tensor_eye", "n >= 0", "-1");
+    ck_assert_op_error(tg_tensor_eye((tg_dtype)9, 2), "tg_tensor_eye", "invalid dtype");
+    tg_tensor_free(t);
+    tg_tensor_free(i);
+    tg_tensor_free(s);
+    tg_tensor_free(e);
+    tg_tensor_free(e0);
+}
+END_TEST
+
+/* arange and linspace against NumPy (tests/ref/gen_ops2_ref.py). */
+START_TEST(test_arange_linspace) {
+    for (int dt = 0; dt < 2; dt++) {
+        tg_dtype d = dt ? TG_F64 : TG_F32;
+        double tol = dt ? 1e-15 : 3e-7;
+        tg_tensor *a = tg_tensor_arange(d, 0.5, 3.2, 0.3);
+        tgt_assert_shape(a, 1, (int64_t[]){sizeof o2_arange_a / sizeof(double)});
+        tgt_assert_tensor(a, o2_arange_a, tol * 4);
+        tg_tensor *b = tg_tensor_arange(d, 5, -2, -1.5);
+        tgt_assert_shape(b, 1, (int64_t[]){sizeof o2_arange_b / sizeof(double)});
+        tgt_assert_tensor(b, o2_arange_b, tol * 5);
+        tg_tensor *c = tg_tensor_linspace(d, -1, 2, 7);
+        tgt_assert_tensor(c, o2_linspace_a, tol * 2);
+        tg_tensor *e = tg_tensor_linspace(d, 0.1, 0.7, 13);
+        tgt_assert_shape(e, 1, (int64_t[]){13});
+        tgt_assert_tensor(e, o2_linspace_b, tol);
+        ck_assert(tg_tensor_get(e, 12) == (dt ? 0.7 : (double)0.7f)); /* the end is exact */
+        tg_tensor_free(a);
+        tg_tensor_free(b);
+        tg_tensor_free(c);
+        tg_tensor_free(e);
+    }
+    /* stop behind start for the step's sign: empty (NumPy) */
+    tg_tensor *empty = tg_tensor_arange(TG_F64, 3, 1, 1);
+    tgt_assert_shape(empty, 1, (int64_t[]){0});
+    tg_tensor *ints = tg_tensor_arange(TG_I64, 0, 5, 2);
+    ck_assert_int_eq(ints->dtype, TG_I64);
+    tgt_assert_tensor(ints, (double[]){0, 2, 4}, 0);
+    tg_tensor *one = tg_tensor_linspace(TG_F64, 4, 9, 1),
+              *none = tg_tensor_linspace(TG_F64, 4, 9, 0);
+    tgt_assert_tensor(one, (double[]){4}, 0);
+    tgt_assert_shape(none, 1, (int64_t[]){0});
+    ck_assert_op_error(tg_tensor_arange(TG_F64, 0, 1, 0), "tg_tensor_arange", "nonzero step");
+    ck_assert_op_error(tg_tensor_arange(TG_F64, NAN, 1, 1), "tg_tensor_arange", "finite");
+    ck_assert_op_error(tg_tensor_arange(TG_F64, 0, INFINITY, 1), "tg_tensor_arange", "finite");
+    ck_assert_op_error(tg_tensor_arange(TG_F64, 0, 1, 1e-300), "tg_tensor_arange", "too long");
+    ck_assert_op_error(tg_tensor_arange(TG_I64, 0.5, 3, 1), "tg_tensor_arange", "whole");
+    ck_assert_op_error(tg_tensor_arange((tg_dtype)5, 0, 3, 1), "tg_tensor_arange", "invalid dtype");
+    ck_assert_op_error(tg_tensor_linspace(TG_F64, 0, 1, -1), "tg_tensor_linspace", "n >= 0");
+    ck_assert_op_error(tg_tensor_linspace(TG_F64, 0, NAN, 3), "tg_tensor_linspace", "finite");
+    ck_assert_op_error(tg_tensor_linspace(TG_I64, 0, 1, 3), "tg_tensor_linspace", "f32 or f64",
+                       "i64");
+    tg_tensor_free(empty);
+    tg_tensor_free(ints);
+    tg_tensor_free(one);
+    tg_tensor_free(none);
+}
+END_TEST
+
+/* randn and rand draw the thread generator's sequence in row-major order. */
+START_TEST(test_randn_rand) {
+    tg_seed(11);
+    tg_tensor *n = tg_tensor_randn(TG_F64, TG_SHAPE(3, 4));
+    tg_tensor *u = tg_tensor_rand(TG_F32, TG_SHAPE(5));
+    tg_seed(11);
+    for (int i = 0; i < 12; i++)
+        ck_assert(tg_tensor_get(n, i) == tg_rand_normal());
+    for (int i = 0; i < 5; i++)
+        ck_assert(tg_tensor_get(u, i) == (double)(float)tg_rand_uniform());
+    /* moments of a large draw */
+    tg_tensor *big = tg_tensor_randn(TG_F64, TG_SHAPE(200000));
+    tg_tensor *ub = tg_tensor_rand(TG_F64, TG_SHAPE(200000));
+    double s = 0, s2 = 0, us = 0, lo = 1, hi = 0;
+    for (int i = 0; i < 200000; i++) {
+        double z = tg_tensor_get(big, i), v = tg_tensor_get(ub, i);
+        s += z;
+        s2 += z * z;
+        us += v;
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+    }
+    ck_assert_close(s / 200000, 0, 0.012);
+    ck_assert_close(s2 / 200000, 1, 0.015);
+    ck_assert_close(us / 200000, 0.5, 0.005);
+    ck_assert(lo >= 0 && hi < 1);
+    ck_assert_op_error(tg_tensor_randn(TG_I64, TG_SHAPE(2)), "tg_tensor_randn", "f32 or f64");
+    ck_assert_op_error(tg_tensor_rand(TG_I64, TG_SHAPE(2)), "tg_tensor_rand", "f32 or f64");
+    ck_assert_op_error(tg_tensor_rand(TG_F64, TG_SHAPE(-2)), "tg_tensor_rand", "negative");
+    ck_assert_op_error(tg_tensor_randn(TG_F64, 9, (int64_t[9]){1}), "tg_tensor_randn", "ndim 9");
+    tg_tensor_free(n);
+    tg_tensor_free(u);
+    tg_tensor_free(big);
+    tg_tensor_free(ub);
+}
+END_TEST
+
+/* ---- the printer ---- */
+
+/* What tg_tensor_print writes for t (freed), as a string in buf. */
+static const char *printed(tg_tensor *t, char *buf, size_t cap) {
+    FILE *f = tmpfile();
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(tg_tensor_print(f, t), 0);
+    rewind(f);
+    size_t n = fread(buf, 1, cap - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    tg_tensor_free(t);
+    return buf;
+}
+
+START_TEST(test_tensor_print) {
+    static char buf[8192];
+    ck_assert_str_eq(
+        printed(tg_tensor_from(TG_F64, TG_SHAPE(2, 2), (double[]){1, 2.5, 3, 4}), buf, sizeof buf),
+        "[[1.0000 2.5000]\n [3.0000 4.0000]]\n");
+    ck_assert_str_eq(
+        printed(tg_tensor_from(TG_F32, TG_SHAPE(3), (float[]){1, -2, 3}), buf, sizeof buf),
+        "[ 1. -2.  3.]\n");
+    ck_assert_str_eq(printed(tg_tensor_from(TG_I64, TG_SHAPE(2, 3), (int64_t[]){0, 10, 2, 3, 4, 5}),
+                             buf, sizeof buf),
+                     "[[ 0 10  2]\n [ 3  4  5]]\n");
+    ck_assert_str_eq(printed(tg_scalar(TG_F64, 2.5), buf, sizeof buf), "2.5000\n");
+    ck_assert_str_eq(printed(tg_tensor_new(TG_F64, TG_SHAPE(0, 3)), buf, sizeof buf), "[]\n");
+    ck_assert_str_eq(
+        printed(tg_tensor_from(TG_F64, TG_SHAPE(2), (double[]){1e-5, 1}), buf, sizeof buf),
+        "[1.0000e-05 1.0000e+00]\n");
+    ck_assert_str_eq(printed(tg_tensor_from(TG_F64, TG_SHAPE(3), (double[]){NAN, 1.5, -INFINITY}),
+                             buf, sizeof buf),
+                     "[   nan 1.5000   -inf]\n");
+    ck_assert_str_eq(printed(tg_tensor_arange(TG_F64, 0, 8, 1), buf, sizeof buf),
+                     "[0. 1. 2. 3. 4. 5. 6. 7.]\n");
+    tg_tensor *a8 = tg_tensor_arange(TG_F64, 0, 8, 1);
+    tg_tensor *cube = tg_tensor_clone(tg_reshape(a8, TG_SHAPE(2, 2, 2)));
+    tg_tape_reset();
+    tg_tensor_free(a8);
+    ck_assert_str_eq(printed(cube, buf, sizeof buf),
+                     "[[[0. 1.]\n  [2. 3.]]\n\n [[4. 5.]\n  [6. 7.]]]\n");
+    /* more than 1000 elements: 3 + ... + 3 along each long axis */
+    ck_assert_str_eq(printed(tg_tensor_arange(TG_I64, 0, 2000, 1), buf, sizeof buf),
+                     "[   0    1    2 ... 1997 1998 1999]\n");
+    tg_tensor *r = tg_tensor_arange(TG_I64, 0, 2000, 1);
+    tg_tensor *m = tg_tensor_clone(tg_reshape(r, TG_SHAPE(40, 50)));
+    tg_tape_reset();
+    tg_tensor_free(r);
+    ck_assert_str_eq(printed(m, buf, sizeof buf), "[[   0    1    2 ...   47   48   49]\n"
+                                                  " [  50   51   52 ...   97   98   99]\n"
+                                                  " [ 100  101  102 ...  147  148  149]\n"
+                                                  " ...\n"
+                                                  " [1850 1851 1852 ... 1897 1898 1899]\n"
+                                                  " [1900 1901 1902 ... 1947 1948 1949]\n"
+                                                  " [1950 1951 1952 ... 1997 1998 1999]]\n");
+    /* rows wrap at 75 columns, continuing one column in */
+    printed(tg_tensor_linspace(TG_F64, 0.5, 20.5, 30), buf, sizeof buf);
+    int lines = 0;
+    for (const char *p = buf, *q; *p; p = q + 1, lines++) {
+        q = strchr(p, '\n');
+        ck_assert_ptr_nonnull(q);
+        ck_assert_int_le(q - p, 75);
+        if (p != buf) ck_assert(p[0] == ' ');
+    }
+    ck_assert_int_ge(lines, 3);
+    ck_assert_int_error(tg_tensor_print(stdout, NULL), "tg_tensor_print", "NULL");
+    tg_tensor *t = tg_scalar(TG_F64, 1);
+    ck_assert_int_error(tg_tensor_print(NULL, t), "tg_tensor_print", "stream is NULL");
+    tg_tensor_free(t);
+}
+END_TEST
 
 /* ---- constructors ---- */
 
@@ -723,6 +914,10 @@ static Suite *tensor_suite(void) {
     Suite *s = suite_create("tensor");
     TCase *c = tcase_create("constructors");
     tcase_add_test(c, test_new_zeros);
+    tcase_add_test(c, test_full_eye);
+    tcase_add_test(c, test_arange_linspace);
+    tcase_add_test(c, test_randn_rand);
+    tcase_add_test(c, test_tensor_print);
     tcase_add_test(c, test_from_copies);
     tcase_add_test(c, test_scalar);
     tcase_add_test(c, test_clone);

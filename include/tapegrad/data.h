@@ -1,10 +1,10 @@
 /*
- * tapegrad/data.h — small data sets: a seedable generator, the spiral toy problem and
- * a numeric CSV loader.
+ * tapegrad/data.h — small data sets: the spiral toy problem and a numeric CSV loader,
+ * drawing from a tg_rng (random.h).
  *
  * Every function here returns persistent tensors (see tensor.h) that the caller frees
  * with tg_tensor_free(). Random data come from a tg_rng the caller seeds, not from the
- * thread generator of tg_seed() (nn.h), so drawing a data set does not shift the
+ * thread generator of tg_seed() (random.h), so drawing a data set does not shift the
  * initialisation of the layers built after it, and the same seed always gives the
  * same data.
  *
@@ -22,30 +22,15 @@
 #ifndef TAPEGRAD_DATA_H
 #define TAPEGRAD_DATA_H
 
+#include "random.h"
 #include "tensor.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/* ---------------- a seedable generator ----------------
- * SplitMix64: state += 0x9E3779B97F4A7C15, then two xor-shift-multiply rounds. Plain
- * data: copy it to fork a stream, keep one per thread. */
-typedef struct {
-    uint64_t state; /* advanced by every draw */
-} tg_rng;
-
-/* Starts g at seed; equal seeds give equal streams on every platform. */
-void tg_rng_seed(tg_rng *g, uint64_t seed);
-/* The next 64 random bits. */
-uint64_t tg_rng_next(tg_rng *g);
-/* A uniform double in [0, 1): the top 53 bits of tg_rng_next / 2^53. */
-double tg_rng_uniform(tg_rng *g);
-/* A standard normal: Box-Muller from two uniforms u1, u2 (one normal per pair),
- * sqrt(-2 ln(1 - u1)) cos(2 pi u2). */
-double tg_rng_normal(tg_rng *g);
-/* A uniform integer in [0, n) without modulo bias (n >= 1; 0 for n < 1). */
-uint64_t tg_rng_below(tg_rng *g, uint64_t n);
+/* The generator tg_rng (tg_rng_seed, tg_rng_uniform, tg_rng_normal, ...) is declared
+ * in random.h. */
 
 /* ---------------- the spiral ----------------
  * The classic K-class spiral (as in Stanford's CS231n notes). For class k < K and

@@ -22,6 +22,7 @@
 #define TAPEGRAD_NN_H
 
 #include "ops.h"
+#include "random.h"
 #include "tape.h"
 #include "tensor.h"
 
@@ -63,6 +64,10 @@ tg_module *tg_nn_relu(void);
 tg_module *tg_nn_sigmoid(void);
 tg_module *tg_nn_tanh(void);
 tg_module *tg_nn_leaky_relu(double slope);
+/* gelu(x) = x Phi(x), the erf form (PyTorch's nn.GELU() default), and silu(x) =
+ * x sigmoid(x) (nn.SiLU): tg_gelu and tg_silu of ops.h. No state. */
+tg_module *tg_nn_gelu(void);
+tg_module *tg_nn_silu(void);
 /* Inverted dropout: in training, zeroes each element with probability p and scales the
  * rest by 1/(1-p) (a fresh mask from the thread's generator every forward), so the
  * expected output is the input; identity in eval mode and for p = 0. p in [0, 1):
@@ -78,6 +83,25 @@ tg_module *tg_nn_dropout(double p);
  * eps = 1e-5; weight starts at ones, bias at zeros, running_mean at zeros, running_var
  * at ones. State "weight", "bias" (learnable), "running_mean", "running_var". */
 tg_module *tg_nn_batchnorm1d(int64_t features, tg_dtype dt);
+/* BatchNorm2d (PyTorch semantics) for images x [N, channels, H, W]: as BatchNorm1d with
+ * the statistics of each channel taken over the batch and the image (M = N*H*W values
+ * per channel, the running variance scaled by M / (M - 1)); M = 1 in training is an
+ * error. Same state and defaults as BatchNorm1d, each [channels]. */
+tg_module *tg_nn_batchnorm2d(int64_t channels, tg_dtype dt);
+/* LayerNorm over the last dimension (PyTorch's nn.LayerNorm(features)): for x [..., features],
+ *     y = (x - mean x) / sqrt(var x + eps) * weight + bias
+ * with the mean and the biased variance (tg_var, correction 0) over the last axis of
+ * each row, eps = 1e-5, weight [features] starting at ones and bias at zeros (state
+ * "weight", "bias"). The same in training and eval mode. */
+tg_module *tg_nn_layernorm(int64_t features, tg_dtype dt);
+/* Embedding (PyTorch's nn.Embedding(num, dim)): a lookup table weight [num, dim],
+ * initialised N(0, 1) from the thread generator (state "weight"). The input is an I64
+ * tensor of indices of any shape (the one layer tg_module_forward feeds indices; a
+ * tg_model whose first layer is an embedding takes an I64 X), each in [0, num) (checked:
+ * the error names the index and its position); y = weight[x] has shape x.shape ++ [dim].
+ * Gradient: rows of weight picked several times add up. The tape keeps a view of the
+ * indices: keep x alive until the backward pass is done. */
+tg_module *tg_nn_embedding(int64_t num, int64_t dim, tg_dtype dt);
 /* 2-D convolution, PyTorch's nn.Conv2d with square kernels: for x [N, in_ch, H, W],
  *     y = tg_conv2d(x, weight, stride, padding) + bias   (bias broadcast as [out_ch, 1, 1])
  * giving [N, out_ch, OH, OW] (see tg_conv2d in ops.h for OH, OW). weight is
@@ -119,7 +143,8 @@ void tg_module_train(tg_module *m, bool training);
 /* True when m is in training mode (false for NULL). */
 bool tg_module_is_training(const tg_module *m);
 /* "linear", "relu", "sigmoid", "tanh", "leaky_relu", "dropout", "batchnorm1d",
- * "conv2d", "maxpool2d", "avgpool2d", "flatten"; NULL for a NULL module. */
+ * "conv2d", "maxpool2d", "avgpool2d", "flatten", "batchnorm2d", "layernorm", "embedding",
+ * "gelu", "silu"; NULL for a NULL module. */
 const char *tg_module_kind(const tg_module *m);
 /* Frees the module and its state tensors (after tg_tape_reset() if the tape refers to
  * them). NULL is fine. */
@@ -156,19 +181,14 @@ tg_tensor *tg_l1_penalty(int n, tg_tensor *const *params); /* sum over params of
 tg_tensor *tg_l2_penalty(int n, tg_tensor *const *params); /* sum over params of sum w^2 */
 
 /* ---------------- initializers ----------------
- * One generator per thread (xoshiro256**, its state filled from the seed by
- * splitmix64), seeded by tg_seed() (a thread that never calls it uses seed 0), so runs
- * are reproducible: the same seed gives the same numbers. Initializers fill any float
+ * Initializers draw from the thread generator of random.h, seeded by tg_seed() (a
+ * thread that never calls it uses seed 0), so runs are reproducible: the same seed
+ * gives the same numbers. Initializers fill any float
  * tensor (persistent ones: do not write to a tape tensor an op has used) and return 0,
  * or -1 with tg_error() set on a NULL or non-float tensor or a bad argument.
  * fan_in/fan_out of a [in, out] weight are in and out; of a 1-D tensor both are its
  * size; of a 0-d tensor 1; tensors of more dimensions are refused by the fan-based
  * initializers. */
-void tg_seed(uint64_t seed);
-/* The thread's generator: a uniform double in [0, 1) (a multiple of 2^-53) and a
- * standard normal (Marsaglia's polar method). */
-double tg_rand_uniform(void);
-double tg_rand_normal(void);
 int tg_init_normal(tg_tensor *t, double mean, double std); /* N(mean, std^2); std >= 0 */
 int tg_init_uniform(tg_tensor *t, double lo, double hi);   /* U[lo, hi); lo <= hi */
 int tg_init_zeros(tg_tensor *t);

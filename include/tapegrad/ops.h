@@ -19,6 +19,12 @@
  *     Given a NULL input an op returns NULL without overwriting an earlier message, so
  *     a whole forward pass can be written without checks and tested once at the end.
  *   - The result is a tape tensor: released by tg_tape_reset(), never freed by you.
+ *   - A zero gradient stays zero. Where an op's local derivative is infinite or NaN at
+ *     a finite input (sqrt and log at 0, division by 0, pow at a = 0 or a < 0, exp and
+ *     expm1 past overflow, log1p at -1), an incoming gradient of exactly 0 gives 0, not
+ *     0 * inf = NaN; a nonzero gradient still meets the infinity. So the branch that
+ *     tg_where did not take contributes exactly 0: where(x > 0, sqrt(x), 0) has
+ *     gradient 0 at x <= 0, also in second derivatives. PyTorch gives NaN there.
  */
 #ifndef TAPEGRAD_OPS_H
 #define TAPEGRAD_OPS_H
@@ -54,6 +60,29 @@ tg_tensor *tg_relu(tg_tensor *x);    /* max{0,x};           d = 1 if x > 0 else 
 tg_tensor *tg_sqrt(tg_tensor *x);    /* sqrt x;             d = 1/(2 sqrt x) */
 tg_tensor *tg_abs(tg_tensor *x);     /* |x|;                d = sign x (0 at 0) */
 tg_tensor *tg_square(tg_tensor *x);  /* x^2;                d = 2x */
+tg_tensor *tg_log1p(tg_tensor *x);   /* ln(1 + x), exact near 0;  d = 1/(1+x) */
+tg_tensor *tg_expm1(tg_tensor *x);   /* e^x - 1, exact near 0;    d = e^x */
+/* softplus(x) = ln(1 + e^x), computed as max(x, 0) + log1p(e^-|x|): never overflows and
+ * is exact for large |x| (PyTorch's beta = 1; PyTorch returns x itself past x > 20, which
+ * differs from this by less than 2e-9 relative). d = sigmoid(x), exactly 1/2 at 0. */
+tg_tensor *tg_softplus(tg_tensor *x);
+/* erf(x) = (2/sqrt pi) int_0^x e^(-t^2) dt;  d = (2/sqrt pi) e^(-x^2) */
+tg_tensor *tg_erf(tg_tensor *x);
+/* gelu(x) = x Phi(x) = 0.5 x (1 + erf(x / sqrt 2)), the exact (erf) form of PyTorch's
+ * default GELU, computed as 0.5 x erfc(-x / sqrt 2) so it stays accurate for x << 0.
+ * d = Phi(x) + x phi(x) with phi(x) = e^(-x^2/2) / sqrt(2 pi). */
+tg_tensor *tg_gelu(tg_tensor *x);
+/* silu(x) = x sigmoid(x) = x / (1 + e^-x) (swish);  d = s (1 + x (1 - s)), s = sigmoid(x) */
+tg_tensor *tg_silu(tg_tensor *x);
+/* elu(x) = x for x > 0, alpha (e^x - 1) otherwise (PyTorch's ELU; alpha = 1 is its
+ * default). d = 1 for x > 0, alpha e^x otherwise (alpha at 0, as in PyTorch). alpha must
+ * be finite (else NULL and tg_error()). */
+tg_tensor *tg_elu(tg_tensor *x, double alpha);
+/* clamp(x) = min(max(x, lo), hi) (torch.clamp): -INFINITY or +INFINITY means no bound on
+ * that side; lo > hi gives hi everywhere (as in PyTorch). NaN stays NaN. The gradient is
+ * 1 where lo <= x <= hi (the bounds included) and 0 elsewhere (also at NaN). NaN bounds
+ * are an error. */
+tg_tensor *tg_clamp(tg_tensor *x, double lo, double hi);
 
 /* ---- with a scalar constant c ---- */
 tg_tensor *tg_add_scalar(tg_tensor *x, double c); /* x + c */
@@ -71,6 +100,22 @@ tg_tensor *tg_mean(tg_tensor *x, int axis, bool keepdim); /* (1/n) sum_i x_i */
  * index along the axis, or in row-major order for TG_ALL), like tg_argmax. NaN
  * propagates. */
 tg_tensor *tg_max(tg_tensor *x, int axis, bool keepdim);
+/* min_i x_i, with tg_max's rules: the gradient goes to the first minimal element only
+ * (lowest index along the axis, or in row-major order for TG_ALL); NaN propagates (the
+ * first NaN is the one chosen); an empty axis is an error. */
+tg_tensor *tg_min(tg_tensor *x, int axis, bool keepdim);
+/* The variance (1 / max(0, n - correction)) sum_i (x_i - mean x)^2 over n elements, as
+ * torch.var(x, dim, correction=correction, keepdim): correction 1 is the unbiased
+ * (Bessel) estimate, 0 the population variance. n - correction <= 0 divides by 0
+ * (giving inf, or NaN for a constant or empty input), as PyTorch does. Computed in two
+ * passes (the mean first), accumulating in double. d/dx_i = 2 (x_i - mean x) /
+ * max(0, n - correction), written with ops (differentiable twice). correction < 0 is an
+ * error. */
+tg_tensor *tg_var(tg_tensor *x, int axis, bool keepdim, int correction);
+/* sqrt(tg_var(x, axis, keepdim, correction)) (torch.std). Its gradient is infinite
+ * where the variance is 0 (as in PyTorch): add a small constant under the root if the
+ * input can be constant. */
+tg_tensor *tg_std(tg_tensor *x, int axis, bool keepdim, int correction);
 /* log sum_i e^(x_i), computed as m + log sum_i e^(x_i - m) with m = max_i x_i, so it
  * is exact for large inputs (1e4) and does not overflow; d/dx_i = softmax(x)_i. */
 tg_tensor *tg_logsumexp(tg_tensor *x, int axis, bool keepdim);
@@ -90,8 +135,12 @@ tg_tensor *tg_softmax_cross_entropy(tg_tensor *logits, const tg_tensor *labels);
 
 /* ---- matrix products (OpenBLAS gemm) ----
  * tg_matmul: C[.., i, j] = sum_l A[.., i, l] B[.., l, j] for A [..., m, k] and
- * B [..., k, n]; both need ndim >= 2. The leading (batch) dimensions broadcast like
- * NumPy: [2,1,3,4] @ [5,4,2] -> [2,5,3,2]. Result [..., m, n], same dtype (F32/F64).
+ * B [..., k, n]. The leading (batch) dimensions broadcast like NumPy:
+ * [2,1,3,4] @ [5,4,2] -> [2,5,3,2]. Result [..., m, n], same dtype (F32/F64).
+ * A 1-D operand follows NumPy (np.matmul): a vector A [k] is a row [1, k] and a vector
+ * B [k] a column [k, 1], and that added dimension is dropped from the result:
+ * [k] @ [k] is the dot product (0-d), [..., m, k] @ [k] -> [..., m] (matrix-vector),
+ * [k] @ [..., k, n] -> [..., n] (vector-matrix). 0-d operands are an error.
  * tg_matmul_t: C = op(A) op(B) where op transposes the last two dimensions when its
  * flag is set (trans_a: A is stored [..., k, m]; trans_b: B is stored [..., n, k]);
  * the transpose is passed to gemm, never copied.
@@ -100,9 +149,9 @@ tg_tensor *tg_softmax_cross_entropy(tg_tensor *logits, const tg_tensor *labels);
  * broadcast.
  * k = 0 gives zeros; m = 0 or n = 0 (or an empty batch) gives an empty result.
  * Errors (NULL and tg_error() naming the shapes, "^T" marking a transposed operand):
- * ndim < 2, inner dimensions that differ ("tg_matmul: inner dimensions differ:
- * [3,4] @ [5,2]"), batch dimensions that do not broadcast, dtypes that differ or are
- * not F32/F64. */
+ * a 0-d operand (tg_matmul) or ndim < 2 (tg_matmul_t, which takes no vectors), inner
+ * dimensions that differ ("tg_matmul: inner dimensions differ: [3,4] @ [5,2]"), batch
+ * dimensions that do not broadcast, dtypes that differ or are not F32/F64. */
 tg_tensor *tg_matmul(tg_tensor *a, tg_tensor *b);
 tg_tensor *tg_matmul_t(tg_tensor *a, tg_tensor *b, bool trans_a, bool trans_b);
 

@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -83,6 +84,43 @@ tg_tensor *tg_tensor_from(tg_dtype dt, int ndim, const int64_t *shape, const voi
 
 /* A new persistent 0-d tensor holding value (converted to dt). */
 tg_tensor *tg_scalar(tg_dtype dt, double value);
+
+/* ---- filled constructors: persistent tensors, freed with tg_tensor_free() ----
+ * Each returns NULL with tg_error() naming it on a bad dtype or shape (as
+ * tg_tensor_new) or a bad argument below. */
+
+/* Every element = value (converted to dt; an I64 value is truncated toward zero and
+ * must be within int64's range, NaN refused). */
+tg_tensor *tg_tensor_full(tg_dtype dt, int ndim, const int64_t *shape, double value);
+/* NumPy's arange: the 1-D tensor [start + i step for 0 <= i < ceil((stop - start) /
+ * step)], stop excluded; empty when stop lies behind start for the step's sign (NumPy's
+ * rule; PyTorch raises an error there). start, stop, step finite and step != 0; for
+ * I64, whole start and step. */
+tg_tensor *tg_tensor_arange(tg_dtype dt, double start, double stop, double step);
+/* NumPy's linspace: n >= 0 evenly spaced values from start to stop, both included:
+ * start + i (stop - start) / (n - 1), with the last one exactly stop (n = 1 gives
+ * [start]). F32 or F64; start and stop finite. */
+tg_tensor *tg_tensor_linspace(tg_dtype dt, double start, double stop, int64_t n);
+/* The n x n identity (n >= 0), any dtype. */
+tg_tensor *tg_tensor_eye(tg_dtype dt, int64_t n);
+/* Standard normal / uniform [0, 1) values (F32 or F64) drawn in row-major order from
+ * the thread generator seeded by tg_seed() (random.h): tg_rand_normal / tg_rand_uniform. */
+tg_tensor *tg_tensor_randn(tg_dtype dt, int ndim, const int64_t *shape);
+tg_tensor *tg_tensor_rand(tg_dtype dt, int ndim, const int64_t *shape);
+
+/* Writes t's values to out the way NumPy prints an array, then a newline: nested
+ * brackets, one row of the last axis per line (wrapped at 75 columns), elements
+ * right-aligned to a common width; floats as "2." when all shown values are whole,
+ * else "%.4f", or "%.4e" when magnitudes pass 1e8, fall below 1e-4 or span over 1e3;
+ * nan, inf, -inf by name; a 0-d tensor as its value, an empty one as []. More than
+ * 1000 elements are summarised: the first and last 3 entries of every axis longer
+ * than 6, with "..." between. Either kind of tensor. Returns 0, or -1 with tg_error()
+ * set on a NULL t or out, or a write error.
+ *
+ *     [[1.0000 2.5000]
+ *      [3.0000 4.0000]]
+ */
+int tg_tensor_print(FILE *out, const tg_tensor *t);
 
 /* A persistent copy of t (of either kind): same dtype, shape, data and requires_grad;
  * no gradient and no history. NULL on bad input or allocation failure. */

@@ -25,19 +25,8 @@
 
 #include "internal.h"
 
-/* ---- a small deterministic generator (splitmix64), local to each check ---- */
-
-typedef struct {
-    uint64_t s;
-} rng;
-
-static double rng_uniform(rng *r) {
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (double)(z >> 11) / 9007199254740992.0 * 2.0 - 1.0; /* [-1, 1) */
-}
+/* A deterministic draw in [-1, 1) from a generator local to each check (random.h). */
+static double rng_uniform(tg_rng *r) { return tg_rng_uniform(r) * 2.0 - 1.0; }
 
 /* ---- reports ---- */
 
@@ -354,7 +343,7 @@ static bool check_fast(const checker *c, layout *L, tg_tensor *y, tg_tensor **dx
     if (!ok) report_fail(rep, "%s: out of memory", c->name);
     double analytic = 0.0, numeric = 0.0;
     if (ok) {
-        rng r = {0x7467726164636bull}; /* fixed: the check is reproducible */
+        tg_rng r = {0x7467726164636bull}; /* fixed: the check is reproducible */
         for (int64_t o = 0; o < nout; o++)
             ((double *)v->data)[o] = rng_uniform(&r);
         for (int64_t col = 0; col < ncols; col++)
@@ -497,7 +486,7 @@ bool tg_gradgradcheck(tg_fn f, void *ctx, int n, tg_tensor *const *inputs,
     bool ok = v && in2;
     if (!ok) report_fail(rep, "%s: out of memory", name);
     if (ok) {
-        rng r = {0x6772616467726164ull};
+        tg_rng r = {0x6772616467726164ull};
         for (int64_t o = 0; o < v->numel; o++)
             ((double *)v->data)[o] = rng_uniform(&r);
         v->requires_grad = true;

@@ -180,6 +180,95 @@ tg_tensor *tg_scalar(tg_dtype dt, double value) {
     return t;
 }
 
+/* ---- filled constructors ---- */
+
+/* A value that an I64 tensor can hold exactly enough: finite and within int64's range
+ * (it is truncated toward zero). */
+static bool fits_i64(double v) { return v >= -0x1p63 && v < 0x1p63; }
+
+static bool check_float_dt(const char *op, tg_dtype dt) {
+    if (dt == TG_F32 || dt == TG_F64) return true;
+    tg__fail("%s: dtype must be f32 or f64, got %s", op, tg_dtype_name(dt));
+    return false;
+}
+
+tg_tensor *tg_tensor_full(tg_dtype dt, int ndim, const int64_t *shape, double value) {
+    tg__op_name = "tg_tensor_full";
+    if (dt == TG_I64 && !fits_i64(value))
+        return tg__fail("tg_tensor_full: value %g does not fit an i64 tensor", value);
+    tg_tensor *t = persistent_new("tg_tensor_full", dt, ndim, shape);
+    if (t)
+        for (int64_t i = 0; i < t->numel; i++)
+            tg__set(t, i, value);
+    return t;
+}
+
+tg_tensor *tg_tensor_arange(tg_dtype dt, double start, double stop, double step) {
+    const char *op = "tg_tensor_arange";
+    tg__op_name = op;
+    if (!isfinite(start) || !isfinite(stop) || !isfinite(step) || step == 0.0)
+        return tg__fail("%s: needs finite start, stop and a finite nonzero step, got %g, %g, %g",
+                        op, start, stop, step);
+    if (dt == TG_I64 &&
+        (start != floor(start) || step != floor(step) || !fits_i64(start) || !fits_i64(stop)))
+        return tg__fail("%s: an i64 range needs whole start and step within i64, got %g, %g", op,
+                        start, step);
+    double count = ceil((stop - start) / step);
+    if (!(count < 0x1p62)) return tg__fail("%s: [%g, %g) by %g is too long", op, start, stop, step);
+    int64_t n = count > 0 ? (int64_t)count : 0;
+    tg_tensor *t = persistent_new(op, dt, 1, &n);
+    if (t)
+        for (int64_t i = 0; i < n; i++)
+            tg__set(t, i, start + (double)i * step);
+    return t;
+}
+
+tg_tensor *tg_tensor_linspace(tg_dtype dt, double start, double stop, int64_t n) {
+    const char *op = "tg_tensor_linspace";
+    tg__op_name = op;
+    if (!check_float_dt(op, dt)) return NULL;
+    if (!isfinite(start) || !isfinite(stop) || n < 0)
+        return tg__fail("%s: needs finite start and stop and n >= 0, got %g, %g, %lld", op, start,
+                        stop, (long long)n);
+    tg_tensor *t = persistent_new(op, dt, 1, &n);
+    if (!t) return NULL;
+    double step = n > 1 ? (stop - start) / (double)(n - 1) : 0.0;
+    for (int64_t i = 0; i < n; i++)
+        tg__set(t, i, start + (double)i * step);
+    if (n > 1) tg__set(t, n - 1, stop);
+    return t;
+}
+
+tg_tensor *tg_tensor_eye(tg_dtype dt, int64_t n) {
+    if (n < 0) return tg__fail("tg_tensor_eye: needs n >= 0, got %lld", (long long)n);
+    tg_tensor *t = persistent_new("tg_tensor_eye", dt, 2, (const int64_t[]){n, n});
+    if (!t) return NULL;
+    memset(t->data, 0, (size_t)t->numel * tg_dtype_size(dt));
+    for (int64_t i = 0; i < n; i++)
+        tg__set(t, i * n + i, 1.0);
+    return t;
+}
+
+/* A float tensor filled in row-major order by draw() (the thread generator). */
+static tg_tensor *random_new(const char *op, tg_dtype dt, int ndim, const int64_t *shape,
+                             double (*draw)(void)) {
+    tg__op_name = op;
+    if (!check_float_dt(op, dt)) return NULL;
+    tg_tensor *t = persistent_new(op, dt, ndim, shape);
+    if (t)
+        for (int64_t i = 0; i < t->numel; i++)
+            tg__set(t, i, draw());
+    return t;
+}
+
+tg_tensor *tg_tensor_randn(tg_dtype dt, int ndim, const int64_t *shape) {
+    return random_new("tg_tensor_randn", dt, ndim, shape, tg_rand_normal);
+}
+
+tg_tensor *tg_tensor_rand(tg_dtype dt, int ndim, const int64_t *shape) {
+    return random_new("tg_tensor_rand", dt, ndim, shape, tg_rand_uniform);
+}
+
 tg_tensor *tg_tensor_clone(const tg_tensor *src) {
     if (!src) return tg__fail_soft("tg_tensor_clone: input is NULL");
     tg_tensor *t = tg_tensor_from(src->dtype, src->ndim, src->shape, src->data);

@@ -1,4 +1,4 @@
-/* data.c — the seedable generator, the spiral data set and the CSV loader (data.h). */
+/* data.c — the spiral data set and the CSV loader (data.h). */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <math.h>
@@ -11,36 +11,6 @@
 
 /* 2 pi (M_PI is not part of C11). */
 #define TWO_PI 6.283185307179586476925286766559
-
-/* ---------------- generator ---------------- */
-
-void tg_rng_seed(tg_rng *g, uint64_t seed) {
-    if (g) g->state = seed;
-}
-
-uint64_t tg_rng_next(tg_rng *g) {
-    uint64_t z = (g->state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-double tg_rng_uniform(tg_rng *g) { return (double)(tg_rng_next(g) >> 11) * 0x1.0p-53; }
-
-double tg_rng_normal(tg_rng *g) {
-    double u1 = tg_rng_uniform(g), u2 = tg_rng_uniform(g);
-    return sqrt(-2.0 * log(1.0 - u1)) * cos(TWO_PI * u2);
-}
-
-uint64_t tg_rng_below(tg_rng *g, uint64_t n) {
-    if (n < 1) return 0;
-    /* Reject the lowest (2^64 mod n) values so every residue is equally likely. */
-    uint64_t threshold = (0 - n) % n;
-    for (;;) {
-        uint64_t r = tg_rng_next(g);
-        if (r >= threshold) return r % n;
-    }
-}
 
 /* ---------------- spiral ---------------- */
 

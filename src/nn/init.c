@@ -1,75 +1,8 @@
-/* init.c — the per-thread random generator and the parameter initializers.
- *
- * The generator is xoshiro256** (Blackman and Vigna): 256 bits of state, period
- * 2^256 - 1, passes BigCrush, and four 64-bit words per thread cost nothing. Its state
- * is filled from the seed by splitmix64, which turns even seeds 0, 1, 2 into
- * well-mixed, never-all-zero states. Normals come from the Marsaglia polar method;
- * the second value of each pair is kept for the next call, and tg_seed drops it so a
- * seed fully determines the sequence. */
+/* init.c — the parameter initializers, drawing from the thread generator of
+ * random.h (src/autodiff/random.c). */
 #include <math.h>
 
 #include "nn_internal.h"
-
-typedef struct {
-    uint64_t s[4];
-    bool seeded;     /* false until the first use or tg_seed: then seeded with 0 */
-    bool have_spare; /* a normal deviate is waiting in spare */
-    double spare;
-} rng_state;
-
-static _Thread_local rng_state rng;
-
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-void tg_seed(uint64_t seed) {
-    uint64_t x = seed;
-    for (int i = 0; i < 4; i++)
-        rng.s[i] = splitmix64(&x);
-    rng.seeded = true;
-    rng.have_spare = false;
-}
-
-static uint64_t next_u64(void) {
-    if (!rng.seeded) tg_seed(0);
-    uint64_t *s = rng.s;
-    uint64_t result = rotl(s[1] * 5, 7) * 9;
-    uint64_t t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 45);
-    return result;
-}
-
-/* The top 53 bits as a double in [0, 1): every value is a multiple of 2^-53. */
-double tg_rand_uniform(void) { return (double)(next_u64() >> 11) * 0x1.0p-53; }
-
-double tg_rand_normal(void) {
-    if (!rng.seeded) tg_seed(0);
-    if (rng.have_spare) {
-        rng.have_spare = false;
-        return rng.spare;
-    }
-    double u, v, s;
-    do {
-        u = 2.0 * tg_rand_uniform() - 1.0;
-        v = 2.0 * tg_rand_uniform() - 1.0;
-        s = u * u + v * v;
-    } while (s >= 1.0 || s == 0.0);
-    double f = sqrt(-2.0 * log(s) / s);
-    rng.spare = v * f;
-    rng.have_spare = true;
-    return u * f;
-}
 
 /* ---- initializers ---- */
 

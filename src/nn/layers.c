@@ -1,5 +1,5 @@
-/* layers.c — Linear, the activations, Dropout, BatchNorm1d, Conv2d, the pooling layers
- * and Flatten.
+/* layers.c — Linear, the activations, Dropout, BatchNorm1d/2d, LayerNorm, Embedding,
+ * Conv2d, the pooling layers and Flatten.
  *
  * Every forward is a composition of ops from ops.h, so the tape differentiates it
  * (twice, if asked). The only raw loops write constants the tape never differentiates:
@@ -95,6 +95,8 @@ int tg_nn_linear_set_dropconnect(tg_module *m, double p) {
 static tg_tensor *relu_forward(tg_module *m, tg_tensor *x) { return tg_relu(x); }
 static tg_tensor *sigmoid_forward(tg_module *m, tg_tensor *x) { return tg_sigmoid(x); }
 static tg_tensor *tanh_forward(tg_module *m, tg_tensor *x) { return tg_tanh(x); }
+static tg_tensor *gelu_forward(tg_module *m, tg_tensor *x) { return tg_gelu(x); }
+static tg_tensor *silu_forward(tg_module *m, tg_tensor *x) { return tg_silu(x); }
 
 /* where(x > 0, x, slope x): the gradient is 1 for x > 0 and slope otherwise, as in
  * PyTorch (the slope also at x = 0). */
@@ -113,6 +115,10 @@ tg_module *tg_nn_sigmoid(void) {
 }
 
 tg_module *tg_nn_tanh(void) { return tg__module_alloc(TG__MOD_TANH, "tanh", tanh_forward); }
+
+tg_module *tg_nn_gelu(void) { return tg__module_alloc(TG__MOD_GELU, "gelu", gelu_forward); }
+
+tg_module *tg_nn_silu(void) { return tg__module_alloc(TG__MOD_SILU, "silu", silu_forward); }
 
 tg_module *tg_nn_leaky_relu(double slope) {
     if (!isfinite(slope)) return tg__fail("tg_nn_leaky_relu: slope must be finite, got %g", slope);
@@ -136,48 +142,70 @@ tg_module *tg_nn_dropout(double p) {
     return m;
 }
 
-/* ================= BatchNorm1d ================= */
+/* ================= BatchNorm1d, BatchNorm2d, LayerNorm ================= */
 
-/* Training:  mu = mean_n x,  var = mean_n (x - mu)^2  (biased),
- *            y = (x - mu) / sqrt(var + eps) * weight + bias,
- *            running <- (1 - momentum) running + momentum batch  (var unbiased: N/(N-1)).
+/* The mean over the axes batch norm reduces, kept as size 1: the batch axis of
+ * [N, C], or the batch and image axes of [N, C, H, W]. */
+static tg_tensor *batch_mean(tg_tensor *x) {
+    tg_tensor *m = tg_mean(x, 0, true);
+    return x->ndim == 4 ? tg_mean(tg_mean(m, 2, true), 3, true) : m;
+}
+
+/* A per-channel [C] state tensor shaped to broadcast over x: [C] for [N, C] and
+ * [C, 1, 1] for [N, C, H, W]. */
+static tg_tensor *per_channel(tg_tensor *v, const tg_tensor *x) {
+    return x->ndim == 4 ? tg_reshape(v, 3, (const int64_t[]){v->numel, 1, 1}) : v;
+}
+
+/* Training:  mu = mean x,  var = mean (x - mu)^2  (biased; over the batch, and for
+ *            BatchNorm2d also the image),  y = (x - mu) / sqrt(var + eps) * weight + bias,
+ *            running <- (1 - momentum) running + momentum batch  (var unbiased: M/(M-1)
+ *            for the M values per channel).
  * Eval:      y = (x - running_mean) / sqrt(running_var + eps) * weight + bias. */
 static tg_tensor *batchnorm_forward(tg_module *m, tg_tensor *x) {
-    if (x->ndim != 2 || x->shape[1] != m->in)
-        return tg__fail("tg_nn_batchnorm1d: input %s does not match [N, %lld]", tg__shp(x),
-                        (long long)m->in);
-    tg_tensor *w = m->state[0], *b = m->state[1], *rmean = m->state[2], *rvar = m->state[3];
-    int64_t n = x->shape[0];
+    bool two_d = m->kind == TG__MOD_BATCHNORM2D;
+    const char *op = two_d ? "tg_nn_batchnorm2d" : "tg_nn_batchnorm1d";
+    if (x->ndim != (two_d ? 4 : 2) || x->shape[1] != m->in)
+        return tg__fail("%s: input %s does not match [N, %lld%s]", op, tg__shp(x), (long long)m->in,
+                        two_d ? ", H, W" : "");
+    tg_tensor *w = per_channel(m->state[0], x), *b = per_channel(m->state[1], x);
+    tg_tensor *rmean = m->state[2], *rvar = m->state[3];
+    int64_t count = x->numel / m->in; /* values per channel */
     tg_tensor *xhat;
     if (m->training) {
-        if (n < 2)
-            return tg__fail("tg_nn_batchnorm1d: expected more than 1 value per channel when "
-                            "training, got input %s",
-                            tg__shp(x));
-        tg_tensor *mu = tg_mean(x, 0, true);
+        if (count < 2)
+            return tg__fail("%s: expected more than 1 value per channel when training, got "
+                            "input %s",
+                            op, tg__shp(x));
+        tg_tensor *mu = batch_mean(x);
         tg_tensor *xc = tg_sub(x, mu);
-        tg_tensor *var = tg_mean(tg_square(xc), 0, true);
+        tg_tensor *var = batch_mean(tg_square(xc));
         xhat = tg_div(xc, tg_sqrt(tg_add_scalar(var, m->eps)));
         if (!xhat) return NULL;
-        /* Running statistics: buffers, updated outside the tape. */
-        double unbias = (double)n / (double)(n - 1);
+        /* Running statistics: buffers, updated outside the tape. mu and var hold one
+         * value per channel, in channel order. */
+        double unbias = (double)count / (double)(count - 1);
         for (int64_t j = 0; j < m->in; j++) {
             double rm = tg__get(rmean, j), rv = tg__get(rvar, j);
             tg__set(rmean, j, (1.0 - m->momentum) * rm + m->momentum * tg__get(mu, j));
             tg__set(rvar, j, (1.0 - m->momentum) * rv + m->momentum * tg__get(var, j) * unbias);
         }
     } else {
-        xhat = tg_div(tg_sub(x, rmean), tg_sqrt(tg_add_scalar(rvar, m->eps)));
+        tg_tensor *sd = tg_sqrt(tg_add_scalar(per_channel(rvar, x), m->eps));
+        xhat = tg_div(tg_sub(x, per_channel(rmean, x)), sd);
     }
     return tg_add(tg_mul(xhat, w), b);
 }
 
-tg_module *tg_nn_batchnorm1d(int64_t features, tg_dtype dt) {
-    if (features < 1)
-        return tg__fail("tg_nn_batchnorm1d: needs features >= 1, got %lld", (long long)features);
+/* A normalisation layer's state: "weight" (ones) and "bias" (zeros) of [features], learnable,
+ * then, for batch norm, "running_mean" (zeros) and "running_var" (ones). */
+static tg_module *norm_layer(tg__module_kind kind, const char *op, const char *name,
+                             tg__module_forward_fn fwd, int64_t features, tg_dtype dt,
+                             bool running) {
+    if (features < 1) return tg__fail("%s: needs features >= 1, got %lld", op, (long long)features);
     if (dt != TG_F32 && dt != TG_F64)
-        return tg__fail("tg_nn_batchnorm1d: dtype must be f32 or f64, got %s", tg_dtype_name(dt));
-    tg_module *m = tg__module_alloc(TG__MOD_BATCHNORM1D, "batchnorm1d", batchnorm_forward);
+        return tg__fail("%s: dtype must be f32 or f64, got %s", op, tg_dtype_name(dt));
+    tg_module *m = tg__module_alloc(kind, name, fwd);
     if (!m) return NULL;
     m->dtype = dt;
     m->in = m->out = features;
@@ -185,19 +213,90 @@ tg_module *tg_nn_batchnorm1d(int64_t features, tg_dtype dt) {
     m->eps = 1e-5;
     static const char *const names[4] = {"weight", "bias", "running_mean", "running_var"};
     m->nparams = 2;
-    m->nstate = 4;
-    for (int i = 0; i < 4; i++) {
+    m->nstate = running ? 4 : 2;
+    for (int i = 0; i < m->nstate; i++) {
         m->state_names[i] = names[i];
-        m->state[i] = tg_tensor_new(dt, TG_SHAPE(features));
+        if (!(m->state[i] = tg_tensor_new(dt, TG_SHAPE(features)))) {
+            tg_module_free(m);
+            return NULL;
+        }
     }
-    if (!m->state[0] || !m->state[1] || !m->state[2] || !m->state[3]) {
+    tg_init_constant(m->state[0], 1.0);
+    if (running) tg_init_constant(m->state[3], 1.0);
+    tg_requires_grad(m->state[0], true);
+    tg_requires_grad(m->state[1], true);
+    return m;
+}
+
+tg_module *tg_nn_batchnorm1d(int64_t features, tg_dtype dt) {
+    return norm_layer(TG__MOD_BATCHNORM1D, "tg_nn_batchnorm1d", "batchnorm1d", batchnorm_forward,
+                      features, dt, true);
+}
+
+tg_module *tg_nn_batchnorm2d(int64_t channels, tg_dtype dt) {
+    return norm_layer(TG__MOD_BATCHNORM2D, "tg_nn_batchnorm2d", "batchnorm2d", batchnorm_forward,
+                      channels, dt, true);
+}
+
+/* y = (x - mean x) / sqrt(var x + eps) * weight + bias over the last axis (biased
+ * variance), as PyTorch's nn.LayerNorm(features). */
+static tg_tensor *layernorm_forward(tg_module *m, tg_tensor *x) {
+    if (x->ndim < 1 || x->shape[x->ndim - 1] != m->in)
+        return tg__fail("tg_nn_layernorm: input %s does not match [..., %lld]", tg__shp(x),
+                        (long long)m->in);
+    tg_tensor *xc = tg_sub(x, tg_mean(x, -1, true));
+    tg_tensor *sd = tg_sqrt(tg_add_scalar(tg_var(x, -1, true, 0), m->eps));
+    return tg_add(tg_mul(tg_div(xc, sd), m->state[0]), m->state[1]);
+}
+
+tg_module *tg_nn_layernorm(int64_t features, tg_dtype dt) {
+    return norm_layer(TG__MOD_LAYERNORM, "tg_nn_layernorm", "layernorm", layernorm_forward,
+                      features, dt, false);
+}
+
+/* ================= Embedding ================= */
+
+/* y[i..., :] = weight[x[i...], :]: the rows of weight [num, dim] picked by the I64
+ * indices x (any shape), giving x.shape ++ [dim]; one tg_index_select on the flattened
+ * indices. */
+static tg_tensor *embedding_forward(tg_module *m, tg_tensor *x) {
+    if (x->ndim >= TG_MAX_DIMS)
+        return tg__fail("tg_nn_embedding: input %s has too many dimensions (at most %d)",
+                        tg__shp(x), TG_MAX_DIMS - 1);
+    const int64_t *idx = x->data;
+    for (int64_t i = 0; i < x->numel; i++)
+        if (idx[i] < 0 || idx[i] >= m->in)
+            return tg__fail("tg_nn_embedding: index %lld at position %lld of input %s is out of "
+                            "range for %lld embeddings",
+                            (long long)idx[i], (long long)i, tg__shp(x), (long long)m->in);
+    tg_tensor *flat = tg_reshape(x, 1, (const int64_t[]){x->numel});
+    tg_tensor *rows = tg_index_select(m->state[0], 0, flat);
+    int64_t shape[TG_MAX_DIMS];
+    for (int i = 0; i < x->ndim; i++)
+        shape[i] = x->shape[i];
+    shape[x->ndim] = m->out;
+    return tg_reshape(rows, x->ndim + 1, shape);
+}
+
+tg_module *tg_nn_embedding(int64_t num, int64_t dim, tg_dtype dt) {
+    if (num < 1 || dim < 1)
+        return tg__fail("tg_nn_embedding: needs num >= 1 and dim >= 1, got %lld and %lld",
+                        (long long)num, (long long)dim);
+    if (dt != TG_F32 && dt != TG_F64)
+        return tg__fail("tg_nn_embedding: dtype must be f32 or f64, got %s", tg_dtype_name(dt));
+    tg_module *m = tg__module_alloc(TG__MOD_EMBEDDING, "embedding", embedding_forward);
+    if (!m) return NULL;
+    m->dtype = dt;
+    m->in = num;
+    m->out = dim;
+    m->nparams = m->nstate = 1;
+    m->state_names[0] = "weight";
+    if (!(m->state[0] = tg_tensor_new(dt, TG_SHAPE(num, dim)))) {
         tg_module_free(m);
         return NULL;
     }
-    tg_init_constant(m->state[0], 1.0);
-    tg_init_constant(m->state[3], 1.0);
+    tg_init_normal(m->state[0], 0.0, 1.0); /* PyTorch's nn.Embedding: N(0, 1) */
     tg_requires_grad(m->state[0], true);
-    tg_requires_grad(m->state[1], true);
     return m;
 }
 

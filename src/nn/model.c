@@ -163,10 +163,13 @@ static void pop_training(tg_model *m, bool *flags) {
 
 /* ---------------- fit ---------------- */
 
-static int check_data(const char *op, const tg_tensor *X, const tg_tensor *y) {
-    if (X->dtype != TG_F32 && X->dtype != TG_F64)
-        return tg__fail_int("%s: X must be f32 or f64, got %s %s", op, tg_dtype_name(X->dtype),
-                            tg__shp(X));
+/* X is float, or I64 indices when the first layer is an embedding. */
+static int check_data(const char *op, const tg_model *m, const tg_tensor *X, const tg_tensor *y) {
+    bool indices = m->n > 0 && m->layers[0]->kind == TG__MOD_EMBEDDING;
+    if (indices ? X->dtype != TG_I64 : X->dtype != TG_F32 && X->dtype != TG_F64)
+        return tg__fail_int("%s: X must be %s, got %s %s", op,
+                            indices ? "i64 (the first layer is an embedding)" : "f32 or f64",
+                            tg_dtype_name(X->dtype), tg__shp(X));
     if (X->ndim < 1) return tg__fail_int("%s: X must have a row axis, got %s", op, tg__shp(X));
     if (y && (y->ndim < 1 || y->shape[0] != X->shape[0]))
         return tg__fail_int("%s: X has %lld rows but y is %s", op, (long long)X->shape[0],
@@ -186,7 +189,7 @@ int tg_model_fit(tg_model *m, const tg_tensor *X, const tg_tensor *y, const tg_f
     if (o->batch_size < 0)
         return tg__fail_int("%s: batch_size must be >= 0 (0: the whole data set), got %lld", op,
                             (long long)o->batch_size);
-    if (check_data(op, X, y) != 0) return -1;
+    if (check_data(op, m, X, y) != 0) return -1;
     const int64_t N = X->shape[0];
     if (N == 0) return tg__fail_int("%s: X has no rows: %s", op, tg__shp(X));
     const int64_t bs = o->batch_size == 0 || o->batch_size > N ? N : o->batch_size;
@@ -268,7 +271,7 @@ int tg_model_fit(tg_model *m, const tg_tensor *X, const tg_tensor *y, const tg_f
 tg_tensor *tg_model_predict(tg_model *m, const tg_tensor *X) {
     static const char op[] = "tg_model_predict";
     if (!m || !X) return tg__fail_soft("%s: model and X must not be NULL", op);
-    if (check_data(op, X, NULL) != 0) return NULL;
+    if (check_data(op, m, X, NULL) != 0) return NULL;
     const int64_t N = X->shape[0];
     bool *flags = push_training(m, false);
     if (!flags) return NULL;

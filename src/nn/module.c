@@ -19,6 +19,12 @@ tg_module *tg__module_alloc(tg__module_kind kind, const char *name, tg__module_f
 tg_tensor *tg_module_forward(tg_module *m, tg_tensor *x) {
     if (!m) return tg__fail_soft("tg_module_forward: module is NULL");
     if (!x) return tg__fail_soft("tg_nn_%s: input is NULL", m->name);
+    if (m->kind == TG__MOD_EMBEDDING) { /* the one layer fed indices */
+        if (x->dtype != TG_I64)
+            return tg__fail("tg_nn_embedding: input must be i64 indices, got %s %s",
+                            tg_dtype_name(x->dtype), tg__shp(x));
+        return m->forward(m, x);
+    }
     if (x->dtype != TG_F32 && x->dtype != TG_F64)
         return tg__fail("tg_nn_%s: input must be f32 or f64, got %s %s", m->name,
                         tg_dtype_name(x->dtype), tg__shp(x));

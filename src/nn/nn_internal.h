@@ -25,7 +25,12 @@ typedef enum {
     TG__MOD_CONV2D,
     TG__MOD_MAXPOOL2D,
     TG__MOD_AVGPOOL2D,
-    TG__MOD_FLATTEN
+    TG__MOD_FLATTEN,
+    TG__MOD_BATCHNORM2D,
+    TG__MOD_LAYERNORM,
+    TG__MOD_EMBEDDING,
+    TG__MOD_GELU,
+    TG__MOD_SILU
 } tg__module_kind;
 
 #define TG__MODULE_MAX_STATE 4
@@ -44,10 +49,11 @@ struct tg_module {
     int nstate;                                    /* nparams <= nstate <= TG__MODULE_MAX_STATE */
     const char *state_names[TG__MODULE_MAX_STATE]; /* static strings */
     tg_tensor *state[TG__MODULE_MAX_STATE];        /* persistent, owned */
-    int64_t in, out;      /* Linear: in/out features; BatchNorm1d: features in both */
+    int64_t in, out;      /* Linear: in/out features; BatchNorm1d/2d, LayerNorm: features
+                             (channels) in both; Embedding: num (in) and dim (out) */
     double p;             /* Dropout: drop probability; Linear: DropConnect p (0: off);
                              LeakyReLU: negative slope */
-    double momentum, eps; /* BatchNorm1d: 0.1 and 1e-5 */
+    double momentum, eps; /* BatchNorm1d/2d: 0.1 and 1e-5; LayerNorm: eps 1e-5 */
     /* Conv2d (whose in/out are its channels), MaxPool2d, AvgPool2d: the window size, its
      * step and the padding on every side. */
     int kernel, stride, padding;

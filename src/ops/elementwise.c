@@ -1,7 +1,16 @@
 /* elementwise.c — binary ops with NumPy broadcasting, unary ops, ops with a scalar
  * constant, and tg_where. Kernels are single passes over contiguous memory: the
  * strided walker (common.c) hands them runs whose operand strides are 0 or 1, so the
- * equal-shape case is one run and the bias add (row broadcast) one run per row. */
+ * equal-shape case is one run and the bias add (row broadcast) one run per row.
+ *
+ * A zero gradient stays zero. The backward of an op whose local derivative can be
+ * infinite or NaN at a finite input (sqrt and log at 0, div by 0, pow, exp and expm1
+ * when they overflow, log1p at -1) multiplies or divides the incoming gradient by that
+ * derivative with grad_mul / grad_div: the product or quotient, except 0 wherever the
+ * gradient is 0 (and, for grad_mul, wherever the derivative is 0). So the branch tg_where did not
+ * select gets exactly 0, not 0 * inf = NaN: where(x > 0, sqrt(x), 0) has gradient 0 at x < 0
+ * (PyTorch gives NaN there). The mask is a select in the same pass as the product, and grad_mul /
+ * grad_div are ops with their own backward, so second derivatives keep the rule. */
 #include <math.h>
 #include <string.h>
 
@@ -20,14 +29,16 @@ typedef enum {
     B_MASK_GT,   /* 1 where a > b, 0.5 where a == b, 0 elsewhere (maximum's gradient share) */
     B_MASK_LT,   /* 1 where a < b, 0.5 where a == b, 0 elsewhere */
     B_RELU_GRAD, /* a where b > 0, else 0: relu's backward in one pass (a = g, b = x) */
+    B_GMUL,      /* a * b, but 0 where a == 0 or b == 0: grad_mul */
+    B_GDIV,      /* a / b, but 0 where a == 0: grad_div */
     B_COUNT
 } binop;
 
 static const char *const bin_names[B_COUNT] = {
-    "tg_add",     "tg_sub",     "tg_mul",     "tg_div",     "tg_pow",
-    "tg_maximum", "tg_minimum", "tg_mask_gt", "tg_mask_lt", "tg_relu_grad"};
-static const char *const bin_syms[B_COUNT] = {"+",   "-",   "*", "/", "^",
-                                              "max", "min", ">", "<", "where >0"};
+    "tg_add",     "tg_sub",     "tg_mul",     "tg_div",       "tg_pow", "tg_maximum",
+    "tg_minimum", "tg_mask_gt", "tg_mask_lt", "tg_relu_grad", "tg_mul", "tg_div"};
+static const char *const bin_syms[B_COUNT] = {"+",   "-", "*", "/",        "^", "max",
+                                              "min", ">", "<", "where >0", "*", "/"};
 
 typedef struct {
     const void *a, *b;
@@ -50,6 +61,8 @@ typedef struct {
      : (op) == B_MASK_LT ? ((x) < (z)    ? (T)1                                                    \
                             : (x) == (z) ? (T)0.5                                                  \
                                          : (T)0)                                                   \
+     : (op) == B_GMUL    ? ((x) == 0 || (z) == 0 ? (T)0 : (x) * (z))                               \
+     : (op) == B_GDIV    ? ((x) == 0 ? (T)0 : (x) / (z))                                           \
                          : ((z) > 0 ? (x) : (T)0))
 
 /* The switch sits outside the loops so every loop has a fixed operation. Operands are
@@ -89,6 +102,8 @@ typedef struct {
             BIN_LOOPS(T, B_MASK_GT)                                                                \
             BIN_LOOPS(T, B_MASK_LT)                                                                \
             BIN_LOOPS(T, B_RELU_GRAD)                                                              \
+            BIN_LOOPS(T, B_GMUL)                                                                   \
+            BIN_LOOPS(T, B_GDIV)                                                                   \
         default:                                                                                   \
             break;                                                                                 \
         }                                                                                          \
@@ -153,12 +168,31 @@ static int mul_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     return 0;
 }
 
-/* y = a / b:  da = g / b,  db = -g a / b^2 = -(g / b) y */
+static tg_tensor *binary(binop op, tg_tensor *a, tg_tensor *b);
+
+/* g * d and g / d for a gradient g and a local derivative d, but 0 wherever g is 0
+ * (see the top of the file); grad_mul also gives 0 where d is 0, so that it is
+ * symmetric and its own derivative w.r.t. d (g times the next gradient) keeps the rule
+ * where g is 0. */
+static tg_tensor *grad_mul(tg_tensor *g, tg_tensor *d) { return binary(B_GMUL, g, d); }
+static tg_tensor *grad_div(tg_tensor *g, tg_tensor *d) { return binary(B_GDIV, g, d); }
+
+/* y = grad_mul(a, b):  da = grad_mul(g, b),  db = grad_mul(g, a). */
+static int gmul_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
+    tg_tensor *a = n->in[0], *b = n->in[1];
+    if (a->requires_grad && !(gin[0] = reduce_like(grad_mul(g, b), a))) return -1;
+    if (b->requires_grad && !(gin[1] = reduce_like(grad_mul(g, a), b))) return -1;
+    return 0;
+}
+
+/* y = a / b (tg_div or grad_div):  da = g / b,  db = -g a / b^2 = -(g y) / b, with the
+ * products of g taken by grad_mul / grad_div: g y is 0 where y is 0 (a = 0) before it
+ * meets b, so a zero numerator gives b no NaN even where b is 0 or NaN. */
 static int div_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     tg_tensor *a = n->in[0], *b = n->in[1];
-    tg_tensor *gb = tg_div(g, b);
-    if (a->requires_grad && !(gin[0] = reduce_like(gb, a))) return -1;
-    if (b->requires_grad && !(gin[1] = reduce_like(tg_neg(tg_mul(gb, tg_div(a, b))), b))) return -1;
+    if (a->requires_grad && !(gin[0] = reduce_like(grad_div(g, b), a))) return -1;
+    if (b->requires_grad && !(gin[1] = reduce_like(tg_neg(grad_div(grad_mul(g, n->out), b)), b)))
+        return -1;
     return 0;
 }
 
@@ -194,11 +228,11 @@ static tg_tensor *zero_where(tg_tensor *t, tg_tensor *a, tg_tensor *b, pow_pred 
 static int pow_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     tg_tensor *a = n->in[0], *b = n->in[1];
     if (a->requires_grad) {
-        tg_tensor *t = tg_mul(g, tg_mul(b, tg_pow(a, tg_add_scalar(b, -1.0))));
+        tg_tensor *t = grad_mul(g, tg_mul(b, tg_pow(a, tg_add_scalar(b, -1.0))));
         if (!(gin[0] = reduce_like(zero_where(t, a, b, pow_exp0), a))) return -1;
     }
     if (b->requires_grad) {
-        tg_tensor *t = tg_mul(g, tg_mul(tg_pow(a, b), tg_log(a)));
+        tg_tensor *t = grad_mul(g, tg_mul(tg_pow(a, b), tg_log(a)));
         if (!(gin[1] = reduce_like(zero_where(t, a, b, pow_base0), b))) return -1;
     }
     return 0;
@@ -230,9 +264,12 @@ static const tg__backward_fn bin_backward[B_COUNT] = {
     /* masks are constants and never recorded; relu_grad records itself */
     [B_MASK_GT] = NULL,
     [B_MASK_LT] = NULL,
-    [B_RELU_GRAD] = NULL};
-static const char *const bin_opnames[B_COUNT] = {"add",     "sub",     "mul",  "div",  "pow",
-                                                 "maximum", "minimum", "mask", "mask", "relu_grad"};
+    [B_RELU_GRAD] = NULL,
+    [B_GMUL] = gmul_backward,
+    [B_GDIV] = div_backward};
+static const char *const bin_opnames[B_COUNT] = {"add",  "sub",       "mul",      "div",
+                                                 "pow",  "maximum",   "minimum",  "mask",
+                                                 "mask", "relu_grad", "grad_mul", "grad_div"};
 
 static tg_tensor *binary(binop op, tg_tensor *a, tg_tensor *b) {
     tg_tensor *y = binary_compute(op, a, b);
@@ -269,15 +306,34 @@ typedef enum {
     U_ADDC,
     U_MULC,
     U_POWC, /* with the constant c */
+    U_LOG1P,
+    U_EXPM1,
+    U_SOFTPLUS,
+    U_ERF,
+    U_GELU,
+    U_SILU,
+    U_ELU,     /* alpha = c */
+    U_CLAMP,   /* lo = c, hi = c2 */
+    U_STEP,    /* 1 where x > 0, else 0: elu's mask */
+    U_INRANGE, /* 1 where c <= x <= c2, else 0: clamp's gradient mask */
     U_COUNT
 } unop;
 
 static const char *const un_names[U_COUNT] = {
     "tg_neg",    "tg_exp",     "tg_log",        "tg_sin",        "tg_cos",
     "tg_tanh",   "tg_sigmoid", "tg_relu",       "tg_sqrt",       "tg_abs",
-    "tg_square", "tg_sign",    "tg_add_scalar", "tg_mul_scalar", "tg_pow_scalar"};
+    "tg_square", "tg_sign",    "tg_add_scalar", "tg_mul_scalar", "tg_pow_scalar",
+    "tg_log1p",  "tg_expm1",   "tg_softplus",   "tg_erf",        "tg_gelu",
+    "tg_silu",   "tg_elu",     "tg_clamp",      "tg_step",       "tg_inrange"};
 
-#define UN_EXPR(op, x, c, T, F)                                                                    \
+/* 1/sqrt(2) (M_SQRT1_2 is not part of C11). */
+#define SQRT1_2 0.70710678118654752440084436210484903
+
+/* x, c, c2: the element and the op's constants. softplus is max(x, 0) + log1p(e^-|x|),
+ * exact for large |x|; gelu is x Phi(x) with Phi(x) = erfc(-x / sqrt 2) / 2 (the erf
+ * form, 0.5 x (1 + erf(x / sqrt 2)), without its cancellation for x << 0); silu is
+ * x / (1 + e^-x). NaN stays NaN in every op (clamp included). */
+#define UN_EXPR(op, x, c, c2, T, F)                                                                \
     ((op) == U_NEG    ? -(x)                                                                       \
      : (op) == U_EXP  ? exp##F(x)                                                                  \
      : (op) == U_LOG  ? log##F(x)                                                                  \
@@ -286,27 +342,39 @@ static const char *const un_names[U_COUNT] = {
      : (op) == U_TANH ? tanh##F(x)                                                                 \
      : (op) == U_SIGMOID                                                                           \
          ? ((x) >= 0 ? (T)1 / ((T)1 + exp##F(-(x))) : exp##F(x) / ((T)1 + exp##F(x)))              \
-     : (op) == U_RELU   ? ((x) < 0 ? (T)0 : (x)) /* NaN stays NaN */                               \
-     : (op) == U_SQRT   ? sqrt##F(x)                                                               \
-     : (op) == U_ABS    ? fabs##F(x)                                                               \
-     : (op) == U_SQUARE ? (x) * (x)                                                                \
-     : (op) == U_SIGN   ? ((x) > 0   ? (T)1                                                        \
-                           : (x) < 0 ? (T)-1                                                       \
-                                     : (T)0)                                                       \
-     : (op) == U_ADDC   ? (x) + (c)                                                                \
-     : (op) == U_MULC   ? (x) * (c)                                                                \
-                        : pow##F((x), (c)))
+     : (op) == U_RELU     ? ((x) < 0 ? (T)0 : (x)) /* NaN stays NaN */                             \
+     : (op) == U_SQRT     ? sqrt##F(x)                                                             \
+     : (op) == U_ABS      ? fabs##F(x)                                                             \
+     : (op) == U_SQUARE   ? (x) * (x)                                                              \
+     : (op) == U_SIGN     ? ((x) > 0   ? (T)1                                                      \
+                             : (x) < 0 ? (T)-1                                                     \
+                                       : (T)0)                                                     \
+     : (op) == U_ADDC     ? (x) + (c)                                                              \
+     : (op) == U_MULC     ? (x) * (c)                                                              \
+     : (op) == U_POWC     ? pow##F((x), (c))                                                       \
+     : (op) == U_LOG1P    ? log1p##F(x)                                                            \
+     : (op) == U_EXPM1    ? expm1##F(x)                                                            \
+     : (op) == U_SOFTPLUS ? ((x) > 0 ? (x) + log1p##F(exp##F(-(x))) : log1p##F(exp##F(x)))         \
+     : (op) == U_ERF      ? erf##F(x)                                                              \
+     : (op) == U_GELU     ? (T)0.5 * (x)*erfc##F(-(x) * (T)SQRT1_2)                                \
+     : (op) == U_SILU     ? (x) / ((T)1 + exp##F(-(x)))                                            \
+     : (op) == U_ELU      ? ((x) > 0 ? (x) : (c)*expm1##F(x))                                      \
+     : (op) == U_CLAMP    ? ((x) < (c)    ? ((c) > (c2) ? (c2) : (c))                              \
+                             : (x) > (c2) ? (c2)                                                   \
+                                          : (x))                                                   \
+     : (op) == U_STEP     ? ((x) > 0 ? (T)1 : (T)0)                                                \
+                          : ((x) >= (c) && (x) <= (c2) ? (T)1 : (T)0))
 
 #define UN_LOOP(T, F, OP)                                                                          \
     case OP:                                                                                       \
         for (int64_t i = 0; i < n; i++) {                                                          \
             T v_ = x[i];                                                                           \
-            y[i] = UN_EXPR(OP, v_, c, T, F);                                                       \
+            y[i] = UN_EXPR(OP, v_, c, c2, T, F);                                                   \
         }                                                                                          \
         break;
 
 #define UN_KERNEL(NAME, T, F)                                                                      \
-    static void NAME(unop op, int64_t n, const T *x, T c, T *y) {                                  \
+    static void NAME(unop op, int64_t n, const T *x, T c, T c2, T *y) {                            \
         switch (op) {                                                                              \
             UN_LOOP(T, F, U_NEG)                                                                   \
             UN_LOOP(T, F, U_EXP)                                                                   \
@@ -323,6 +391,16 @@ static const char *const un_names[U_COUNT] = {
             UN_LOOP(T, F, U_ADDC)                                                                  \
             UN_LOOP(T, F, U_MULC)                                                                  \
             UN_LOOP(T, F, U_POWC)                                                                  \
+            UN_LOOP(T, F, U_LOG1P)                                                                 \
+            UN_LOOP(T, F, U_EXPM1)                                                                 \
+            UN_LOOP(T, F, U_SOFTPLUS)                                                              \
+            UN_LOOP(T, F, U_ERF)                                                                   \
+            UN_LOOP(T, F, U_GELU)                                                                  \
+            UN_LOOP(T, F, U_SILU)                                                                  \
+            UN_LOOP(T, F, U_ELU)                                                                   \
+            UN_LOOP(T, F, U_CLAMP)                                                                 \
+            UN_LOOP(T, F, U_STEP)                                                                  \
+            UN_LOOP(T, F, U_INRANGE)                                                               \
         default:                                                                                   \
             break;                                                                                 \
         }                                                                                          \
@@ -331,14 +409,14 @@ static const char *const un_names[U_COUNT] = {
 UN_KERNEL(un_f32, float, f)
 UN_KERNEL(un_f64, double, )
 
-static tg_tensor *unary_compute(unop op, tg_tensor *x, double c) {
+static tg_tensor *unary_compute(unop op, tg_tensor *x, double c, double c2) {
     if (!tg__check_float(un_names[op], x)) return NULL;
     tg_tensor *y = tg__tape_tensor(x->dtype, x->ndim, x->shape);
     if (!y) return NULL;
     if (x->dtype == TG_F64)
-        un_f64(op, x->numel, x->data, c, y->data);
+        un_f64(op, x->numel, x->data, c, c2, y->data);
     else
-        un_f32(op, x->numel, x->data, (float)c, y->data);
+        un_f32(op, x->numel, x->data, (float)c, (float)c2, y->data);
     return y;
 }
 
@@ -347,10 +425,10 @@ static int neg_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     return (gin[0] = tg_neg(g)) ? 0 : -1;
 }
 static int exp_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
-    return (gin[0] = tg_mul(g, n->out)) ? 0 : -1;
+    return (gin[0] = grad_mul(g, n->out)) ? 0 : -1;
 }
 static int log_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
-    return (gin[0] = tg_div(g, n->in[0])) ? 0 : -1;
+    return (gin[0] = grad_div(g, n->in[0])) ? 0 : -1;
 }
 static int sin_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     return (gin[0] = tg_mul(g, tg_cos(n->in[0]))) ? 0 : -1;
@@ -391,10 +469,10 @@ static int relu_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
 }
 /* d sqrt = 1 / (2 y) */
 static int sqrt_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
-    return (gin[0] = tg_div(g, tg_mul_scalar(n->out, 2.0))) ? 0 : -1;
+    return (gin[0] = grad_div(g, tg_mul_scalar(n->out, 2.0))) ? 0 : -1;
 }
 static int abs_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
-    tg_tensor *sign = tg__derived_constant(unary_compute(U_SIGN, n->in[0], 0), 1, n->in);
+    tg_tensor *sign = tg__derived_constant(unary_compute(U_SIGN, n->in[0], 0, 0), 1, n->in);
     return (gin[0] = tg_mul(g, sign)) ? 0 : -1;
 }
 static int square_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
@@ -415,27 +493,92 @@ static int powc_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
         gin[0] = tg__tape_zeros(g->dtype, g->ndim, g->shape);
         return gin[0] ? 0 : -1;
     }
-    return (gin[0] = tg_mul(g, tg_mul_scalar(tg_pow_scalar(n->in[0], c - 1.0), c))) ? 0 : -1;
+    return (gin[0] = grad_mul(g, tg_mul_scalar(tg_pow_scalar(n->in[0], c - 1.0), c))) ? 0 : -1;
+}
+/* d log1p = 1 / (1 + x) */
+static int log1p_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
+    return (gin[0] = grad_div(g, tg_add_scalar(n->in[0], 1.0))) ? 0 : -1;
+}
+/* d expm1 = e^x = y + 1 */
+static int expm1_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
+    return (gin[0] = grad_mul(g, tg_add_scalar(n->out, 1.0))) ? 0 : -1;
+}
+/* d softplus = sigmoid(x) (exactly 1/2 at 0) */
+static int softplus_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
+    return (gin[0] = tg_mul(g, tg_sigmoid(n->in[0]))) ? 0 : -1;
+}
+/* d erf = (2 / sqrt pi) e^(-x^2) */
+static int erf_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
+    tg_tensor *e = tg_exp(tg_neg(tg_square(n->in[0])));
+    return (gin[0] = tg_mul(g, tg_mul_scalar(e, 1.1283791670955125738961589031215452))) ? 0 : -1;
+}
+/* d gelu = Phi(x) + x phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2, phi(x) = e^(-x^2/2) / sqrt(2 pi)
+ */
+static int gelu_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
+    tg_tensor *x = n->in[0];
+    tg_tensor *cdf = tg_add_scalar(tg_mul_scalar(tg_erf(tg_mul_scalar(x, SQRT1_2)), 0.5), 0.5);
+    tg_tensor *pdf = tg_mul_scalar(tg_exp(tg_mul_scalar(tg_square(x), -0.5)),
+                                   0.39894228040143267793994605993438187);
+    return (gin[0] = tg_mul(g, tg_add(cdf, tg_mul(x, pdf)))) ? 0 : -1;
+}
+/* d silu = s (1 + x (1 - s)), s = sigmoid(x) */
+static int silu_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
+    tg_tensor *x = n->in[0], *s = tg_sigmoid(x);
+    tg_tensor *d = tg_mul(s, tg_add_scalar(tg_mul(x, tg_add_scalar(tg_neg(s), 1.0)), 1.0));
+    return (gin[0] = tg_mul(g, d)) ? 0 : -1;
+}
+/* d elu = 1 where x > 0, else alpha e^x = y + alpha (PyTorch's choice at 0: alpha).
+ * Written with y so that e^x never overflows in the branch that is not taken. */
+static int elu_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
+    tg_tensor *pos = unary_compute(U_STEP, n->in[0], 0, 0);
+    tg_tensor *neg = tg_mul(g, tg_add_scalar(n->out, n->d[0]));
+    return (gin[0] = tg_where(pos, g, neg)) ? 0 : -1;
+}
+/* d clamp = 1 where lo <= x <= hi, else 0 (a constant mask) */
+static int clamp_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
+    tg_tensor *mask = unary_compute(U_INRANGE, n->in[0], n->d[0], n->d[1]);
+    return (gin[0] = tg_mul(g, mask)) ? 0 : -1;
 }
 
 static const tg__backward_fn un_backward[U_COUNT] = {
-    [U_NEG] = neg_backward,         [U_EXP] = exp_backward,
-    [U_LOG] = log_backward,         [U_SIN] = sin_backward,
-    [U_COS] = cos_backward,         [U_TANH] = tanh_backward,
-    [U_SIGMOID] = sigmoid_backward, [U_RELU] = relu_backward,
-    [U_SQRT] = sqrt_backward,       [U_ABS] = abs_backward,
-    [U_SQUARE] = square_backward,   [U_SIGN] = NULL, /* a constant mask, never recorded */
-    [U_ADDC] = addc_backward,       [U_MULC] = mulc_backward,
-    [U_POWC] = powc_backward};
+    [U_NEG] = neg_backward,
+    [U_EXP] = exp_backward,
+    [U_LOG] = log_backward,
+    [U_SIN] = sin_backward,
+    [U_COS] = cos_backward,
+    [U_TANH] = tanh_backward,
+    [U_SIGMOID] = sigmoid_backward,
+    [U_RELU] = relu_backward,
+    [U_SQRT] = sqrt_backward,
+    [U_ABS] = abs_backward,
+    [U_SQUARE] = square_backward,
+    [U_SIGN] = NULL, /* a constant mask, never recorded */
+    [U_ADDC] = addc_backward,
+    [U_MULC] = mulc_backward,
+    [U_POWC] = powc_backward,
+    [U_LOG1P] = log1p_backward,
+    [U_EXPM1] = expm1_backward,
+    [U_SOFTPLUS] = softplus_backward,
+    [U_ERF] = erf_backward,
+    [U_GELU] = gelu_backward,
+    [U_SILU] = silu_backward,
+    [U_ELU] = elu_backward,
+    [U_CLAMP] = clamp_backward,
+    [U_STEP] = NULL, /* masks: constants, never recorded */
+    [U_INRANGE] = NULL};
 
-static tg_tensor *unary(unop op, tg_tensor *x, double c) {
-    tg_tensor *y = unary_compute(op, x, c);
+static tg_tensor *unary2(unop op, tg_tensor *x, double c, double c2) {
+    tg_tensor *y = unary_compute(op, x, c, c2);
     if (!y) return NULL;
     tg__node *n = tg__record(un_names[op] + 3, y, 1, &x, un_backward[op]);
     if (n == TG__RECORD_FAILED) return NULL;
-    if (n) n->d[0] = c;
+    if (n) {
+        n->d[0] = c;
+        n->d[1] = c2;
+    }
     return y;
 }
+static tg_tensor *unary(unop op, tg_tensor *x, double c) { return unary2(op, x, c, 0.0); }
 
 tg_tensor *tg_neg(tg_tensor *x) { return unary(U_NEG, x, 0); }
 tg_tensor *tg_exp(tg_tensor *x) { return unary(U_EXP, x, 0); }
@@ -451,6 +594,27 @@ tg_tensor *tg_square(tg_tensor *x) { return unary(U_SQUARE, x, 0); }
 tg_tensor *tg_add_scalar(tg_tensor *x, double c) { return unary(U_ADDC, x, c); }
 tg_tensor *tg_mul_scalar(tg_tensor *x, double c) { return unary(U_MULC, x, c); }
 tg_tensor *tg_pow_scalar(tg_tensor *x, double c) { return unary(U_POWC, x, c); }
+tg_tensor *tg_log1p(tg_tensor *x) { return unary(U_LOG1P, x, 0); }
+tg_tensor *tg_expm1(tg_tensor *x) { return unary(U_EXPM1, x, 0); }
+tg_tensor *tg_softplus(tg_tensor *x) { return unary(U_SOFTPLUS, x, 0); }
+tg_tensor *tg_erf(tg_tensor *x) { return unary(U_ERF, x, 0); }
+tg_tensor *tg_gelu(tg_tensor *x) { return unary(U_GELU, x, 0); }
+tg_tensor *tg_silu(tg_tensor *x) { return unary(U_SILU, x, 0); }
+
+tg_tensor *tg_elu(tg_tensor *x, double alpha) {
+    if (!tg__check_float("tg_elu", x)) return NULL;
+    if (!isfinite(alpha))
+        return tg__fail("tg_elu: alpha must be finite, got %g (x %s)", alpha, tg__shp(x));
+    return unary(U_ELU, x, alpha);
+}
+
+tg_tensor *tg_clamp(tg_tensor *x, double lo, double hi) {
+    if (!tg__check_float("tg_clamp", x)) return NULL;
+    if (isnan(lo) || isnan(hi))
+        return tg__fail("tg_clamp: bounds must not be NaN, got [%g, %g] (x %s)", lo, hi,
+                        tg__shp(x));
+    return unary2(U_CLAMP, x, lo, hi);
+}
 
 /* ================= where ================= */
 

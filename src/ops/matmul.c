@@ -5,7 +5,12 @@
  * batch (every dimension but the last two) broadcasts like NumPy; the strided walker
  * (common.c) enumerates the output's batch entries together with the A and B batch
  * entries they read, one gemm per entry. When B has no batch dimensions and A is not
- * transposed, A's batch is folded into gemm's M: one call for the whole batch. */
+ * transposed, A's batch is folded into gemm's M: one call for the whole batch.
+ *
+ * tg_matmul also takes vectors, as NumPy does: a 1-D operand becomes a matrix by a
+ * reshape (A [k] -> [1, k], B [k] -> [k, 1]) and the result loses that dimension by
+ * another reshape. Reshapes share data and are ops, so the gradient (and the second
+ * derivative) of a dot, matrix-vector or vector-matrix product comes for free. */
 #include <cblas.h>
 
 #include "../autodiff/internal.h"
@@ -146,7 +151,28 @@ static tg_tensor *matmul_impl(const char *op, tg_tensor *a, tg_tensor *b, bool t
 }
 
 tg_tensor *tg_matmul(tg_tensor *a, tg_tensor *b) {
-    return matmul_impl("tg_matmul", a, b, false, false);
+    if (!tg__check_float2("tg_matmul", a, b)) return NULL;
+    if (a->ndim >= 2 && b->ndim >= 2) return matmul_impl("tg_matmul", a, b, false, false);
+    if (a->ndim == 0 || b->ndim == 0)
+        return tg__fail("tg_matmul: operands need at least 1 dimension: %s @ %s", tg__shp(a),
+                        tg__shp(b));
+    int64_t ka = a->shape[a->ndim - 1], kb = b->shape[b->ndim > 1 ? b->ndim - 2 : 0];
+    if (ka != kb)
+        return tg__fail("tg_matmul: inner dimensions differ: %s @ %s", tg__shp(a), tg__shp(b));
+    tg_tensor *a2 = a->ndim == 1 ? tg_reshape(a, 2, (const int64_t[]){1, ka}) : a;
+    tg_tensor *b2 = b->ndim == 1 ? tg_reshape(b, 2, (const int64_t[]){kb, 1}) : b;
+    tg_tensor *y = matmul_impl("tg_matmul", a2, b2, false, false);
+    if (!y) return NULL;
+    /* Drop the added dimensions: the row of a vector A (second to last) and the column
+     * of a vector B (last). */
+    int nd = 0;
+    int64_t shape[TG_MAX_DIMS];
+    for (int i = 0; i < y->ndim; i++) {
+        if (a->ndim == 1 && i == y->ndim - 2) continue;
+        if (b->ndim == 1 && i == y->ndim - 1) continue;
+        shape[nd++] = y->shape[i];
+    }
+    return tg_reshape(y, nd, shape);
 }
 
 tg_tensor *tg_matmul_t(tg_tensor *a, tg_tensor *b, bool trans_a, bool trans_b) {

@@ -1,4 +1,4 @@
-/* reduce.c — sum, mean, max, logsumexp, argmax over one axis or all of them.
+/* reduce.c — sum, mean, max, min, var, logsumexp, argmax over one axis or all of them.
  *
  * The one reduction helper views the input as [outer, n, inner] where n is the
  * reduced axis (TG_ALL: [1, numel, 1]); the output is [outer, inner]. */
@@ -46,7 +46,7 @@ static bool plan(const char *op, const tg_tensor *x, int axis, bool keepdim, red
     return true;
 }
 
-typedef enum { R_SUM, R_MAX, R_LSE, R_ARGMAX } rkind;
+typedef enum { R_SUM, R_MAX, R_MIN, R_VAR, R_LSE, R_ARGMAX } rkind;
 
 /* The one place logsumexp, softmax and the fused cross-entropy compute their shift:
  * over the strided row p[0], p[s], ..., p[(n-1)s] (n >= 1), sets *m to its maximum, or
@@ -68,8 +68,9 @@ typedef enum { R_SUM, R_MAX, R_LSE, R_ARGMAX } rkind;
 EXPSUM(expsum_f32, float, f)
 EXPSUM(expsum_f64, double, )
 
-/* y[o, k] = reduce_j x[o, j, k]; for R_MAX/R_ARGMAX idx (may be NULL) gets the first
- * maximal j. NaN wins a max. Sums accumulate in double. */
+/* y[o, k] = reduce_j x[o, j, k]; for R_MAX/R_MIN/R_ARGMAX idx (may be NULL) gets the
+ * first maximal (minimal) j. NaN wins a max or a min. Sums accumulate in double; R_VAR
+ * is the sum of squared deviations from the mean (two passes), scaled by the caller. */
 #define REDUCE_KERNEL(NAME, T, EXPSUM_T)                                                           \
     static void NAME(rkind kind, const reduction *r, const T *x, T *y, int64_t *idx) {             \
         for (int64_t o = 0; o < r->outer; o++)                                                     \
@@ -80,14 +81,26 @@ EXPSUM(expsum_f64, double, )
                 if (kind == R_SUM) {                                                               \
                     for (int64_t j = 0; j < r->n; j++)                                             \
                         acc += p[j * s];                                                           \
+                } else if (kind == R_VAR) {                                                        \
+                    double mean = 0;                                                               \
+                    for (int64_t j = 0; j < r->n; j++)                                             \
+                        mean += p[j * s];                                                          \
+                    mean /= (double)r->n;                                                          \
+                    for (int64_t j = 0; j < r->n; j++) {                                           \
+                        double d = p[j * s] - mean;                                                \
+                        acc += d * d;                                                              \
+                    }                                                                              \
                 } else if (kind == R_LSE) {                                                        \
                     T m;                                                                           \
                     double e = EXPSUM_T(p, r->n, s, &m);                                           \
                     acc = m + log(e);                                                              \
                 } else {                                                                           \
                     T m = p[0];                                                                    \
-                    for (int64_t j = 1; j < r->n && m == m; j++)                                   \
-                        if (p[j * s] > m || p[j * s] != p[j * s]) m = p[j * s], best = j;          \
+                    bool lt = kind == R_MIN;                                                       \
+                    for (int64_t j = 1; j < r->n && m == m; j++) {                                 \
+                        T v = p[j * s];                                                            \
+                        if ((lt ? v < m : v > m) || v != v) m = v, best = j;                       \
+                    }                                                                              \
                     acc = m;                                                                       \
                 }                                                                                  \
                 if (y) y[o * r->inner + k] = (T)acc;                                               \
@@ -97,11 +110,12 @@ EXPSUM(expsum_f64, double, )
 REDUCE_KERNEL(reduce_f32, float, expsum_f32)
 REDUCE_KERNEL(reduce_f64, double, expsum_f64)
 
-/* Max along an axis that is not the last (inner > 1): the axis is walked outermost and
- * the contiguous inner positions innermost, with the comparison as a select, so the
- * loop vectorises (the max pool reduces over its window this way). Same rule as the
- * general kernel: the first maximal element wins, and the first NaN wins and stays. */
-#define MAX_INNER_KERNEL(NAME, T)                                                                  \
+/* Max (CMP >) or min (CMP <) along an axis that is not the last (inner > 1): the axis is
+ * walked outermost and the contiguous inner positions innermost, with the comparison as
+ * a select, so the loop vectorises (the max pool reduces over its window this way).
+ * Same rule as the general kernel: the first maximal (minimal) element wins, and the
+ * first NaN wins and stays. */
+#define MAX_INNER_KERNEL(NAME, T, CMP)                                                             \
     static void NAME(const reduction *r, const T *x, T *y, int64_t *idx) {                         \
         const int64_t inner = r->inner;                                                            \
         for (int64_t o = 0; o < r->outer; o++) {                                                   \
@@ -116,7 +130,7 @@ REDUCE_KERNEL(reduce_f64, double, expsum_f64)
                     /* the index select as mask arithmetic: a form the compiler vectorises */      \
                     for (int64_t k = 0; k < inner; k++) {                                          \
                         T v = q[k], c = m[k];                                                      \
-                        int take = (v > c) | ((v != v) & (c == c));                                \
+                        int take = (v CMP c) | ((v != v) & (c == c));                              \
                         int64_t t = -(int64_t)take;                                                \
                         m[k] = take ? v : c;                                                       \
                         b[k] = (b[k] & ~t) | (j & t);                                              \
@@ -124,22 +138,25 @@ REDUCE_KERNEL(reduce_f64, double, expsum_f64)
                 } else {                                                                           \
                     for (int64_t k = 0; k < inner; k++) {                                          \
                         T v = q[k], c = m[k];                                                      \
-                        int take = (v > c) | ((v != v) & (c == c));                                \
+                        int take = (v CMP c) | ((v != v) & (c == c));                              \
                         m[k] = take ? v : c;                                                       \
                     }                                                                              \
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \
     }
-MAX_INNER_KERNEL(max_inner_f32, float)
-MAX_INNER_KERNEL(max_inner_f64, double)
+MAX_INNER_KERNEL(max_inner_f32, float, >)
+MAX_INNER_KERNEL(max_inner_f64, double, >)
+MAX_INNER_KERNEL(min_inner_f32, float, <)
+MAX_INNER_KERNEL(min_inner_f64, double, <)
 
 static void run(rkind kind, const reduction *r, const tg_tensor *x, void *y, int64_t *idx) {
-    if (kind == R_MAX && r->inner > 1 && r->n > 0) {
-        if (x->dtype == TG_F64)
-            max_inner_f64(r, x->data, y, idx);
+    if ((kind == R_MAX || kind == R_MIN) && r->inner > 1 && r->n > 0) {
+        bool f64 = x->dtype == TG_F64;
+        if (kind == R_MAX)
+            f64 ? max_inner_f64(r, x->data, y, idx) : max_inner_f32(r, x->data, y, idx);
         else
-            max_inner_f32(r, x->data, y, idx);
+            f64 ? min_inner_f64(r, x->data, y, idx) : min_inner_f32(r, x->data, y, idx);
         return;
     }
     if (x->dtype == TG_F64)
@@ -163,8 +180,8 @@ static int mean_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     return (gin[0] = tg_mul_scalar(expand_grad(n, g), n->d[0])) ? 0 : -1;
 }
 
-/* The gradient goes to the first maximal element only: g times a constant one-hot mask
- * built from the indices saved by the forward pass. */
+/* max and min: the gradient goes to the first maximal (minimal) element only: g times a
+ * constant one-hot mask built from the indices saved by the forward pass. */
 static int max_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     tg_tensor *x = n->in[0];
     const int64_t *best = (const int64_t *)n->extra + TG_MAX_DIMS;
@@ -177,6 +194,13 @@ static int max_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     return (gin[0] = tg_mul(expand_grad(n, g), tg__derived_constant(mask, 1, n->in))) ? 0 : -1;
 }
 
+/* d var / dx = 2 (x - mean x) scale, scale = 1 / max(0, n - correction) */
+static int var_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
+    tg_tensor *x = n->in[0];
+    tg_tensor *dev = tg_sub(x, tg_mean(x, (int)n->i[3], true));
+    return (gin[0] = tg_mul(expand_grad(n, g), tg_mul_scalar(dev, 2.0 * n->d[0]))) ? 0 : -1;
+}
+
 /* d lse / dx = exp(x - lse) = softmax(x) */
 static int lse_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     tg_tensor *x = n->in[0];
@@ -185,12 +209,14 @@ static int lse_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     return (gin[0] = tg_mul(expand_grad(n, g), tg_exp(tg_sub(x, y)))) ? 0 : -1;
 }
 
-static tg_tensor *reduce_op(const char *op, const char *name, rkind kind, bool mean, tg_tensor *x,
-                            int axis, bool keepdim, tg__backward_fn backward) {
+/* The one reduction op: plan, allocate, run the kernel, scale, record. mean scales the
+ * sum by 1/n; R_VAR scales by 1/max(0, n - correction) (correction is unused otherwise). */
+static tg_tensor *reduce_op(const char *op, const char *name, rkind kind, bool mean, int correction,
+                            tg_tensor *x, int axis, bool keepdim, tg__backward_fn backward) {
     if (!tg__check_float(op, x)) return NULL;
     reduction r;
     if (!plan(op, x, axis, keepdim, &r)) return NULL;
-    if ((kind == R_MAX || kind == R_LSE) && r.n == 0)
+    if ((kind == R_MAX || kind == R_MIN || kind == R_LSE) && r.n == 0)
         return tg__fail("%s: reducing an empty axis of %s", op, tg__shp(x));
     tg_tensor *y = tg__tape_tensor(x->dtype, r.out_ndim, r.out_shape);
     if (!y) return NULL;
@@ -199,42 +225,59 @@ static tg_tensor *reduce_op(const char *op, const char *name, rkind kind, bool m
     /* extra = keep shape, then (max only) the argmax indices. */
     int64_t *extra = NULL;
     if (rec) {
-        size_t m = TG_MAX_DIMS + (kind == R_MAX ? (size_t)(r.outer * r.inner) : 0);
+        bool arg = kind == R_MAX || kind == R_MIN;
+        size_t m = TG_MAX_DIMS + (arg ? (size_t)(r.outer * r.inner) : 0);
         extra = tg__arena_alloc(m * sizeof *extra);
         if (!extra) return NULL;
         memcpy(extra, r.keep_shape, sizeof r.keep_shape);
-        if (kind == R_MAX) best = extra + TG_MAX_DIMS;
+        if (arg) best = extra + TG_MAX_DIMS;
     }
     run(kind, &r, x, y->data, best);
-    if (mean) {
-        tg_tensor *t = y;
-        double inv = 1.0 / (double)r.n;
-        for (int64_t i = 0; i < t->numel; i++)
-            tg__set(t, i, tg__get(t, i) * inv);
-    }
+    int64_t dof = r.n - (kind == R_VAR ? correction : 0);
+    double scale = 1.0 / (double)(dof > 0 ? dof : 0);
+    if (mean || kind == R_VAR)
+        for (int64_t i = 0; i < y->numel; i++)
+            tg__set(y, i, tg__get(y, i) * scale);
     tg__node *n = tg__record(name, y, 1, &x, backward);
     if (n == TG__RECORD_FAILED) return NULL;
     if (n) {
         n->extra = extra;
-        n->d[0] = 1.0 / (double)r.n;
+        n->d[0] = scale;
         n->i[0] = r.outer;
         n->i[1] = r.n;
         n->i[2] = r.inner;
+        n->i[3] = axis;
     }
     return y;
 }
 
 tg_tensor *tg_sum(tg_tensor *x, int axis, bool keepdim) {
-    return reduce_op("tg_sum", "sum", R_SUM, false, x, axis, keepdim, sum_backward);
+    return reduce_op("tg_sum", "sum", R_SUM, false, 0, x, axis, keepdim, sum_backward);
 }
 tg_tensor *tg_mean(tg_tensor *x, int axis, bool keepdim) {
-    return reduce_op("tg_mean", "mean", R_SUM, true, x, axis, keepdim, mean_backward);
+    return reduce_op("tg_mean", "mean", R_SUM, true, 0, x, axis, keepdim, mean_backward);
 }
 tg_tensor *tg_max(tg_tensor *x, int axis, bool keepdim) {
-    return reduce_op("tg_max", "max", R_MAX, false, x, axis, keepdim, max_backward);
+    return reduce_op("tg_max", "max", R_MAX, false, 0, x, axis, keepdim, max_backward);
+}
+tg_tensor *tg_min(tg_tensor *x, int axis, bool keepdim) {
+    return reduce_op("tg_min", "min", R_MIN, false, 0, x, axis, keepdim, max_backward);
 }
 tg_tensor *tg_logsumexp(tg_tensor *x, int axis, bool keepdim) {
-    return reduce_op("tg_logsumexp", "logsumexp", R_LSE, false, x, axis, keepdim, lse_backward);
+    return reduce_op("tg_logsumexp", "logsumexp", R_LSE, false, 0, x, axis, keepdim, lse_backward);
+}
+
+static tg_tensor *var_op(const char *op, tg_tensor *x, int axis, bool keepdim, int correction) {
+    if (!tg__check_float(op, x)) return NULL;
+    if (correction < 0)
+        return tg__fail("%s: correction must be >= 0, got %d (x %s)", op, correction, tg__shp(x));
+    return reduce_op(op, "var", R_VAR, false, correction, x, axis, keepdim, var_backward);
+}
+tg_tensor *tg_var(tg_tensor *x, int axis, bool keepdim, int correction) {
+    return var_op("tg_var", x, axis, keepdim, correction);
+}
+tg_tensor *tg_std(tg_tensor *x, int axis, bool keepdim, int correction) {
+    return tg_sqrt(var_op("tg_std", x, axis, keepdim, correction));
 }
 
 tg_tensor *tg_argmax(tg_tensor *x, int axis) {
