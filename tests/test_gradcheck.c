@@ -3,7 +3,7 @@
  * inputs and the grad mode as they found them. */
 #include <string.h>
 
-#include "autodiff/internal.h"
+#include "ops/ops_internal.h"
 #include "testutil.h"
 
 /* ---- functions under test ---- */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "tapegrad/ops.h"
 
 /* The one place gradients are accumulated. */
 static int acc_add(tg_tensor *t, tg_tensor *g) {

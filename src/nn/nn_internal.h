@@ -11,7 +11,7 @@
 #ifndef TAPEGRAD_NN_INTERNAL_H
 #define TAPEGRAD_NN_INTERNAL_H
 
-#include "../autodiff/internal.h"
+#include "../ops/ops_internal.h"
 #include "tapegrad/nn.h"
 
 typedef enum {
