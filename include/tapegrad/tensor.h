@@ -65,6 +65,7 @@ struct tg_tensor {
     struct tg__node *tg__node; /* node that produced this tensor, or NULL for a leaf */
     tg_tensor *tg__acc;        /* gradient being accumulated during a backward sweep */
     char tg__name[24];         /* optional name used by tg_tape_print / tg_tape_dot */
+    struct tg__hook *tg__hooks; /* gradient hooks (tg_register_hook), oldest first, or NULL */
 };
 
 /* Size in bytes of one element of dtype dt (4 or 8); 0 for an invalid dtype. */

@@ -7,6 +7,7 @@
  * use of its output (all of them newer) has already contributed. Afterwards the
  * gradients are delivered (into ->grad, or to the caller of tg_grad) and every
  * tg__acc is cleared again. */
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
@@ -24,9 +25,10 @@ static int acc_add(tg_tensor *t, tg_tensor *g) {
     return 0;
 }
 
-/* Clears tg__acc on every tensor the sweep may have touched. */
-static void clear_acc(tg__node *last, int ny, tg_tensor *const *ys) {
-    for (tg__node *n = last; n; n = n->prev) {
+/* Clears tg__acc on every tensor a sweep from last down to stop (exclusive) may have
+ * touched. */
+static void clear_acc(tg__node *last, tg__node *stop, int ny, tg_tensor *const *ys) {
+    for (tg__node *n = last; n && n != stop; n = n->prev) {
         n->out->tg__acc = NULL;
         for (int i = 0; i < n->nin; i++)
             n->in[i]->tg__acc = NULL;
@@ -42,10 +44,84 @@ static int check_seed(const char *op, const tg_tensor *y, const tg_tensor *dy) {
     return 0;
 }
 
-/* Seeds ys and sweeps back from `last`. The caller clears the accumulators. */
-static int sweep(const char *op, tg__node *last, int ny, tg_tensor *const *ys,
-                 tg_tensor *const *dys) {
-    tg__op_name = op;
+/* Copies the current message so that a new one can quote it. */
+static void save_message(char *buf, size_t len) {
+    const char *e = tg_error();
+    snprintf(buf, len, "%s", e ? e : "no message");
+}
+
+/* Runs t's hooks on its complete gradient t->tg__acc, in registration order. */
+static int run_hooks(const char *op, tg_tensor *t) {
+    int k = 0;
+    for (tg__hook *h = t->tg__hooks; h; h = h->next, k++) {
+        tg_clear_error();
+        tg_tensor *g = h->fn(t->tg__acc, h->ctx);
+        if (!g) {
+            char why[200];
+            save_message(why, sizeof why);
+            return tg__fail_int("%s: hook %d on %s %s failed: %s", op, k, tg__shp(t),
+                                tg_dtype_name(t->dtype), why);
+        }
+        if (!tg_same_shape(g, t) || g->dtype != t->dtype)
+            return tg__fail_int("%s: hook %d on %s %s returned a gradient %s %s", op, k,
+                                tg__shp(t), tg_dtype_name(t->dtype), tg__shp(g),
+                                tg_dtype_name(g->dtype));
+        t->tg__acc = g;
+    }
+    return 0;
+}
+
+/* Numbers the sweeps of this thread so that a leaf's hooks run once per sweep. */
+static _Thread_local unsigned sweep_count;
+
+/* x is a leaf of the sweep down to stop: no node of the sweep made it. */
+static bool leaf_of(const tg_tensor *x, const tg__node *stop) {
+    return !x->tg__node || (stop && x->tg__node->pos <= stop->pos);
+}
+
+static int leaf_hooks(const char *op, tg_tensor *x, const tg__node *stop, unsigned id) {
+    if (!x->tg__hooks || !x->tg__acc || !leaf_of(x, stop) || x->tg__hooks->seen == id) return 0;
+    x->tg__hooks->seen = id;
+    return run_hooks(op, x);
+}
+
+/* Anomaly mode: the backward of node n (position pos) gave a non-finite gradient for
+ * one of its inputs from a finite gradient g. */
+static int anomaly_backward(const char *op, const tg__node *n, size_t pos, tg_tensor **gin) {
+    for (int i = 0; i < n->nin; i++) {
+        int64_t bad = gin[i] ? tg__first_nonfinite(gin[i]) : -1;
+        if (bad >= 0)
+            return tg__fail_int("%s: anomaly: the backward of %s (node %zu of the tape) turned a "
+                                "finite gradient %s into %s at element %lld of the gradient of "
+                                "input %d %s",
+                                op, n->op, pos, tg__shp(n->out), tg__value_name(tg__get(gin[i], bad)),
+                                (long long)bad, i, tg__shp(n->in[i]));
+    }
+    return 0;
+}
+
+/* The backward closure of n; the error names the sweep and the node's op. */
+static int run_closure(const char *op, tg__node *n, tg_tensor *g, tg_tensor **gin) {
+    for (int i = 0; i < n->nin; i++)
+        gin[i] = NULL;
+    if (n->backward(n, g, gin) != 0) {
+        if (!tg_error()) tg__fail("%s: backward of %s failed", op, n->op);
+        return -1;
+    }
+    for (int i = 0; i < n->nin; i++) {
+        tg_tensor *x = n->in[i];
+        if (gin[i] && x->requires_grad && (!tg_same_shape(gin[i], x) || gin[i]->dtype != x->dtype))
+            return tg__fail_int("%s: internal error: backward of %s gave %s %s for input %s %s", op,
+                                n->op, tg__shp(gin[i]), tg_dtype_name(gin[i]->dtype), tg__shp(x),
+                                tg_dtype_name(x->dtype));
+    }
+    return 0;
+}
+
+/* Seeds ys and sweeps back from `last` to `stop` (exclusive). The caller clears the
+ * accumulators. */
+static int sweep_nodes(const char *op, tg__node *last, tg__node *stop, int ny,
+                       tg_tensor *const *ys, tg_tensor *const *dys, bool anomaly) {
     for (int i = 0; i < ny; i++) {
         tg_tensor *seed;
         if (dys && dys[i]) {
@@ -58,33 +134,50 @@ static int sweep(const char *op, tg__node *last, int ny, tg_tensor *const *ys,
         if (acc_add(ys[i], seed) != 0) return -1;
     }
     tg_tensor *local[8];
-    for (tg__node *n = last; n; n = n->prev) {
+    size_t pos = last == tg__tape_last() ? tg_tape_size() : 0;
+    for (tg__node *n = last; n && n != stop; n = n->prev, pos--) {
         tg_tensor *g = n->out->tg__acc;
         if (!g) continue;
+        if (n->out->tg__hooks) {
+            if (run_hooks(op, n->out) != 0) return -1;
+            g = n->out->tg__acc;
+        }
         tg_tensor **gin = local;
         if (n->nin > 8) {
             gin = tg__arena_alloc((size_t)n->nin * sizeof *gin);
             if (!gin) return -1;
         }
-        for (int i = 0; i < n->nin; i++)
-            gin[i] = NULL;
-        if (n->backward(n, g, gin) != 0) {
-            if (!tg_error()) tg__fail("%s: backward of %s failed", op, n->op);
+        if (run_closure(op, n, g, gin) != 0) return -1;
+        if (anomaly && tg__first_nonfinite(g) < 0 && anomaly_backward(op, n, pos, gin) != 0)
             return -1;
-        }
-        for (int i = 0; i < n->nin; i++) {
-            tg_tensor *x = n->in[i];
-            if (!gin[i] || !x->requires_grad) continue;
-            if (!tg_same_shape(gin[i], x) || gin[i]->dtype != x->dtype)
-                return tg__fail_int("%s: internal error: backward of %s gave %s %s for input "
-                                    "%s %s",
-                                    op, n->op, tg__shp(gin[i]), tg_dtype_name(gin[i]->dtype),
-                                    tg__shp(x), tg_dtype_name(x->dtype));
-            if (acc_add(x, gin[i]) != 0) return -1;
-        }
+        for (int i = 0; i < n->nin; i++)
+            if (gin[i] && n->in[i]->requires_grad && acc_add(n->in[i], gin[i]) != 0) return -1;
+    }
+    if (tg__hooks_exist()) {
+        unsigned id = ++sweep_count;
+        for (int i = 0; i < ny; i++)
+            if (leaf_hooks(op, ys[i], stop, id) != 0) return -1;
+        for (tg__node *n = last; n && n != stop; n = n->prev)
+            for (int i = 0; i < n->nin; i++)
+                if (leaf_hooks(op, n->in[i], stop, id) != 0) return -1;
     }
     return 0;
 }
+
+static int sweep(const char *op, tg__node *last, tg__node *stop, int ny, tg_tensor *const *ys,
+                 tg_tensor *const *dys) {
+    tg__op_name = op;
+    bool anomaly = tg__sweep_begin();
+    int rc = sweep_nodes(op, last, stop, ny, ys, dys, anomaly);
+    tg__sweep_end();
+    return rc;
+}
+
+int tg__sweep_range(const char *op, tg__node *last, tg__node *stop, tg_tensor *y, tg_tensor *g) {
+    return sweep(op, last, stop, 1, &y, &g);
+}
+
+void tg__sweep_clear(tg__node *last, tg__node *stop, tg_tensor *y) { clear_acc(last, stop, 1, &y); }
 
 /* Delivery of the accumulated gradients into ->grad happens in two phases so that a
  * failed backward changes no ->grad: first everything that can fail (allocating new
@@ -162,9 +255,9 @@ static int backward(const char *op, tg_tensor *y, const tg_tensor *dy) {
     tg__node *last = tg__tape_last();
     bool mode = tg_set_grad_enabled(false);
     tg_tensor *dys[1] = {(tg_tensor *)dy};
-    int rc = sweep(op, last, 1, &y, dy ? dys : NULL);
+    int rc = sweep(op, last, NULL, 1, &y, dy ? dys : NULL);
     if (rc == 0) rc = deliver_all(op, last, y);
-    clear_acc(last, 1, &y);
+    clear_acc(last, NULL, 1, &y);
     tg_set_grad_enabled(mode);
     return rc;
 }
@@ -206,11 +299,11 @@ int tg_grad(int ny, tg_tensor *const *ys, tg_tensor *const *dys, int nx, tg_tens
     }
     tg__node *last = tg__tape_last();
     bool mode = tg_set_grad_enabled((flags & TG_CREATE_GRAPH) != 0);
-    int rc = sweep("tg_grad", last, ny, ys, dys);
+    int rc = sweep("tg_grad", last, NULL, ny, ys, dys);
     /* Read every result before clearing: xs may repeat or be among ys. */
     for (int j = 0; j < nx && rc == 0; j++)
         dxs_out[j] = xs[j]->tg__acc;
-    clear_acc(last, ny, ys);
+    clear_acc(last, NULL, ny, ys);
     for (int j = 0; j < nx && rc == 0; j++) {
         if (!dxs_out[j]) {
             dxs_out[j] = tg__tape_zeros(xs[j]->dtype, xs[j]->ndim, xs[j]->shape);

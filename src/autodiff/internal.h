@@ -137,6 +137,50 @@ tg__node *tg__record(const char *op, tg_tensor *y, int nin, tg_tensor *const *in
 /* The newest node on this thread's tape, or NULL. */
 tg__node *tg__tape_last(void);
 
+/* ---- sweeps (backward.c) ----
+ * A sweep over part of the tape, for ops whose backward runs a forward again
+ * (tg_checkpoint): adds g to y's accumulated gradient and sweeps the nodes from last
+ * back to, not including, stop (NULL: the whole tape), running hooks and the anomaly
+ * checks like tg_backward. The gradients are left in the tg__acc fields: the caller
+ * reads what it needs and then calls tg__sweep_clear with the same arguments. op names
+ * the public function in messages. 0, or -1 with tg_error() set. */
+int tg__sweep_range(const char *op, tg__node *last, tg__node *stop, tg_tensor *y, tg_tensor *g);
+void tg__sweep_clear(tg__node *last, tg__node *stop, tg_tensor *y);
+
+/* ---- gradient hooks and anomaly mode (tape.h) ---- */
+
+/* One registered hook; a persistent tensor's are allocated with tg__alloc (heap true),
+ * a tape tensor's on the arena. */
+typedef struct tg__hook {
+    tg_hook_fn fn;
+    void *ctx;
+    struct tg__hook *next; /* the next one registered, or NULL */
+    bool heap;
+    unsigned seen; /* first hook of a leaf: the last sweep that ran the leaf's hooks */
+} tg__hook;
+
+/* True when some tensor may have hooks (a sweep then looks for hooked leaves). */
+bool tg__hooks_exist(void);
+/* Called by every sweep around its work: turns the forward anomaly checks off inside
+ * (the sweep checks each closure instead) and returns whether anomaly mode is on. */
+bool tg__sweep_begin(void);
+void tg__sweep_end(void);
+
+/* Index of the first NaN or +-Inf element of a float tensor, or -1 (always -1 for i64). */
+int64_t tg__first_nonfinite(const tg_tensor *t);
+/* "nan", "inf" or "-inf" for a non-finite v. */
+const char *tg__value_name(double v);
+
+/* ---- the thread generator's state (random.c) ----
+ * Saved and restored around a replay (tg_checkpoint) so that the replay draws the
+ * same numbers and the generator is left where it was. */
+typedef struct {
+    uint64_t s[4];
+    bool seeded;
+} tg__rand_state;
+void tg__rand_save(tg__rand_state *out);
+void tg__rand_restore(const tg__rand_state *st);
+
 /* The one checked shape product. A shape is valid when every dimension is >= 0 and the
  * product of its non-zero dimensions is at most TG__MAX_NUMEL: then no product of some
  * of its dimensions (numel, strides, outer/inner counts, byte sizes) can overflow.

@@ -136,6 +136,7 @@ static void init_header(tg_tensor *t, tg_dtype dt, int ndim, const int64_t *shap
     t->tg__node = NULL;
     t->tg__acc = NULL;
     t->tg__name[0] = '\0';
+    t->tg__hooks = NULL;
 }
 
 #define HDR_BYTES ((sizeof(tg_tensor) + 63) & ~(size_t)63)
@@ -281,6 +282,7 @@ void tg_tensor_free(tg_tensor *t) {
     /* Checked mode: kept, with its gradient, until the tape lets go of it. */
     if (tg__checks_on() && tg__tape_keep_if_referenced(t)) return;
     tg_tensor_free(t->grad);
+    tg_clear_hooks(t);
     t->tg__persistent = false; /* a use after free of the header fails the check above */
     t->tg__magic = TG__MAGIC_FREED;
     tg__release(t);
