@@ -88,6 +88,9 @@ size_t tg_tape_size(void);
 /* Bytes of arena memory reserved (held in blocks) and in use by this thread's tape. */
 size_t tg_tape_bytes_reserved(void);
 size_t tg_tape_bytes_used(void);
+/* The highest arena position reached since the last tg_tape_reset (what a step needs
+ * at its peak: rewinds lower tg_tape_bytes_used but not this). */
+size_t tg_tape_bytes_peak(void);
 
 /* Turns recording on or off for this thread; returns the previous mode. With it off
  * (inference, optimizer updates) ops only compute. On by default. */

@@ -63,9 +63,8 @@ static int run_hooks(const char *op, tg_tensor *t) {
                                 tg_dtype_name(t->dtype), why);
         }
         if (!tg_same_shape(g, t) || g->dtype != t->dtype)
-            return tg__fail_int("%s: hook %d on %s %s returned a gradient %s %s", op, k,
-                                tg__shp(t), tg_dtype_name(t->dtype), tg__shp(g),
-                                tg_dtype_name(g->dtype));
+            return tg__fail_int("%s: hook %d on %s %s returned a gradient %s %s", op, k, tg__shp(t),
+                                tg_dtype_name(t->dtype), tg__shp(g), tg_dtype_name(g->dtype));
         t->tg__acc = g;
     }
     return 0;
@@ -74,13 +73,8 @@ static int run_hooks(const char *op, tg_tensor *t) {
 /* Numbers the sweeps of this thread so that a leaf's hooks run once per sweep. */
 static _Thread_local unsigned sweep_count;
 
-/* x is a leaf of the sweep down to stop: no node of the sweep made it. */
-static bool leaf_of(const tg_tensor *x, const tg__node *stop) {
-    return !x->tg__node || (stop && x->tg__node->pos <= stop->pos);
-}
-
-static int leaf_hooks(const char *op, tg_tensor *x, const tg__node *stop, unsigned id) {
-    if (!x->tg__hooks || !x->tg__acc || !leaf_of(x, stop) || x->tg__hooks->seen == id) return 0;
+static int leaf_hooks(const char *op, tg_tensor *x, unsigned id) {
+    if (!x->tg__hooks || !x->tg__acc || x->tg__node || x->tg__hooks->seen == id) return 0;
     x->tg__hooks->seen = id;
     return run_hooks(op, x);
 }
@@ -94,8 +88,9 @@ static int anomaly_backward(const char *op, const tg__node *n, size_t pos, tg_te
             return tg__fail_int("%s: anomaly: the backward of %s (node %zu of the tape) turned a "
                                 "finite gradient %s into %s at element %lld of the gradient of "
                                 "input %d %s",
-                                op, n->op, pos, tg__shp(n->out), tg__value_name(tg__get(gin[i], bad)),
-                                (long long)bad, i, tg__shp(n->in[i]));
+                                op, n->op, pos, tg__shp(n->out),
+                                tg__value_name(tg__get(gin[i], bad)), (long long)bad, i,
+                                tg__shp(n->in[i]));
     }
     return 0;
 }
@@ -120,8 +115,8 @@ static int run_closure(const char *op, tg__node *n, tg_tensor *g, tg_tensor **gi
 
 /* Seeds ys and sweeps back from `last` to `stop` (exclusive). The caller clears the
  * accumulators. */
-static int sweep_nodes(const char *op, tg__node *last, tg__node *stop, int ny,
-                       tg_tensor *const *ys, tg_tensor *const *dys, bool anomaly) {
+static int sweep_nodes(const char *op, tg__node *last, tg__node *stop, int ny, tg_tensor *const *ys,
+                       tg_tensor *const *dys, bool anomaly) {
     for (int i = 0; i < ny; i++) {
         tg_tensor *seed;
         if (dys && dys[i]) {
@@ -153,13 +148,13 @@ static int sweep_nodes(const char *op, tg__node *last, tg__node *stop, int ny,
         for (int i = 0; i < n->nin; i++)
             if (gin[i] && n->in[i]->requires_grad && acc_add(n->in[i], gin[i]) != 0) return -1;
     }
-    if (tg__hooks_exist()) {
+    if (!stop && tg__hooks_exist()) { /* a partial sweep's leaves are not complete yet */
         unsigned id = ++sweep_count;
         for (int i = 0; i < ny; i++)
-            if (leaf_hooks(op, ys[i], stop, id) != 0) return -1;
+            if (leaf_hooks(op, ys[i], id) != 0) return -1;
         for (tg__node *n = last; n && n != stop; n = n->prev)
             for (int i = 0; i < n->nin; i++)
-                if (leaf_hooks(op, n->in[i], stop, id) != 0) return -1;
+                if (leaf_hooks(op, n->in[i], id) != 0) return -1;
     }
     return 0;
 }
@@ -176,6 +171,8 @@ static int sweep(const char *op, tg__node *last, tg__node *stop, int ny, tg_tens
 int tg__sweep_range(const char *op, tg__node *last, tg__node *stop, tg_tensor *y, tg_tensor *g) {
     return sweep(op, last, stop, 1, &y, &g);
 }
+
+int tg__acc_add(tg_tensor *t, tg_tensor *g) { return acc_add(t, g); }
 
 void tg__sweep_clear(tg__node *last, tg__node *stop, tg_tensor *y) { clear_acc(last, stop, 1, &y); }
 

@@ -140,12 +140,15 @@ tg__node *tg__tape_last(void);
 /* ---- sweeps (backward.c) ----
  * A sweep over part of the tape, for ops whose backward runs a forward again
  * (tg_checkpoint): adds g to y's accumulated gradient and sweeps the nodes from last
- * back to, not including, stop (NULL: the whole tape), running hooks and the anomaly
- * checks like tg_backward. The gradients are left in the tg__acc fields: the caller
+ * back to, not including, stop (NULL: the whole tape), running the hooks of the
+ * intermediates it reaches (not those of its leaves, whose gradients are not complete)
+ * and the anomaly checks like tg_backward. The gradients are left in the tg__acc fields: the caller
  * reads what it needs and then calls tg__sweep_clear with the same arguments. op names
  * the public function in messages. 0, or -1 with tg_error() set. */
 int tg__sweep_range(const char *op, tg__node *last, tg__node *stop, tg_tensor *y, tg_tensor *g);
 void tg__sweep_clear(tg__node *last, tg__node *stop, tg_tensor *y);
+/* Adds g to t's gradient of the sweep in progress (the one place gradients add up). */
+int tg__acc_add(tg_tensor *t, tg_tensor *g);
 
 /* ---- gradient hooks and anomaly mode (tape.h) ---- */
 

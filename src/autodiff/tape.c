@@ -26,12 +26,13 @@ typedef struct {
     tg__node *last; /* newest node */
     size_t nnodes;
     int32_t next_id;
-    bool grad_off; /* grad mode is on by default, so store its negation */
-    bool anomaly;  /* forward checks on: anomaly_user and no sweep running; read by
-                      every tg__record, next to grad_off */
+    bool grad_off;     /* grad mode is on by default, so store its negation */
+    bool anomaly;      /* forward checks on: anomaly_user and no sweep running; read by
+                          every tg__record, next to grad_off */
     bool anomaly_user; /* tg_set_anomaly_mode */
     int sweep_depth;   /* sweeps running (a checkpoint's replay sweeps inside a sweep) */
     bool tape_hooks;   /* a tape tensor got a hook since the last reset */
+    size_t peak;       /* highest arena position since the last reset */
     /* checked mode only (see tg_set_checked_mode) */
     struct spare_arena {
         arena_block *blocks;
@@ -82,6 +83,8 @@ void *tg__arena_alloc(size_t size) {
         if (tape.nblocks && tape.off + size <= tape.blocks[tape.cur].cap) {
             void *p = tape.blocks[tape.cur].mem + tape.off;
             tape.off += size;
+            size_t used = tape.blocks[tape.cur].base + tape.off;
+            if (used > tape.peak) tape.peak = used;
             return p;
         }
         /* The rest of this block is skipped; positions stay monotonic. */
@@ -185,8 +188,7 @@ bool tg__should_record(int nin, tg_tensor *const *in) {
 
 /* Anomaly mode, forward: false (error set) when y holds a non-finite value while every
  * input is finite. */
-static bool anomaly_forward_ok(const char *op, const tg_tensor *y, int nin,
-                               tg_tensor *const *in) {
+static bool anomaly_forward_ok(const char *op, const tg_tensor *y, int nin, tg_tensor *const *in) {
     int64_t bad = tg__first_nonfinite(y);
     if (bad < 0) return true;
     for (int i = 0; i < nin; i++)
@@ -363,6 +365,7 @@ void tg_tape_reset(void) {
     tape.nholes = 0;
     tape.hole_bytes = 0;
     tape.tape_hooks = false;
+    tape.peak = 0;
     release_kept();
 }
 
@@ -436,6 +439,8 @@ size_t tg_tape_bytes_reserved(void) {
 
 /* The holes the checked mode leaves after rewinds are not in use. */
 size_t tg_tape_bytes_used(void) { return position() - tape.hole_bytes; }
+
+size_t tg_tape_bytes_peak(void) { return tape.peak; }
 
 bool tg_set_grad_enabled(bool on) {
     bool prev = !tape.grad_off;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "tapegrad/function.h"
 
 /* ---- allocator hook ---- */
 
@@ -354,4 +355,15 @@ void tg__accumulate_into(tg_tensor *dst, const tg_tensor *src) {
         for (int64_t i = 0; i < n; i++)
             d[i] += s[i];
     }
+}
+
+tg_tensor *tg_empty(tg_dtype dt, int ndim, const int64_t *shape) {
+    /* Called from inside a user function: the public function running stays named. */
+    const char *running = tg__op_name;
+    tg__op_name = "tg_empty";
+    size_t bytes;
+    tg_tensor *t =
+        check_shape("tg_empty", dt, ndim, shape, &bytes) ? tg__tape_tensor(dt, ndim, shape) : NULL;
+    tg__op_name = running;
+    return t;
 }
