@@ -159,12 +159,21 @@ static int sweep_nodes(const char *op, tg__node *last, tg__node *stop, int ny, t
     return 0;
 }
 
+/* The public function whose sweep is running on this thread (for closures that name
+ * it in messages: the ops they call overwrite tg__op_name). */
+static _Thread_local const char *sweep_op;
+
+const char *tg__sweep_op(void) { return sweep_op ? sweep_op : "tg_backward"; }
+
 static int sweep(const char *op, tg__node *last, tg__node *stop, int ny, tg_tensor *const *ys,
                  tg_tensor *const *dys) {
     tg__op_name = op;
+    const char *outer = sweep_op;
+    sweep_op = op;
     bool anomaly = tg__sweep_begin();
     int rc = sweep_nodes(op, last, stop, ny, ys, dys, anomaly);
     tg__sweep_end();
+    sweep_op = outer;
     return rc;
 }
 

@@ -147,6 +147,9 @@ tg__node *tg__tape_last(void);
  * the public function in messages. 0, or -1 with tg_error() set. */
 int tg__sweep_range(const char *op, tg__node *last, tg__node *stop, tg_tensor *y, tg_tensor *g);
 void tg__sweep_clear(tg__node *last, tg__node *stop, tg_tensor *y);
+/* For backward closures: the public function whose sweep is running ("tg_backward",
+ * "tg_grad", ...), to name it in messages. */
+const char *tg__sweep_op(void);
 /* Adds g to t's gradient of the sweep in progress (the one place gradients add up). */
 int tg__acc_add(tg_tensor *t, tg_tensor *g);
 

@@ -23,7 +23,7 @@ static void prefix_error(const char *fmt_prefix, const char *a, const char *b) {
 
 static int apply_backward(const tg__node *n, tg_tensor *gy, tg_tensor **gin) {
     const apply_record *r = n->extra;
-    const char *sweep = tg__op_name ? tg__op_name : "tg_backward";
+    const char *sweep = tg__sweep_op();
     /* Grad mode is on in a sweep only with TG_CREATE_GRAPH. */
     if (r->f->once_differentiable && tg_is_grad_enabled())
         return tg__fail_int("%s: %s is once_differentiable (its backward uses raw loops) and "

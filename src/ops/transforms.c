@@ -240,7 +240,7 @@ static int sweep_replay(const char *sweep, tg__node *stop, tg_tensor *y2, tg_ten
 
 static int checkpoint_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     const checkpoint_record *r = n->extra;
-    const char *sweep = tg__op_name ? tg__op_name : "tg_backward";
+    const char *sweep = tg__sweep_op();
     bool create = tg_is_grad_enabled(); /* on in a sweep only with TG_CREATE_GRAPH */
     /* Outside TG_CREATE_GRAPH the results are copied below a mark and the replay is
      * released; so they are allocated first. */
