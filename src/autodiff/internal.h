@@ -134,6 +134,11 @@ bool tg__should_record(int nin, tg_tensor *const *in);
 tg__node *tg__record(const char *op, tg_tensor *y, int nin, tg_tensor *const *in,
                      tg__backward_fn backward);
 
+/* Releases everything made on the tape since mark except y's values: returns a new
+ * tape tensor (no history) holding a copy of y, allocated at mark; NULL (error set) on
+ * allocation failure. For tg_checkpoint, whose forward's intermediates are not kept. */
+tg_tensor *tg__tape_keep_only(size_t mark, tg_tensor *y);
+
 /* The newest node on this thread's tape, or NULL. */
 tg__node *tg__tape_last(void);
 

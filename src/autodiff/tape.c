@@ -409,6 +409,22 @@ void tg_tape_rewind(size_t mark) {
     tape.off = mark - tape.blocks[b].base;
 }
 
+tg_tensor *tg__tape_keep_only(size_t mark, tg_tensor *y) {
+    size_t bytes = (size_t)y->numel * tg_dtype_size(y->dtype);
+    void *save = tg__alloc(bytes ? bytes : 1);
+    if (!save) return NULL;
+    memcpy(save, y->data, bytes);
+    int ndim = y->ndim;
+    int64_t shape[TG_MAX_DIMS];
+    memcpy(shape, y->shape, sizeof shape);
+    tg_dtype dt = y->dtype;
+    tg_tape_rewind(mark);
+    tg_tensor *t = tg__tape_tensor(dt, ndim, shape);
+    if (t) memcpy(t->data, save, bytes);
+    tg__release(save);
+    return t;
+}
+
 void tg_tape_free(void) {
     tape.last = NULL;
     tape.nnodes = 0;

@@ -305,17 +305,27 @@ tg_tensor *tg_checkpoint(tg_fn f, void *ctx, int n, tg_tensor *const *in) {
     if (!check_args(op, f, n, in)) return NULL;
     tg__rand_state before;
     tg__rand_save(&before);
+    bool record = tg__should_record(n, in);
+    size_t mark = tg_tape_mark();
     bool mode = tg_set_grad_enabled(false);
     tg_clear_error();
     tg_tensor *y = f(in, ctx);
     tg_set_grad_enabled(mode);
     tg__op_name = op;
     if (!y) return fail_within(op, "f failed");
-    if (!tg__should_record(n, in) || y->dtype == TG_I64) return y;
-    /* The node needs a result of its own (f may return an input or a persistent). */
-    if (y->tg__persistent || y->tg__node || y->requires_grad) {
-        if (!(y = tg__tape_view(y, y->ndim, y->shape))) return NULL;
+    if (!record || y->dtype == TG_I64) return y;
+    bool is_input = false;
+    for (int i = 0; i < n; i++)
+        is_input = is_input || y == in[i];
+    /* f's intermediates are released: only the result stays (a copy at the mark). The
+     * node needs a result of its own when f returns an input or a persistent tensor. */
+    if (is_input || y->tg__persistent) {
+        tg_tape_rewind(mark);
+        y = tg__tape_view(y, y->ndim, y->shape);
+    } else {
+        y = tg__tape_keep_only(mark, y);
     }
+    if (!y) return NULL;
     tg__node *node = tg__record("checkpoint", y, n, in, checkpoint_backward);
     if (node == TG__RECORD_FAILED) return NULL;
     checkpoint_record *r = tg__arena_alloc(sizeof *r);
