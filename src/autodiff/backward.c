@@ -96,7 +96,8 @@ static int anomaly_backward(const char *op, const tg__node *n, size_t pos, tg_te
 }
 
 /* The backward closure of n; the error names the sweep and the node's op. */
-static int run_closure(const char *op, tg__node *n, tg_tensor *g, tg_tensor **gin) {
+static inline __attribute__((always_inline)) int run_closure(const char *op, tg__node *n,
+                                                             tg_tensor *g, tg_tensor **gin) {
     for (int i = 0; i < n->nin; i++)
         gin[i] = NULL;
     if (n->backward(n, g, gin) != 0) {
@@ -115,8 +116,10 @@ static int run_closure(const char *op, tg__node *n, tg_tensor *g, tg_tensor **gi
 
 /* Seeds ys and sweeps back from `last` to `stop` (exclusive). The caller clears the
  * accumulators. */
-static int sweep_nodes(const char *op, tg__node *last, tg__node *stop, int ny, tg_tensor *const *ys,
-                       tg_tensor *const *dys, bool anomaly) {
+static inline __attribute__((always_inline)) int sweep_nodes(const char *op, tg__node *last,
+                                                             tg__node *stop, int ny,
+                                                             tg_tensor *const *ys,
+                                                             tg_tensor *const *dys, bool anomaly) {
     for (int i = 0; i < ny; i++) {
         tg_tensor *seed;
         if (dys && dys[i]) {

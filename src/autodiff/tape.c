@@ -32,7 +32,8 @@ typedef struct {
     bool anomaly_user; /* tg_set_anomaly_mode */
     int sweep_depth;   /* sweeps running (a checkpoint's replay sweeps inside a sweep) */
     bool tape_hooks;   /* a tape tensor got a hook since the last reset */
-    size_t peak;       /* highest arena position since the last reset */
+    size_t peak;       /* highest arena position since the last reset, as of the last rewind (the
+                          position only falls at rewinds, so the arena allocator never updates it) */
     /* checked mode only (see tg_set_checked_mode) */
     struct spare_arena {
         arena_block *blocks;
@@ -83,8 +84,6 @@ void *tg__arena_alloc(size_t size) {
         if (tape.nblocks && tape.off + size <= tape.blocks[tape.cur].cap) {
             void *p = tape.blocks[tape.cur].mem + tape.off;
             tape.off += size;
-            size_t used = tape.blocks[tape.cur].base + tape.off;
-            if (used > tape.peak) tape.peak = used;
             return p;
         }
         /* The rest of this block is skipped; positions stay monotonic. */
@@ -346,6 +345,8 @@ static void release_kept(void) {
 
 /* ---- reset, mark, rewind ---- */
 
+static void note_peak(void);
+
 void tg_tape_reset(void) {
     if (tg__checks_on()) {
         /* Poison what is released and allocate from the other arena, so that tensors of
@@ -396,6 +397,7 @@ static bool rewind_checked(size_t mark) {
 
 void tg_tape_rewind(size_t mark) {
     if (mark > position()) return;
+    note_peak();
     while (tape.last && tape.last->pos >= mark) {
         tape.last = tape.last->prev;
         tape.nnodes--;
@@ -456,7 +458,16 @@ size_t tg_tape_bytes_reserved(void) {
 /* The holes the checked mode leaves after rewinds are not in use. */
 size_t tg_tape_bytes_used(void) { return position() - tape.hole_bytes; }
 
-size_t tg_tape_bytes_peak(void) { return tape.peak; }
+size_t tg_tape_bytes_peak(void) {
+    size_t pos = position();
+    return pos > tape.peak ? pos : tape.peak;
+}
+
+/* Called before the position falls (rewind). */
+static void note_peak(void) {
+    size_t pos = position();
+    if (pos > tape.peak) tape.peak = pos;
+}
 
 bool tg_set_grad_enabled(bool on) {
     bool prev = !tape.grad_off;
