@@ -79,37 +79,39 @@ static int leaf_hooks(const char *op, tg_tensor *x, unsigned id) {
     return run_hooks(op, x);
 }
 
-/* Anomaly mode: the backward of node n (position pos) gave a non-finite gradient for
- * one of its inputs from a finite gradient g. */
-static int anomaly_backward(const char *op, const tg__node *n, size_t pos, tg_tensor **gin) {
-    for (int i = 0; i < n->nin; i++) {
-        int64_t bad = gin[i] ? tg__first_nonfinite(gin[i]) : -1;
-        if (bad >= 0)
-            return tg__fail_int("%s: anomaly: the backward of %s (node %zu of the tape) turned a "
-                                "finite gradient %s into %s at element %lld of the gradient of "
-                                "input %d %s",
-                                op, n->op, pos, tg__shp(n->out),
-                                tg__value_name(tg__get(gin[i], bad)), (long long)bad, i,
-                                tg__shp(n->in[i]));
-    }
-    return 0;
+/* Anomaly mode: the backward of node n (position pos) turned a finite gradient into
+ * gx, the gradient of input i, which holds a non-finite value at bad. */
+static int anomaly_backward(const char *op, const tg__node *n, size_t pos, int i,
+                            const tg_tensor *gx, int64_t bad) {
+    return tg__fail_int("%s: anomaly: the backward of %s (node %zu of the tape) turned a finite "
+                        "gradient %s into %s at element %lld of the gradient of input %d %s",
+                        op, n->op, pos, tg__shp(n->out), tg__value_name(tg__get(gx, bad)),
+                        (long long)bad, i, tg__shp(n->in[i]));
 }
 
-/* The backward closure of n; the error names the sweep and the node's op. */
-static inline __attribute__((always_inline)) int run_closure(const char *op, tg__node *n,
-                                                             tg_tensor *g, tg_tensor **gin) {
+/* Runs node n's backward closure on g and adds the gradients it gives into the inputs'
+ * accumulators, checking each (shape, dtype; in anomaly mode, finiteness). */
+static inline __attribute__((always_inline)) int
+run_node(const char *op, tg__node *n, tg_tensor *g, tg_tensor **gin, bool anomaly, size_t pos) {
     for (int i = 0; i < n->nin; i++)
         gin[i] = NULL;
     if (n->backward(n, g, gin) != 0) {
         if (!tg_error()) tg__fail("%s: backward of %s failed", op, n->op);
         return -1;
     }
+    bool finite_in = anomaly && tg__first_nonfinite(g) < 0;
     for (int i = 0; i < n->nin; i++) {
         tg_tensor *x = n->in[i];
-        if (gin[i] && x->requires_grad && (!tg_same_shape(gin[i], x) || gin[i]->dtype != x->dtype))
+        if (!gin[i] || !x->requires_grad) continue;
+        if (!tg_same_shape(gin[i], x) || gin[i]->dtype != x->dtype)
             return tg__fail_int("%s: internal error: backward of %s gave %s %s for input %s %s", op,
                                 n->op, tg__shp(gin[i]), tg_dtype_name(gin[i]->dtype), tg__shp(x),
                                 tg_dtype_name(x->dtype));
+        if (finite_in) {
+            int64_t bad = tg__first_nonfinite(gin[i]);
+            if (bad >= 0) return anomaly_backward(op, n, pos, i, gin[i], bad);
+        }
+        if (acc_add(x, gin[i]) != 0) return -1;
     }
     return 0;
 }
@@ -119,7 +121,8 @@ static inline __attribute__((always_inline)) int run_closure(const char *op, tg_
 static inline __attribute__((always_inline)) int sweep_nodes(const char *op, tg__node *last,
                                                              tg__node *stop, int ny,
                                                              tg_tensor *const *ys,
-                                                             tg_tensor *const *dys, bool anomaly) {
+                                                             tg_tensor *const *dys, unsigned mode) {
+    bool anomaly = mode & TG__SWEEP_ANOMALY;
     for (int i = 0; i < ny; i++) {
         tg_tensor *seed;
         if (dys && dys[i]) {
@@ -132,7 +135,7 @@ static inline __attribute__((always_inline)) int sweep_nodes(const char *op, tg_
         if (acc_add(ys[i], seed) != 0) return -1;
     }
     tg_tensor *local[8];
-    size_t pos = last == tg__tape_last() ? tg_tape_size() : 0;
+    size_t pos = anomaly && last == tg__tape_last() ? tg_tape_size() : 0; /* for messages */
     for (tg__node *n = last; n && n != stop; n = n->prev, pos--) {
         tg_tensor *g = n->out->tg__acc;
         if (!g) continue;
@@ -145,13 +148,9 @@ static inline __attribute__((always_inline)) int sweep_nodes(const char *op, tg_
             gin = tg__arena_alloc((size_t)n->nin * sizeof *gin);
             if (!gin) return -1;
         }
-        if (run_closure(op, n, g, gin) != 0) return -1;
-        if (anomaly && tg__first_nonfinite(g) < 0 && anomaly_backward(op, n, pos, gin) != 0)
-            return -1;
-        for (int i = 0; i < n->nin; i++)
-            if (gin[i] && n->in[i]->requires_grad && acc_add(n->in[i], gin[i]) != 0) return -1;
+        if (run_node(op, n, g, gin, anomaly, pos) != 0) return -1;
     }
-    if (!stop && tg__hooks_exist()) { /* a partial sweep's leaves are not complete yet */
+    if (!stop && (mode & TG__SWEEP_HOOKS)) { /* a partial sweep's leaves are not complete yet */
         unsigned id = ++sweep_count;
         for (int i = 0; i < ny; i++)
             if (leaf_hooks(op, ys[i], id) != 0) return -1;
@@ -173,8 +172,8 @@ static int sweep(const char *op, tg__node *last, tg__node *stop, int ny, tg_tens
     tg__op_name = op;
     const char *outer = sweep_op;
     sweep_op = op;
-    bool anomaly = tg__sweep_begin();
-    int rc = sweep_nodes(op, last, stop, ny, ys, dys, anomaly);
+    unsigned mode = tg__sweep_begin();
+    int rc = sweep_nodes(op, last, stop, ny, ys, dys, mode);
     tg__sweep_end();
     sweep_op = outer;
     return rc;

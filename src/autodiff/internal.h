@@ -173,8 +173,10 @@ typedef struct tg__hook {
 /* True when some tensor may have hooks (a sweep then looks for hooked leaves). */
 bool tg__hooks_exist(void);
 /* Called by every sweep around its work: turns the forward anomaly checks off inside
- * (the sweep checks each closure instead) and returns whether anomaly mode is on. */
-bool tg__sweep_begin(void);
+ * (the sweep checks each closure instead) and returns TG__SWEEP_ANOMALY when anomaly
+ * mode is on, plus TG__SWEEP_HOOKS when some tensor may have hooks. */
+enum { TG__SWEEP_ANOMALY = 1, TG__SWEEP_HOOKS = 2 };
+unsigned tg__sweep_begin(void);
 void tg__sweep_end(void);
 
 /* Index of the first NaN or +-Inf element of a float tensor, or -1 (always -1 for i64). */

@@ -490,10 +490,11 @@ bool tg_is_anomaly_mode(void) { return tape.anomaly_user; }
 
 /* Inside a sweep the ops a backward closure calls are not checked one by one: the
  * sweep checks the closure as a whole and names the node's own op. */
-bool tg__sweep_begin(void) {
+unsigned tg__sweep_begin(void) {
     tape.sweep_depth++;
     tape.anomaly = false;
-    return tape.anomaly_user;
+    return (tape.anomaly_user ? TG__SWEEP_ANOMALY : 0u) |
+           (tg__hooks_exist() ? TG__SWEEP_HOOKS : 0u);
 }
 
 void tg__sweep_end(void) {
