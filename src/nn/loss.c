@@ -63,12 +63,9 @@ tg_tensor *tg_loss_mse(tg_tensor *pred, const tg_tensor *target) {
     return tg_mean(tg_square(tg_sub(pred, t)), TG_ALL, false);
 }
 
-/* max(x, 0) - x t + log(1 + e^-|x|), written with one constant mask p = [x >= 0]:
- *     na = where(p, -x, x)             (= -|x|)
- *     max(x, 0) = (x - na) / 2         (exact: x + x halved)
- * so e^na never overflows and, at x = 0, every piece takes the x >= 0 branch of the
- * same smooth identity: the gradient there is sigmoid(0) - t = 1/2 - t, as it must be
- * (relu and abs, with their zero subgradient at 0, would give -t). */
+/* softplus(x) - x t = max(x, 0) - x t + log(1 + e^-|x|): tg_softplus never overflows
+ * and its derivative is sigmoid(x), so the gradient is sigmoid(x) - t everywhere, 1/2 - t
+ * at x = 0. */
 tg_tensor *tg_loss_bce_with_logits(tg_tensor *logits, const tg_tensor *target) {
     if (!check_same("tg_loss_bce_with_logits", logits, target)) return NULL;
     for (int64_t i = 0; i < target->numel; i++) {
@@ -77,16 +74,8 @@ tg_tensor *tg_loss_bce_with_logits(tg_tensor *logits, const tg_tensor *target) {
             return tg__fail("tg_loss_bce_with_logits: target %g at index %lld is not in [0, 1]", v,
                             (long long)i);
     }
-    tg_tensor *pos = tg__tape_tensor(logits->dtype, logits->ndim, logits->shape);
-    if (!pos) return NULL;
-    for (int64_t i = 0; i < logits->numel; i++)
-        tg__set(pos, i, tg__get(logits, i) >= 0.0 ? 1.0 : 0.0);
-    tg_tensor *x = logits, *t = tg_detach((tg_tensor *)target);
-    tg_tensor *na = tg_where(pos, tg_neg(x), x);
-    tg_tensor *relu_part = tg_mul_scalar(tg_sub(x, na), 0.5);
-    tg_tensor *soft = tg_log(tg_add_scalar(tg_exp(na), 1.0));
-    tg_tensor *elem = tg_add(tg_sub(relu_part, tg_mul(x, t)), soft);
-    return tg_mean(elem, TG_ALL, false);
+    tg_tensor *t = tg_detach((tg_tensor *)target);
+    return tg_mean(tg_sub(tg_softplus(logits), tg_mul(logits, t)), TG_ALL, false);
 }
 
 /* ---- penalties ---- */

@@ -46,6 +46,13 @@ typedef struct {
     binop op;
 } bin_ctx;
 
+/* grad_mul on one element, written so that its loop vectorises: each select picks
+ * between a loaded operand and the constant 0, and the product is unconditional. */
+#define GRAD_MUL(T)                                                                                \
+    static inline T gmul_##T(T x, T z) { return (z == 0 ? (T)0 : x) * (x == 0 ? (T)0 : z); }
+GRAD_MUL(float)
+GRAD_MUL(double)
+
 /* One kernel body per op, instantiated for float and double. x, z: operands. */
 #define BIN_EXPR(op, x, z, T)                                                                      \
     ((op) == B_ADD       ? (x) + (z)                                                               \
@@ -61,8 +68,8 @@ typedef struct {
      : (op) == B_MASK_LT ? ((x) < (z)    ? (T)1                                                    \
                             : (x) == (z) ? (T)0.5                                                  \
                                          : (T)0)                                                   \
-     : (op) == B_GMUL    ? ((x) == 0 || (z) == 0 ? (T)0 : (x) * (z))                               \
-     : (op) == B_GDIV    ? ((x) == 0 ? (T)0 : (x) / (z))                                           \
+     : (op) == B_GMUL    ? gmul_##T((x), (z))                                                      \
+     : (op) == B_GDIV    ? ((x) == 0 ? (T)0 : (x) / (z)) /* the loop is GDIV_LOOPS */              \
                          : ((z) > 0 ? (x) : (T)0))
 
 /* The switch sits outside the loops so every loop has a fixed operation. Operands are
@@ -73,6 +80,32 @@ typedef struct {
         T x_ = a[IA], z_ = b[IB];                                                                  \
         y[i] = BIN_EXPR(OP, x_, z_, T);                                                            \
     }
+/* grad_div in blocks of 256 elements, each in two passes: the quotients, then 0 where
+ * the numerator is 0. A select around a division would keep the division on one side
+ * of a branch (it may trap, so it is not evaluated speculatively) and the loop would not
+ * vectorise; both passes here do, and a block stays in L1 between them. */
+#define GDIV_LOOP(T, IA, IB)                                                                       \
+    for (int64_t s0 = 0; s0 < n; s0 += 256) {                                                      \
+        int64_t e = s0 + 256 < n ? s0 + 256 : n;                                                   \
+        for (int64_t i = s0; i < e; i++)                                                           \
+            y[i] = a[IA] / b[IB];                                                                  \
+        for (int64_t i = s0; i < e; i++) {                                                         \
+            T x_ = a[IA], q_ = y[i];                                                               \
+            y[i] = x_ == 0 ? (T)0 : q_;                                                            \
+        }                                                                                          \
+    }
+#define GDIV_LOOPS(T)                                                                              \
+    case B_GDIV:                                                                                   \
+        if (sa == 1 && sb == 1)                                                                    \
+            GDIV_LOOP(T, i, i)                                                                     \
+        else if (sa == 1)                                                                          \
+            GDIV_LOOP(T, i, 0)                                                                     \
+        else if (sb == 1)                                                                          \
+            GDIV_LOOP(T, 0, i)                                                                     \
+        else                                                                                       \
+            GDIV_LOOP(T, 0, 0)                                                                     \
+        break;
+
 #define BIN_LOOPS(T, OP)                                                                           \
     case OP:                                                                                       \
         if (sa == 1 && sb == 1)                                                                    \
@@ -103,7 +136,7 @@ typedef struct {
             BIN_LOOPS(T, B_MASK_LT)                                                                \
             BIN_LOOPS(T, B_RELU_GRAD)                                                              \
             BIN_LOOPS(T, B_GMUL)                                                                   \
-            BIN_LOOPS(T, B_GDIV)                                                                   \
+            GDIV_LOOPS(T)                                                                          \
         default:                                                                                   \
             break;                                                                                 \
         }                                                                                          \
