@@ -235,6 +235,7 @@ START_TEST(test_user_op_errors) {
     ck_assert_op_error(tg_apply(&nofwd, 1, &x, NULL, 0), "tg_apply", "nofwd");
     ck_assert_op_error(tg_apply(&cube, -1, &x, NULL, 0), "tg_apply", "cube");
     ck_assert_op_error(tg_apply(&cube, 1, NULL, NULL, 0), "tg_apply", "cube");
+    ck_assert_op_error(tg_apply(&cube, 1, &x, NULL, 16), "tg_apply", "cube", "ctx is NULL");
     /* A NULL input keeps the earlier message. */
     tg_clear_error();
     ck_assert_ptr_null(tg_log(NULL));

@@ -69,9 +69,9 @@ typedef struct tg_function {
  * so ctx may be a local variable; with ctx_size 0 the pointer itself is kept and must
  * stay valid until the tape is reset. Returns the forward's result (a tape tensor), or
  * NULL with tg_error() set: f, its name, forward or backward NULL, n < 0, in NULL when
- * n > 0, an input NULL (the earlier message is kept, as for any op) or released (checked
- * mode), the forward failing, or returning an input, a persistent tensor or a tensor
- * that already has a history. Errors name tg_apply and the function. */
+ * n > 0, ctx NULL with ctx_size > 0, an input NULL (the earlier message is kept, as for any op) or
+ * released (checked mode), the forward failing, or returning an input, a persistent tensor or a
+ * tensor that already has a history. Errors name tg_apply and the function. */
 tg_tensor *tg_apply(const tg_function *f, int n, tg_tensor *const *in, void *ctx, size_t ctx_size);
 
 /* An uninitialised tape tensor of the given dtype and shape, for forwards and

@@ -63,8 +63,14 @@ static bool check_function(const tg_function *f, int n, tg_tensor *const *in) {
     return true;
 }
 
+static bool check_ctx(const tg_function *f, const void *ctx, size_t ctx_size) {
+    if (ctx_size > 0 && !ctx)
+        return tg__fail("tg_apply: %s: ctx is NULL with ctx_size %zu", f->name, ctx_size), false;
+    return true;
+}
+
 tg_tensor *tg_apply(const tg_function *f, int n, tg_tensor *const *in, void *ctx, size_t ctx_size) {
-    if (!check_function(f, n, in)) return NULL;
+    if (!check_function(f, n, in) || !check_ctx(f, ctx, ctx_size)) return NULL;
     bool record = tg__should_record(n, in);
     void *kept = ctx;
     if (record && ctx_size > 0) {

@@ -32,9 +32,8 @@ static bool check_wrt(const char *op, int n, tg_tensor *const *x, int wrt) {
     return true;
 }
 
-/* Tape tensors sharing the inputs' data, as leaves of their own: those in grad[] (all
- * when grad is NULL... see callers) require a gradient. The caller's tensors are left
- * untouched. */
+/* Tape tensors sharing the inputs' data, as leaves of their own: view i requires a
+ * gradient when grad[i]. The caller's tensors are left untouched. */
 static tg_tensor **leaf_views(int n, tg_tensor *const *x, const bool *grad) {
     tg_tensor **v = tg__arena_alloc((size_t)n * sizeof *v);
     if (!v) return NULL;
@@ -149,29 +148,33 @@ static tg_tensor **views_for(int n, tg_tensor *const *x, int wrt) {
     return leaf_views(n, x, grad);
 }
 
-tg_tensor *tg_jacobian(tg_fn f, void *ctx, int n, tg_tensor *const *x, int wrt) {
-    static const char op[] = "tg_jacobian";
+/* What tg_jacobian and tg_hessian start with: the arguments checked, y = f(views of x)
+ * recorded with x[wrt] requiring a gradient (its view in *wrt_view). NULL on error. */
+static tg_tensor *record_f(const char *op, tg_fn f, void *ctx, int n, tg_tensor *const *x, int wrt,
+                           tg_tensor **wrt_view) {
     tg__op_name = op;
     if (!check_args(op, f, n, x) || !check_wrt(op, n, x, wrt)) return NULL;
     tg_tensor **xv = views_for(n, x, wrt);
     if (!xv) return NULL;
-    tg_tensor *y = run_f(op, f, ctx, xv);
+    *wrt_view = xv[wrt];
+    return run_f(op, f, ctx, xv);
+}
+
+tg_tensor *tg_jacobian(tg_fn f, void *ctx, int n, tg_tensor *const *x, int wrt) {
+    static const char op[] = "tg_jacobian";
+    tg_tensor *xw = NULL, *y = record_f(op, f, ctx, n, x, wrt, &xw);
     int nd;
     int64_t shape[TG_MAX_DIMS];
     if (!y || !concat_shapes(op, y, x[wrt], &nd, shape)) return NULL;
     tg_tensor *J = tg__tape_zeros(x[wrt]->dtype, nd, shape);
     if (!J) return NULL;
-    if (y->requires_grad && !rows_by_sweeps(op, y, xv[wrt], J)) return NULL;
+    if (y->requires_grad && !rows_by_sweeps(op, y, xw, J)) return NULL;
     return J;
 }
 
 tg_tensor *tg_hessian(tg_fn f, void *ctx, int n, tg_tensor *const *x, int wrt) {
     static const char op[] = "tg_hessian";
-    tg__op_name = op;
-    if (!check_args(op, f, n, x) || !check_wrt(op, n, x, wrt)) return NULL;
-    tg_tensor **xv = views_for(n, x, wrt);
-    if (!xv) return NULL;
-    tg_tensor *y = run_f(op, f, ctx, xv);
+    tg_tensor *xw = NULL, *y = record_f(op, f, ctx, n, x, wrt, &xw);
     if (!y) return NULL;
     if (y->numel != 1) return tg__fail("%s: f must give one element, got %s", op, tg__shp(y));
     int nd;
@@ -180,9 +183,9 @@ tg_tensor *tg_hessian(tg_fn f, void *ctx, int n, tg_tensor *const *x, int wrt) {
     tg_tensor *H = tg__tape_zeros(x[wrt]->dtype, nd, shape);
     if (!H || !y->requires_grad) return H;
     tg_tensor *g;
-    if (tg_grad(1, &y, NULL, 1, &xv[wrt], &g, TG_CREATE_GRAPH) != 0)
+    if (tg_grad(1, &y, NULL, 1, &xw, &g, TG_CREATE_GRAPH) != 0)
         return fail_within(op, "sweep failed");
-    if (g->requires_grad && !rows_by_sweeps(op, g, xv[wrt], H)) return NULL;
+    if (g->requires_grad && !rows_by_sweeps(op, g, xw, H)) return NULL;
     return H;
 }
 
