@@ -17,7 +17,8 @@
  *     tg_tensor_free(x2);
  *
  * Modules: tensor.h (tensors, memory), tape.h (tape, backward, errors), ops.h
- * (primitive ops), gradcheck.h (finite-difference checks), nn.h (layers, losses,
+ * (primitive ops), function.h (user-defined ops), transforms.h (jvp, Jacobian,
+ * Hessian, checkpointing), gradcheck.h (finite-difference checks), nn.h (layers, losses,
  * initializers, the model), optim.h (optimizers, clipping, schedules), random.h (the
  * random generators), data.h (data sets), io.h (checkpoints).
  */
@@ -25,6 +26,7 @@
 #define TAPEGRAD_H
 
 #include "tapegrad/data.h"
+#include "tapegrad/function.h"
 #include "tapegrad/gradcheck.h"
 #include "tapegrad/io.h"
 #include "tapegrad/nn.h"
@@ -33,5 +35,6 @@
 #include "tapegrad/random.h"
 #include "tapegrad/tape.h"
 #include "tapegrad/tensor.h"
+#include "tapegrad/transforms.h"
 
 #endif

@@ -38,6 +38,7 @@ ex=$(realpath "$build/examples")
 run scalar "$ex/scalar" "$out/scalar.dot"
 run hessian "$ex/hessian"
 run gradcheck "$ex/gradcheck"
+run custom_op "$ex/custom_op"
 run train_custom "$ex/train_custom" "$out/train_custom.safetensors"
 run spiral "$ex/spiral" --quiet --epochs 5 --out "$out/spiral"
 # tapegrad-check: its in-process parser tests, one check with every output (Hessian,

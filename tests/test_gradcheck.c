@@ -3,7 +3,6 @@
  * inputs and the grad mode as they found them. */
 #include <string.h>
 
-#include "autodiff/internal.h"
 #include "testutil.h"
 
 /* ---- functions under test ---- */
@@ -24,38 +23,49 @@ static tg_tensor *f_composite(tg_tensor *const *in, void *ctx) {
     return tg_sum(tg_div(num, den), 1, false);
 }
 
-/* ---- deliberately wrong ops, built with the internal API ---- */
+/* ---- deliberately wrong ops, written as user-defined ops (function.h) ---- */
 
-/* y = c x^p elementwise (p is 1 or 2), recorded on the tape as op with the given
- * backward: the forward of every op below. */
-static tg_tensor *monomial(const char *op, tg_tensor *x, double c, int p,
-                           tg__backward_fn backward) {
-    tg_tensor *y = tg__tape_tensor(x->dtype, x->ndim, x->shape);
+/* y = c x^p elementwise (p is 1 or 2, c and p in ctx): the forward of every op below. */
+typedef struct {
+    double c;
+    int p;
+} monomial_ctx;
+
+static tg_tensor *monomial_forward(tg_tensor *const *in, void *ctx) {
+    const monomial_ctx *m = ctx;
+    tg_tensor *x = in[0], *y = tg_empty(x->dtype, x->ndim, x->shape);
     if (!y) return NULL;
     for (int64_t i = 0; i < x->numel; i++) {
-        double v = tg__get(x, i);
-        tg__set(y, i, c * (p == 2 ? v * v : v));
+        double v = ((const double *)x->data)[i];
+        ((double *)y->data)[i] = m->c * (m->p == 2 ? v * v : v);
     }
-    if (tg__record(op, y, 1, &x, backward) == TG__RECORD_FAILED) return NULL;
     return y;
+}
+
+#define BACKWARD_ARGS tg_tensor *const *in, tg_tensor *y, tg_tensor *g, tg_tensor **gin, void *ctx
+
+static tg_tensor *monomial(const tg_function *f, tg_tensor *x, double c, int p) {
+    monomial_ctx m = {c, p};
+    return tg_apply(f, 1, &x, &m, sizeof m);
 }
 
 /* y = 2x, whose backward returns 2g plus an extra g at element `bad_index`. */
 static int64_t bad_index = 2;
 
-static int wrong_double_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
-    tg_tensor *x = n->in[0];
-    tg_tensor *mask = tg__tape_zeros(x->dtype, x->ndim, x->shape);
+static int wrong_double_backward(BACKWARD_ARGS) {
+    (void)y;
+    (void)ctx;
+    tg_tensor *mask = tg_empty(in[0]->dtype, in[0]->ndim, in[0]->shape);
     if (!mask) return -1;
-    tg__set(mask, bad_index, 1.0);
+    memset(mask->data, 0, (size_t)mask->numel * sizeof(double));
+    ((double *)mask->data)[bad_index] = 1.0;
     gin[0] = tg_add(tg_mul_scalar(g, 2.0), tg_mul(g, mask));
     return gin[0] ? 0 : -1;
 }
+static const tg_function wrong_double_fn = {"wrong_double", monomial_forward, wrong_double_backward,
+                                            false};
 
-static tg_tensor *wrong_double(tg_tensor *x) {
-    if (!tg__check_float("wrong_double", x)) return NULL;
-    return monomial("wrong_double", x, 2.0, 1, wrong_double_backward);
-}
+static tg_tensor *wrong_double(tg_tensor *x) { return monomial(&wrong_double_fn, x, 2.0, 1); }
 
 /* x1^2 + wrong_double(x2) */
 static tg_tensor *f_wrong(tg_tensor *const *in, void *ctx) {
@@ -65,52 +75,66 @@ static tg_tensor *f_wrong(tg_tensor *const *in, void *ctx) {
 
 /* y = x^2 with a backward 2 g x computed from a detached x: right first derivative, no
  * second derivative through x. */
-static int flat_square_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
-    gin[0] = tg_mul(g, tg_mul_scalar(tg_detach(n->in[0]), 2.0));
+static int flat_square_backward(BACKWARD_ARGS) {
+    (void)y;
+    (void)ctx;
+    gin[0] = tg_mul(g, tg_mul_scalar(tg_detach(in[0]), 2.0));
     return gin[0] ? 0 : -1;
 }
+static const tg_function flat_square_fn = {"flat_square", monomial_forward, flat_square_backward,
+                                           false};
 
 static tg_tensor *f_flat_square(tg_tensor *const *in, void *ctx) {
     (void)ctx;
-    return monomial("flat_square", in[0], 1.0, 2, flat_square_backward);
+    return monomial(&flat_square_fn, in[0], 1.0, 2);
 }
 
 /* y = x^2 whose backward, 2 g x, is built with wrong_double(g): right values, but the
  * derivative of the backward with respect to the seed is wrong at bad_index. */
-static int seed_wrong_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
-    gin[0] = tg_mul(wrong_double(g), n->in[0]);
+static int seed_wrong_backward(BACKWARD_ARGS) {
+    (void)y;
+    (void)ctx;
+    gin[0] = tg_mul(wrong_double(g), in[0]);
     return gin[0] ? 0 : -1;
 }
+static const tg_function seed_wrong_fn = {"seed_wrong", monomial_forward, seed_wrong_backward,
+                                          false};
 
 static tg_tensor *f_seed_wrong(tg_tensor *const *in, void *ctx) {
     (void)ctx;
-    return monomial("seed_wrong", in[0], 1.0, 2, seed_wrong_backward);
+    return monomial(&seed_wrong_fn, in[0], 1.0, 2);
 }
 
 /* y = 3x whose backward changes in the last bits from one sweep to the next. */
 static int flaky_calls;
 
-static int flaky_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
-    (void)n;
+static int flaky_backward(BACKWARD_ARGS) {
+    (void)in;
+    (void)y;
+    (void)ctx;
     gin[0] = tg_mul_scalar(g, 3.0 * (1.0 + (double)(flaky_calls++ % 2) * 1e-13));
     return gin[0] ? 0 : -1;
 }
+static const tg_function flaky_fn = {"flaky", monomial_forward, flaky_backward, false};
 
 static tg_tensor *f_flaky(tg_tensor *const *in, void *ctx) {
     (void)ctx;
-    return monomial("flaky", in[0], 3.0, 1, flaky_backward);
+    return monomial(&flaky_fn, in[0], 3.0, 1);
 }
 
 /* y = x, whose backward adds 1 to the gradient: nonzero for a zero seed. */
-static int offset_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
-    (void)n;
+static int offset_backward(BACKWARD_ARGS) {
+    (void)in;
+    (void)y;
+    (void)ctx;
     gin[0] = tg_add_scalar(g, 1.0);
     return gin[0] ? 0 : -1;
 }
+static const tg_function offset_fn = {"offset", monomial_forward, offset_backward, false};
 
 static tg_tensor *f_offset(tg_tensor *const *in, void *ctx) {
     (void)ctx;
-    return monomial("offset", in[0], 1.0, 1, offset_backward);
+    return monomial(&offset_fn, in[0], 1.0, 1);
 }
 
 /* ---- passing cases ---- */

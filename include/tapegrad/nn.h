@@ -124,6 +124,39 @@ tg_module *tg_nn_avgpool2d(int kernel, int stride, int padding);
  * linear layers. A 0-d input is an error. */
 tg_module *tg_nn_flatten(void);
 
+/* ---------------- custom layers ----------------
+ * A layer of your own: a forward function plus the tensors it owns. It takes part in
+ * a tg_model like a built-in layer: tg_model_params lists its parameters (so the
+ * optimizer updates them), tg_module_train switches its mode, tg_model_save/load store
+ * its state under "<layer index>.<state name>".
+ *
+ *     // y = x * scale + shift, with scale and shift learnable per feature
+ *     static tg_tensor *affine(tg_tensor *x, tg_tensor *const *st, bool training, void *ctx) {
+ *         return tg_add(tg_mul(x, st[0]), st[1]);
+ *     }
+ *     tg_tensor *st[] = {tg_tensor_full(TG_F32, TG_SHAPE(8), 1.0), tg_tensor_new(TG_F32,
+ * TG_SHAPE(8))}; tg_module *m = tg_nn_custom("affine", affine, NULL, 2, 2, st, (const char
+ * *[]){"scale", "shift"});
+ *
+ * The forward gets the input (f32/f64 of the layer's dtype, checked), the state tensors
+ * (parameters first, then buffers), the training flag and ctx; it builds the result with
+ * ops (or user ops, function.h) and returns a tape tensor or NULL with tg_error() set.
+ * Buffers are persistent tensors the forward may update in place outside the tape
+ * (running statistics). */
+#define TG_LAYER_MAX_STATE 4
+typedef tg_tensor *(*tg_layer_fn)(tg_tensor *x, tg_tensor *const *state, bool training, void *ctx);
+
+/* A custom layer named name (a static string, e.g. a literal; shown in messages and by
+ * tg_module_kind) computing forward(x, state, training, ctx). state[0..nstate) are
+ * persistent float tensors of one dtype (the layer's), at most TG_LAYER_MAX_STATE; the
+ * first nparams are learnable (requires_grad is turned on), the rest buffers. names[i]
+ * names state[i] (static strings, distinct). On success the module owns the state
+ * tensors (tg_module_free frees them); on failure (NULL, tg_error() set: NULL name or
+ * forward, counts out of range, a NULL, i64, tape or mixed-dtype state tensor, a
+ * missing or repeated name) the caller still owns them. ctx is kept by pointer. */
+tg_module *tg_nn_custom(const char *name, tg_layer_fn forward, void *ctx, int nparams, int nstate,
+                        tg_tensor *const *state, const char *const *names);
+
 /* Runs the module on x. Returns a tape tensor, or NULL with tg_error() set on bad
  * input, naming the layer and the shapes, e.g.
  * "tg_nn_linear: input [4,3] does not match in_features 2". A NULL x (or m) returns

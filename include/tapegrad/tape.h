@@ -88,6 +88,9 @@ size_t tg_tape_size(void);
 /* Bytes of arena memory reserved (held in blocks) and in use by this thread's tape. */
 size_t tg_tape_bytes_reserved(void);
 size_t tg_tape_bytes_used(void);
+/* The highest arena position reached since the last tg_tape_reset (what a step needs
+ * at its peak: rewinds lower tg_tape_bytes_used but not this). */
+size_t tg_tape_bytes_peak(void);
 
 /* Turns recording on or off for this thread; returns the previous mode. With it off
  * (inference, optimizer updates) ops only compute. On by default. */
@@ -120,13 +123,63 @@ bool tg_is_grad_enabled(void);
 bool tg_set_checked_mode(bool on);
 bool tg_is_checked_mode(void);
 
+/* ---- gradient hooks ----
+ *
+ * A hook sees a tensor's gradient once it is complete in a sweep and may replace it:
+ *
+ *     static tg_tensor *clip(tg_tensor *g, void *ctx) {      // clamp the gradient
+ *         double c = *(double *)ctx;
+ *         return tg_clamp(g, -c, c);
+ *     }
+ *     tg_register_hook(h, clip, &limit);   // h: a leaf or an intermediate
+ *
+ * A hook returns the gradient to use: g itself (to look at it), or a new tensor of g's
+ * shape and dtype (made with ops; in a TG_CREATE_GRAPH sweep it is recorded, so it is
+ * differentiated again). NULL means an error: the sweep fails (-1, tg_error() names
+ * the sweep and the hooked tensor, after the hook's own message) and no ->grad is
+ * changed. */
+typedef tg_tensor *(*tg_hook_fn)(tg_tensor *grad, void *ctx);
+
+/* Adds fn (called with ctx) to t's hooks. They run in registration order every time
+ * t's gradient is complete in a sweep (tg_backward, tg_backward_seeded or tg_grad),
+ * before it flows on to the inputs of t's op or is stored in t->grad (or returned by
+ * tg_grad): for an intermediate when the sweep reaches the node that made t, for a
+ * leaf at the end of the sweep. Each hook gets the previous one's result. A
+ * persistent tensor's hooks last until tg_clear_hooks or tg_tensor_free; a tape
+ * tensor's until the tape releases it (reset or rewind). Returns 0, or -1 with
+ * tg_error() set (t or fn NULL, t of dtype i64, out of memory). Cost: none for tensors
+ * without hooks beyond a test of one field the sweep reads anyway. */
+int tg_register_hook(tg_tensor *t, tg_hook_fn fn, void *ctx);
+
+/* Removes every hook of t. NULL is fine. */
+void tg_clear_hooks(tg_tensor *t);
+
+/* ---- anomaly mode ----
+ *
+ * For finding where a NaN or an infinity comes from. Per thread, off by default;
+ * returns the previous mode. While on:
+ *   - forward: an op whose result holds a NaN or +-Inf although every input is finite
+ *     fails (returns NULL) with e.g. "tg_sqrt: anomaly: sqrt gave nan at element 2 of
+ *     its [4] f64 result from finite inputs (node 7 of the tape)". The first such op is
+ *     the one that fails; results of ops that already had a non-finite input pass.
+ *   - backward: a node whose backward turns a finite gradient into a gradient with a
+ *     NaN or +-Inf fails the sweep (-1, no ->grad changed), naming the node's own op
+ *     (the forward op, e.g. sqrt, not the ops its backward calls), the input, the
+ *     first bad element and the node's position on the tape.
+ * The checks read every result (forward) and every gradient (backward), so they cost
+ * one pass over the data per op. Off, an op pays one test of a thread-local flag next
+ * to the grad mode, and a sweep one test per sweep. */
+bool tg_set_anomaly_mode(bool on);
+bool tg_is_anomaly_mode(void);
+
 /* Zeroes t->grad: a persistent gradient is filled with zeros (its memory is kept),
  * a tape gradient is dropped. NULL is fine. */
 void tg_zero_grad(tg_tensor *t);
 
 /* Prints the Wengert list, one node a line, e.g.
  *     t4 = add(t2, t3)            [] f64
- * Leaves are printed by name (tg_tensor_set_name) or as p<address-hash>. */
+ * Leaves are printed by name (tg_tensor_set_name) or as p<address-hash>. A user op
+ * (function.h) shows its tg_function's name, a checkpointed block "checkpoint". */
 void tg_tape_print(FILE *out);
 
 /* Writes the graph in Graphviz DOT: leaves as boxes, op results as ellipses labelled

@@ -58,14 +58,15 @@ struct tg_tensor {
     tg_tensor *grad;            /* accumulated gradient after tg_backward, or NULL */
     bool requires_grad;         /* gradients flow into this tensor */
     /* --- private: maintained by the library --- */
-    bool tg__persistent;       /* made by a tg_tensor_* constructor */
-    bool tg__view;             /* data belongs to another tensor */
-    int32_t tg__id;            /* tape tensors: creation number on the tape (for printing) */
-    uint32_t tg__magic;        /* liveness stamp read by the checked mode (tape.h) */
-    struct tg__node *tg__node; /* node that produced this tensor, or NULL for a leaf */
-    tg_tensor *tg__acc;        /* gradient being accumulated during a backward sweep */
-    double tg__sacc;           /* the same as a double (one-element F64, plain sweeps) */
-    char tg__name[24];         /* optional name used by tg_tape_print / tg_tape_dot */
+    bool tg__persistent;        /* made by a tg_tensor_* constructor */
+    bool tg__view;              /* data belongs to another tensor */
+    int32_t tg__id;             /* tape tensors: creation number on the tape (for printing) */
+    uint32_t tg__magic;         /* liveness stamp read by the checked mode (tape.h) */
+    struct tg__node *tg__node;  /* node that produced this tensor, or NULL for a leaf */
+    tg_tensor *tg__acc;         /* gradient being accumulated during a backward sweep */
+    double tg__sacc;            /* the same as a double (one-element F64, plain sweeps) */
+    char tg__name[24];          /* optional name used by tg_tape_print / tg_tape_dot */
+    struct tg__hook *tg__hooks; /* gradient hooks (tg_register_hook), oldest first, or NULL */
 };
 
 /* Size in bytes of one element of dtype dt (4 or 8); 0 for an invalid dtype. */

@@ -8,30 +8,27 @@
  * gradients are delivered (into ->grad, or to the caller of tg_grad) and every
  * tg__acc is cleared again.
  *
- * Scalar code: in a plain sweep (without TG_CREATE_GRAPH) a one-element F64 tensor
- * accumulates its gradient as a double in tg__sacc, marked by tg__acc == TG__SACC, and a
- * node with a scalar_backward (elementwise ops on such tensors) runs on doubles. The
- * sums are the same as with tensors, in the same order, so the results are the same bit
- * for bit; a tensor is made from the double only where a closure or the caller needs
- * one. */
+ * Scalar code: in a plain, full sweep (no TG_CREATE_GRAPH, no anomaly mode, not the
+ * partial sweep of a checkpoint) a one-element F64 tensor without hooks accumulates its
+ * gradient as a double in tg__sacc, marked by tg__acc == TG__SACC, and a node with a
+ * scalar_backward (elementwise ops on such tensors) runs on doubles. The sums are the
+ * same as with tensors, in the same order, so the results are the same bit for bit; a
+ * tensor is made from the double only where a closure, a hook or the caller needs one. */
+#include <stdio.h>
 #include <string.h>
 
 #include "internal.h"
+#include "tapegrad/ops.h"
 
 #define TG__SACC ((tg_tensor *)(uintptr_t)1)
 
-/* Whether t's gradient is kept as a double in this sweep. */
-static inline bool scalar_acc(const tg_tensor *t, bool create) {
-    return !create && t->numel == 1 && t->dtype == TG_F64;
-}
+/* Whether the running sweep keeps one-element F64 gradients as doubles (for
+ * tg__acc_add, called from closures; the sweep itself passes it along). */
+static _Thread_local bool sweep_scalars TG__TLS_FAST;
 
-static inline void acc_add_scalar(tg_tensor *t, double v) {
-    if (t->tg__acc == TG__SACC) {
-        t->tg__sacc += v;
-    } else {
-        t->tg__acc = TG__SACC;
-        t->tg__sacc = v;
-    }
+/* Whether t's gradient is kept as a double in a sweep that allows it. */
+static inline bool scalar_acc(const tg_tensor *t, bool scalars) {
+    return scalars && t->numel == 1 && t->dtype == TG_F64 && !t->tg__hooks;
 }
 
 /* t's accumulated gradient as a tensor (made from the double if it is one), or NULL. */
@@ -40,12 +37,26 @@ static tg_tensor *acc_tensor(const tg_tensor *t) {
     return tg__tape_full(t->dtype, t->ndim, t->shape, t->tg__sacc);
 }
 
-/* The one place gradients are accumulated. */
-static int acc_add(tg_tensor *t, tg_tensor *g, bool create) {
-    if (scalar_acc(t, create)) {
-        acc_add_scalar(t, ((const double *)g->data)[0]);
-        return 0;
+static int acc_add(tg_tensor *t, tg_tensor *g, bool scalars);
+
+/* Adds the double v to t's gradient. */
+static inline int acc_add_double(tg_tensor *t, double v, bool scalars) {
+    if (!scalar_acc(t, scalars)) {
+        tg_tensor *g = tg__tape_full(t->dtype, t->ndim, t->shape, v);
+        return g ? acc_add(t, g, false) : -1;
     }
+    if (t->tg__acc == TG__SACC) {
+        t->tg__sacc += v;
+    } else {
+        t->tg__acc = TG__SACC;
+        t->tg__sacc = v;
+    }
+    return 0;
+}
+
+/* The one place gradients are accumulated. */
+static int acc_add(tg_tensor *t, tg_tensor *g, bool scalars) {
+    if (scalar_acc(t, scalars)) return acc_add_double(t, ((const double *)g->data)[0], true);
     if (!t->tg__acc) {
         t->tg__acc = g;
         return 0;
@@ -56,9 +67,10 @@ static int acc_add(tg_tensor *t, tg_tensor *g, bool create) {
     return 0;
 }
 
-/* Clears tg__acc on every tensor the sweep may have touched. */
-static void clear_acc(tg__node *last, int ny, tg_tensor *const *ys) {
-    for (tg__node *n = last; n; n = n->prev) {
+/* Clears tg__acc on every tensor a sweep from last down to stop (exclusive) may have
+ * touched. */
+static void clear_acc(tg__node *last, tg__node *stop, int ny, tg_tensor *const *ys) {
+    for (tg__node *n = last; n && n != stop; n = n->prev) {
         n->out->tg__acc = NULL;
         for (int i = 0; i < n->nin; i++)
             n->in[i]->tg__acc = NULL;
@@ -74,27 +86,103 @@ static int check_seed(const char *op, const tg_tensor *y, const tg_tensor *dy) {
     return 0;
 }
 
-/* Seeds ys and sweeps back from `last`; create: the sweep records (TG_CREATE_GRAPH).
- * The caller clears the accumulators. */
-static int sweep(const char *op, tg__node *last, int ny, tg_tensor *const *ys,
-                 tg_tensor *const *dys, bool create) {
-    tg__op_name = op;
+/* Copies the current message so that a new one can quote it. */
+static void save_message(char *buf, size_t len) {
+    const char *e = tg_error();
+    snprintf(buf, len, "%s", e ? e : "no message");
+}
+
+/* Runs t's hooks on its complete gradient t->tg__acc, in registration order. */
+static int run_hooks(const char *op, tg_tensor *t) {
+    int k = 0;
+    for (tg__hook *h = t->tg__hooks; h; h = h->next, k++) {
+        tg_clear_error();
+        tg_tensor *g = h->fn(t->tg__acc, h->ctx);
+        if (!g) {
+            char why[200];
+            save_message(why, sizeof why);
+            return tg__fail_int("%s: hook %d on %s %s failed: %s", op, k, tg__shp(t),
+                                tg_dtype_name(t->dtype), why);
+        }
+        if (!tg_same_shape(g, t) || g->dtype != t->dtype)
+            return tg__fail_int("%s: hook %d on %s %s returned a gradient %s %s", op, k, tg__shp(t),
+                                tg_dtype_name(t->dtype), tg__shp(g), tg_dtype_name(g->dtype));
+        t->tg__acc = g;
+    }
+    return 0;
+}
+
+/* Numbers the sweeps of this thread so that a leaf's hooks run once per sweep. */
+static _Thread_local unsigned sweep_count;
+
+static int leaf_hooks(const char *op, tg_tensor *x, unsigned id) {
+    if (!x->tg__hooks || !x->tg__acc || x->tg__node || x->tg__hooks->seen == id) return 0;
+    x->tg__hooks->seen = id;
+    return run_hooks(op, x);
+}
+
+/* Anomaly mode: the backward of node n (position pos) turned a finite gradient into
+ * gx, the gradient of input i, which holds a non-finite value at bad. */
+static int anomaly_backward(const char *op, const tg__node *n, size_t pos, int i,
+                            const tg_tensor *gx, int64_t bad) {
+    return tg__fail_int("%s: anomaly: the backward of %s (node %zu of the tape) turned a finite "
+                        "gradient %s into %s at element %lld of the gradient of input %d %s",
+                        op, n->op, pos, tg__shp(n->out), tg__value_name(tg__get(gx, bad)),
+                        (long long)bad, i, tg__shp(n->in[i]));
+}
+
+/* Runs node n's backward closure on g and adds the gradients it gives into the inputs'
+ * accumulators, checking each (shape, dtype; in anomaly mode, finiteness). */
+static inline __attribute__((always_inline)) int run_node(const char *op, tg__node *n, tg_tensor *g,
+                                                          tg_tensor **gin, bool anomaly,
+                                                          bool scalars, size_t pos) {
+    for (int i = 0; i < n->nin; i++)
+        gin[i] = NULL;
+    if (n->backward(n, g, gin) != 0) {
+        if (!tg_error()) tg__fail("%s: backward of %s failed", op, n->op);
+        return -1;
+    }
+    bool finite_in = anomaly && tg__first_nonfinite(g) < 0;
+    for (int i = 0; i < n->nin; i++) {
+        tg_tensor *x = n->in[i];
+        if (!gin[i] || !x->requires_grad) continue;
+        if (!tg_same_shape(gin[i], x) || gin[i]->dtype != x->dtype)
+            return tg__fail_int("%s: internal error: backward of %s gave %s %s for input %s %s", op,
+                                n->op, tg__shp(gin[i]), tg_dtype_name(gin[i]->dtype), tg__shp(x),
+                                tg_dtype_name(x->dtype));
+        if (finite_in) {
+            int64_t bad = tg__first_nonfinite(gin[i]);
+            if (bad >= 0) return anomaly_backward(op, n, pos, i, gin[i], bad);
+        }
+        if (acc_add(x, gin[i], scalars) != 0) return -1;
+    }
+    return 0;
+}
+
+/* Seeds ys and sweeps back from `last` to `stop` (exclusive). The caller clears the
+ * accumulators. */
+static inline __attribute__((always_inline)) int sweep_nodes(const char *op, tg__node *last,
+                                                             tg__node *stop, int ny,
+                                                             tg_tensor *const *ys,
+                                                             tg_tensor *const *dys, unsigned mode) {
+    bool anomaly = mode & TG__SWEEP_ANOMALY, scalars = sweep_scalars;
     for (int i = 0; i < ny; i++) {
         tg_tensor *seed;
         if (dys && dys[i]) {
             if (check_seed(op, ys[i], dys[i]) != 0) return -1;
             seed = (tg_tensor *)dys[i];
-        } else if (scalar_acc(ys[i], create)) {
-            acc_add_scalar(ys[i], 1.0);
+        } else if (scalar_acc(ys[i], scalars)) {
+            acc_add_double(ys[i], 1.0, true);
             continue;
         } else {
             seed = tg__ones_like(ys[i]);
             if (!seed) return -1;
         }
-        if (acc_add(ys[i], seed, create) != 0) return -1;
+        if (acc_add(ys[i], seed, scalars) != 0) return -1;
     }
     tg_tensor *local[8];
-    for (tg__node *n = last; n; n = n->prev) {
+    size_t pos = anomaly && last == tg__tape_last() ? tg_tape_size() : 0; /* for messages */
+    for (tg__node *n = last; n && n != stop; n = n->prev, pos--) {
         tg_tensor *g = n->out->tg__acc;
         if (!g) continue;
         if (g == TG__SACC) {
@@ -102,35 +190,63 @@ static int sweep(const char *op, tg__node *last, int ny, tg_tensor *const *ys,
                 double gs[2];
                 n->scalar_backward(n, n->out->tg__sacc, gs);
                 for (int i = 0; i < n->nin; i++)
-                    if (n->in[i]->requires_grad) acc_add_scalar(n->in[i], gs[i]);
+                    if (n->in[i]->requires_grad && acc_add_double(n->in[i], gs[i], true) != 0)
+                        return -1;
                 continue;
             }
             if (!(g = acc_tensor(n->out))) return -1;
+        }
+        if (n->out->tg__hooks) {
+            if (run_hooks(op, n->out) != 0) return -1;
+            g = n->out->tg__acc;
         }
         tg_tensor **gin = local;
         if (n->nin > 8) {
             gin = tg__arena_alloc((size_t)n->nin * sizeof *gin);
             if (!gin) return -1;
         }
-        for (int i = 0; i < n->nin; i++)
-            gin[i] = NULL;
-        if (n->backward(n, g, gin) != 0) {
-            if (!tg_error()) tg__fail("%s: backward of %s failed", op, n->op);
-            return -1;
-        }
-        for (int i = 0; i < n->nin; i++) {
-            tg_tensor *x = n->in[i];
-            if (!gin[i] || !x->requires_grad) continue;
-            if (!tg_same_shape(gin[i], x) || gin[i]->dtype != x->dtype)
-                return tg__fail_int("%s: internal error: backward of %s gave %s %s for input "
-                                    "%s %s",
-                                    op, n->op, tg__shp(gin[i]), tg_dtype_name(gin[i]->dtype),
-                                    tg__shp(x), tg_dtype_name(x->dtype));
-            if (acc_add(x, gin[i], create) != 0) return -1;
-        }
+        if (run_node(op, n, g, gin, anomaly, scalars, pos) != 0) return -1;
+    }
+    if (!stop && (mode & TG__SWEEP_HOOKS)) { /* a partial sweep's leaves are not complete yet */
+        unsigned id = ++sweep_count;
+        for (int i = 0; i < ny; i++)
+            if (leaf_hooks(op, ys[i], id) != 0) return -1;
+        for (tg__node *n = last; n && n != stop; n = n->prev)
+            for (int i = 0; i < n->nin; i++)
+                if (leaf_hooks(op, n->in[i], id) != 0) return -1;
     }
     return 0;
 }
+
+/* The public function whose sweep is running on this thread (for closures that name
+ * it in messages: the ops they call overwrite tg__op_name). */
+static _Thread_local const char *sweep_op;
+
+const char *tg__sweep_op(void) { return sweep_op ? sweep_op : "tg_backward"; }
+
+/* create: the sweep records (TG_CREATE_GRAPH). */
+static int sweep(const char *op, tg__node *last, tg__node *stop, int ny, tg_tensor *const *ys,
+                 tg_tensor *const *dys, bool create) {
+    tg__op_name = op;
+    const char *outer = sweep_op;
+    bool outer_scalars = sweep_scalars;
+    sweep_op = op;
+    unsigned mode = tg__sweep_begin();
+    sweep_scalars = !create && !stop && !(mode & TG__SWEEP_ANOMALY);
+    int rc = sweep_nodes(op, last, stop, ny, ys, dys, mode);
+    tg__sweep_end();
+    sweep_op = outer;
+    sweep_scalars = outer_scalars;
+    return rc;
+}
+
+int tg__sweep_range(const char *op, tg__node *last, tg__node *stop, tg_tensor *y, tg_tensor *g) {
+    return sweep(op, last, stop, 1, &y, &g, tg_is_grad_enabled());
+}
+
+int tg__acc_add(tg_tensor *t, tg_tensor *g) { return acc_add(t, g, sweep_scalars); }
+
+void tg__sweep_clear(tg__node *last, tg__node *stop, tg_tensor *y) { clear_acc(last, stop, 1, &y); }
 
 /* Delivery of the accumulated gradients into ->grad happens in two phases so that a
  * failed backward changes no ->grad: first everything that can fail (allocating new
@@ -214,9 +330,9 @@ static int backward(const char *op, tg_tensor *y, const tg_tensor *dy) {
     tg__node *last = tg__tape_last();
     bool mode = tg_set_grad_enabled(false);
     tg_tensor *dys[1] = {(tg_tensor *)dy};
-    int rc = sweep(op, last, 1, &y, dy ? dys : NULL, false);
+    int rc = sweep(op, last, NULL, 1, &y, dy ? dys : NULL, false);
     if (rc == 0) rc = deliver_all(op, last, y);
-    clear_acc(last, 1, &y);
+    clear_acc(last, NULL, 1, &y);
     tg_set_grad_enabled(mode);
     return rc;
 }
@@ -258,11 +374,11 @@ int tg_grad(int ny, tg_tensor *const *ys, tg_tensor *const *dys, int nx, tg_tens
     }
     tg__node *last = tg__tape_last();
     bool mode = tg_set_grad_enabled((flags & TG_CREATE_GRAPH) != 0);
-    int rc = sweep("tg_grad", last, ny, ys, dys, (flags & TG_CREATE_GRAPH) != 0);
+    int rc = sweep("tg_grad", last, NULL, ny, ys, dys, (flags & TG_CREATE_GRAPH) != 0);
     /* Read every result before clearing: xs may repeat or be among ys. */
     for (int j = 0; j < nx && rc == 0; j++)
         if (xs[j]->tg__acc && !(dxs_out[j] = acc_tensor(xs[j]))) rc = -1;
-    clear_acc(last, ny, ys);
+    clear_acc(last, NULL, ny, ys);
     for (int j = 0; j < nx && rc == 0; j++) {
         if (!dxs_out[j]) {
             dxs_out[j] = tg__tape_zeros(xs[j]->dtype, xs[j]->ndim, xs[j]->shape);

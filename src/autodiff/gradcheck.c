@@ -24,6 +24,8 @@
 #include <string.h>
 
 #include "internal.h"
+#include "tapegrad/gradcheck.h"
+#include "tapegrad/ops.h"
 
 /* A deterministic draw in [-1, 1) from a generator local to each check (random.h). */
 static double rng_uniform(tg_rng *r) { return tg_rng_uniform(r) * 2.0 - 1.0; }

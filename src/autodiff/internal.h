@@ -1,6 +1,11 @@
 /*
- * internal.h — what the op layer (src/ops) and the nn layer need from the autodiff
- * core, not part of the public API. Names are tg__ (internal, non-static).
+ * internal.h — the autodiff core's internal header: what the op layer (src/ops) needs
+ * from the core (errors, the arena, tape tensors, the node and tg__record, the checked
+ * mode, shapes). Not part of the public API; names are tg__ (internal, non-static).
+ * The ops' own shared helpers and what the nn layer needs from ops are in
+ * src/ops/ops_internal.h, which includes this one. The public extension API
+ * (tapegrad/function.h: tg_apply, tg_empty) is built on tg__record and
+ * tg__tape_tensor below.
  *
  * Writing an op (every op is written the same way):
  *
@@ -28,7 +33,9 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 
-#include "tapegrad.h"
+#include "tapegrad/random.h"
+#include "tapegrad/tape.h"
+#include "tapegrad/tensor.h"
 
 /* Everything declared in the internal headers stays inside the shared library: the
  * library exports the public API of include/ and nothing else (scripts/check_exports.sh).
@@ -145,13 +152,10 @@ bool tg__should_record(int nin, tg_tensor *const *in);
 tg__node *tg__record(const char *op, tg_tensor *y, int nin, tg_tensor *const *in,
                      tg__backward_fn backward);
 
-/* For backward closures of piecewise-constant ops (abs, relu, max, maximum, ...): c is
- * a constant computed from the values of in[0..nin) without history (a mask, a sign).
- * Records that c depends on those inputs with a zero derivative, as PyTorch does, so
- * that in a TG_CREATE_GRAPH sweep the gradient built from c requires a gradient when an
- * input does, and differentiates to zeros. Records nothing outside grad mode (plain
- * sweeps). Returns c, or NULL (c NULL, or allocation failure). */
-tg_tensor *tg__derived_constant(tg_tensor *c, int nin, tg_tensor *const *in);
+/* Releases everything made on the tape since mark except y's values: returns a new
+ * tape tensor (no history) holding a copy of y, allocated at mark; NULL (error set) on
+ * allocation failure. For tg_checkpoint, whose forward's intermediates are not kept. */
+tg_tensor *tg__tape_keep_only(size_t mark, tg_tensor *y);
 
 /* Sets n->scalar_backward to fn when n (may be NULL or TG__RECORD_FAILED) qualifies:
  * its output has one element of dtype F64 (so do its inputs: broadcasting cannot shrink)
@@ -164,27 +168,57 @@ static inline void tg__set_scalar_backward(tg__node *n, tg__scalar_backward_fn f
 /* The newest node on this thread's tape, or NULL. */
 tg__node *tg__tape_last(void);
 
-/* ---- checks used by every op ---- */
+/* ---- sweeps (backward.c) ----
+ * A sweep over part of the tape, for ops whose backward runs a forward again
+ * (tg_checkpoint): adds g to y's accumulated gradient and sweeps the nodes from last
+ * back to, not including, stop (NULL: the whole tape), running the hooks of the
+ * intermediates it reaches (not those of its leaves, whose gradients are not complete)
+ * and the anomaly checks like tg_backward. The gradients are left in the tg__acc fields: the caller
+ * reads what it needs and then calls tg__sweep_clear with the same arguments. op names
+ * the public function in messages. 0, or -1 with tg_error() set. */
+int tg__sweep_range(const char *op, tg__node *last, tg__node *stop, tg_tensor *y, tg_tensor *g);
+void tg__sweep_clear(tg__node *last, tg__node *stop, tg_tensor *y);
+/* For backward closures: the public function whose sweep is running ("tg_backward",
+ * "tg_grad", ...), to name it in messages. */
+const char *tg__sweep_op(void);
+/* Adds g to t's gradient of the sweep in progress (the one place gradients add up). */
+int tg__acc_add(tg_tensor *t, tg_tensor *g);
 
-/* x non-NULL (soft fail otherwise). */
-bool tg__check_nonnull(const char *op, const tg_tensor *x);
-/* x non-NULL and F32/F64. */
-bool tg__check_float(const char *op, const tg_tensor *x);
-/* a, b non-NULL, float and of equal dtype. */
-bool tg__check_float2(const char *op, const tg_tensor *a, const tg_tensor *b);
-/* For classification losses: scores [N, C] (float, N, C >= 1; `what` names them in
- * messages, e.g. "logits") and labels I64 [N] with every value in [0, C). */
-bool tg__check_class_inputs(const char *op, const char *what, const tg_tensor *scores,
-                            const tg_tensor *labels);
-/* tg_softmax_cross_entropy with errors naming op (so a loss built on it names itself). */
-tg_tensor *tg__softmax_cross_entropy(const char *op, tg_tensor *logits, const tg_tensor *labels);
-/* Normalises axis (negative from the end) against ndim; false + error when out of
- * range. TG_ALL is not accepted here. */
-bool tg__norm_axis(const char *op, const tg_tensor *x, int *axis);
-/* NumPy broadcast of two shapes into out (ndim in *ondim). False + error naming op
- * when incompatible. */
-bool tg__broadcast_shape(const char *op, const char *sym, int na, const int64_t *sa, int nb,
-                         const int64_t *sb, int *ondim, int64_t *out);
+/* ---- gradient hooks and anomaly mode (tape.h) ---- */
+
+/* One registered hook; a persistent tensor's are allocated with tg__alloc (heap true),
+ * a tape tensor's on the arena. */
+typedef struct tg__hook {
+    tg_hook_fn fn;
+    void *ctx;
+    struct tg__hook *next; /* the next one registered, or NULL */
+    bool heap;
+    unsigned seen; /* first hook of a leaf: the last sweep that ran the leaf's hooks */
+} tg__hook;
+
+/* True when some tensor may have hooks (a sweep then looks for hooked leaves). */
+bool tg__hooks_exist(void);
+/* Called by every sweep around its work: turns the forward anomaly checks off inside
+ * (the sweep checks each closure instead) and returns TG__SWEEP_ANOMALY when anomaly
+ * mode is on, plus TG__SWEEP_HOOKS when some tensor may have hooks. */
+enum { TG__SWEEP_ANOMALY = 1, TG__SWEEP_HOOKS = 2 };
+unsigned tg__sweep_begin(void);
+void tg__sweep_end(void);
+
+/* Index of the first NaN or +-Inf element of a float tensor, or -1 (always -1 for i64). */
+int64_t tg__first_nonfinite(const tg_tensor *t);
+/* "nan", "inf" or "-inf" for a non-finite v. */
+const char *tg__value_name(double v);
+
+/* ---- the thread generator's state (random.c) ----
+ * Saved and restored around a replay (tg_checkpoint) so that the replay draws the
+ * same numbers and the generator is left where it was. */
+typedef struct {
+    uint64_t s[4];
+    bool seeded;
+} tg__rand_state;
+void tg__rand_save(tg__rand_state *out);
+void tg__rand_restore(const tg__rand_state *st);
 
 /* The one checked shape product. A shape is valid when every dimension is >= 0 and the
  * product of its non-zero dimensions is at most TG__MAX_NUMEL: then no product of some
@@ -196,23 +230,6 @@ int64_t tg__shape_numel(const char *op, int ndim, const int64_t *shape);
 /* numel of a shape already known to be valid (a live tensor's, or part of one). */
 int64_t tg__numel(int ndim, const int64_t *shape);
 bool tg__shape_eq(int na, const int64_t *sa, int nb, const int64_t *sb);
-
-/* True when `small` (leading 1s ignored) is a non-empty trailing part of `big`'s shape
- * with at least one dimension: broadcasting small against big repeats it row after
- * row (the bias add). The fast path of binary ops and of tg_sum_to. */
-bool tg__is_row_of(int n_small, const int64_t *small, int n_big, const int64_t *big);
-
-/* ---- strided iteration (the one broadcasting helper) ----
- * Walks an output of shape (ndim, shape) row by row. For each operand k its strides
- * (in elements, 0 on broadcast dimensions) are derived from its own shape aligned on
- * the right. For every innermost run of `n` output elements it calls
- *     fn(n, off_out, off[0..nops), inner_stride[0..nops), ctx)
- * with the element offsets of the run's start. Dimensions are coalesced where
- * possible so that the equal-shape case is one call with n = numel. */
-typedef void (*tg__run_fn)(int64_t n, int64_t off_out, const int64_t *off,
-                           const int64_t *inner_stride, void *ctx);
-void tg__broadcast_walk(int ndim, const int64_t *shape, int nops, const int *op_ndim,
-                        const int64_t *const *op_shape, tg__run_fn fn, void *ctx);
 
 /* ---- helpers ---- */
 tg_tensor *tg__ones_like(const tg_tensor *x);

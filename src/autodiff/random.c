@@ -67,6 +67,18 @@ double tg_rand_normal(void) {
     return normal_from(u1, tg_rand_uniform());
 }
 
+void tg__rand_save(tg__rand_state *out) {
+    for (int i = 0; i < 4; i++)
+        out->s[i] = rng.s[i];
+    out->seeded = rng.seeded;
+}
+
+void tg__rand_restore(const tg__rand_state *st) {
+    for (int i = 0; i < 4; i++)
+        rng.s[i] = st->s[i];
+    rng.seeded = st->seeded;
+}
+
 /* ---- a generator the caller owns: SplitMix64 ---- */
 
 void tg_rng_seed(tg_rng *g, uint64_t seed) {

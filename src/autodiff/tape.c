@@ -1,5 +1,6 @@
 /* tape.c — the per-thread arena and Wengert tape: allocation, recording, reset,
  * mark/rewind, grad mode, printing. The backward sweep is in backward.c. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,7 +26,14 @@ typedef struct {
     tg__node *last; /* newest node */
     size_t nnodes;
     int32_t next_id;
-    bool grad_off; /* grad mode is on by default, so store its negation */
+    bool grad_off;     /* grad mode is on by default, so store its negation */
+    bool anomaly;      /* forward checks on: anomaly_user and no sweep running; read by
+                          every tg__record, next to grad_off */
+    bool anomaly_user; /* tg_set_anomaly_mode */
+    int sweep_depth;   /* sweeps running (a checkpoint's replay sweeps inside a sweep) */
+    bool tape_hooks;   /* a tape tensor got a hook since the last reset */
+    size_t peak;       /* highest arena position since the last reset, as of the last rewind (the
+                          position only falls at rewinds, so the arena allocator never updates it) */
     /* checked mode only (see tg_set_checked_mode) */
     struct spare_arena {
         arena_block *blocks;
@@ -115,6 +123,7 @@ static tg_tensor *tape_header(tg_dtype dt, int ndim, const int64_t *shape, int64
     t->tg__node = NULL;
     t->tg__acc = NULL;
     t->tg__name[0] = '\0';
+    t->tg__hooks = NULL;
     return t;
 }
 
@@ -176,8 +185,24 @@ bool tg__should_record(int nin, tg_tensor *const *in) {
     return false;
 }
 
+/* Anomaly mode, forward: false (error set) when y holds a non-finite value while every
+ * input is finite. */
+static bool anomaly_forward_ok(const char *op, const tg_tensor *y, int nin, tg_tensor *const *in) {
+    int64_t bad = tg__first_nonfinite(y);
+    if (bad < 0) return true;
+    for (int i = 0; i < nin; i++)
+        if (in[i] && tg__first_nonfinite(in[i]) >= 0) return true;
+    tg__fail("%s: anomaly: %s gave %s at element %lld of its %s %s result from finite inputs "
+             "(node %zu of the tape)",
+             tg__op_name ? tg__op_name : op, op, tg__value_name(tg__get(y, bad)), (long long)bad,
+             tg__shp(y), tg_dtype_name(y->dtype), tape.nnodes + 1);
+    return false;
+}
+
 tg__node *tg__record(const char *op, tg_tensor *y, int nin, tg_tensor *const *in,
                      tg__backward_fn backward) {
+    if (__builtin_expect(tape.anomaly, 0) && !anomaly_forward_ok(op, y, nin, in))
+        return TG__RECORD_FAILED;
     if (!tg__should_record(nin, in)) return NULL;
     size_t pos = position();
     tg__node *n = tg__arena_alloc(sizeof *n);
@@ -322,6 +347,8 @@ static void release_kept(void) {
 
 /* ---- reset, mark, rewind ---- */
 
+static void note_peak(void);
+
 void tg_tape_reset(void) {
     if (tg__checks_on()) {
         /* Poison what is released and allocate from the other arena, so that tensors of
@@ -340,6 +367,8 @@ void tg_tape_reset(void) {
     tape.next_id = 0;
     tape.nholes = 0;
     tape.hole_bytes = 0;
+    tape.tape_hooks = false;
+    tape.peak = 0;
     release_kept();
 }
 
@@ -373,6 +402,7 @@ static bool rewind_checked(size_t mark) {
 
 void tg_tape_rewind(size_t mark) {
     if (mark > position()) return;
+    note_peak();
     while (tape.last && tape.last->pos >= mark) {
         tape.last = tape.last->prev;
         tape.nnodes--;
@@ -384,6 +414,22 @@ void tg_tape_rewind(size_t mark) {
         b++;
     tape.cur = b;
     tape.off = mark - tape.blocks[b].base;
+}
+
+tg_tensor *tg__tape_keep_only(size_t mark, tg_tensor *y) {
+    size_t bytes = (size_t)y->numel * tg_dtype_size(y->dtype);
+    void *save = tg__alloc(bytes ? bytes : 1);
+    if (!save) return NULL;
+    memcpy(save, y->data, bytes);
+    int ndim = y->ndim;
+    int64_t shape[TG_MAX_DIMS];
+    memcpy(shape, y->shape, sizeof shape);
+    tg_dtype dt = y->dtype;
+    tg_tape_rewind(mark);
+    tg_tensor *t = tg__tape_tensor(dt, ndim, shape);
+    if (t) memcpy(t->data, save, bytes);
+    tg__release(save);
+    return t;
 }
 
 void tg_tape_free(void) {
@@ -398,9 +444,10 @@ void tg_tape_free(void) {
     for (int i = 0; i < tape.spare.nblocks; i++)
         tg__release(tape.spare.blocks[i].raw);
     tg__release(tape.spare.blocks);
-    bool off = tape.grad_off;
+    bool off = tape.grad_off, anomaly = tape.anomaly_user;
     memset(&tape, 0, sizeof tape);
     tape.grad_off = off;
+    tape.anomaly = tape.anomaly_user = anomaly;
 }
 
 size_t tg_tape_size(void) { return tape.nnodes; }
@@ -417,6 +464,17 @@ size_t tg_tape_bytes_reserved(void) {
 /* The holes the checked mode leaves after rewinds are not in use. */
 size_t tg_tape_bytes_used(void) { return position() - tape.hole_bytes; }
 
+size_t tg_tape_bytes_peak(void) {
+    size_t pos = position();
+    return pos > tape.peak ? pos : tape.peak;
+}
+
+/* Called before the position falls (rewind). */
+static void note_peak(void) {
+    size_t pos = position();
+    if (pos > tape.peak) tape.peak = pos;
+}
+
 bool tg_set_grad_enabled(bool on) {
     bool prev = !tape.grad_off;
     tape.grad_off = !on;
@@ -424,6 +482,89 @@ bool tg_set_grad_enabled(bool on) {
 }
 
 bool tg_is_grad_enabled(void) { return !tape.grad_off; }
+
+/* ---- anomaly mode ---- */
+
+bool tg_set_anomaly_mode(bool on) {
+    bool prev = tape.anomaly_user;
+    tape.anomaly_user = on;
+    tape.anomaly = on && tape.sweep_depth == 0;
+    return prev;
+}
+
+bool tg_is_anomaly_mode(void) { return tape.anomaly_user; }
+
+/* Inside a sweep the ops a backward closure calls are not checked one by one: the
+ * sweep checks the closure as a whole and names the node's own op. */
+unsigned tg__sweep_begin(void) {
+    tape.sweep_depth++;
+    tape.anomaly = false;
+    return (tape.anomaly_user ? TG__SWEEP_ANOMALY : 0u) |
+           (tg__hooks_exist() ? TG__SWEEP_HOOKS : 0u);
+}
+
+void tg__sweep_end(void) {
+    if (--tape.sweep_depth == 0) tape.anomaly = tape.anomaly_user;
+}
+
+int64_t tg__first_nonfinite(const tg_tensor *t) {
+    if (t->dtype == TG_F64) {
+        const double *d = t->data;
+        for (int64_t i = 0; i < t->numel; i++)
+            if (!isfinite(d[i])) return i;
+    } else if (t->dtype == TG_F32) {
+        const float *d = t->data;
+        for (int64_t i = 0; i < t->numel; i++)
+            if (!isfinite(d[i])) return i;
+    }
+    return -1;
+}
+
+const char *tg__value_name(double v) { return isnan(v) ? "nan" : v > 0 ? "inf" : "-inf"; }
+
+/* ---- gradient hooks ---- */
+
+/* Hooks on persistent tensors, over all threads: a sweep looks for hooked leaves only
+ * when there may be some. */
+static _Atomic long persistent_hooks;
+
+bool tg__hooks_exist(void) {
+    return tape.tape_hooks || atomic_load_explicit(&persistent_hooks, memory_order_relaxed) > 0;
+}
+
+int tg_register_hook(tg_tensor *t, tg_hook_fn fn, void *ctx) {
+    if (!t) return tg__fail_soft("tg_register_hook: tensor is NULL"), -1;
+    if (!fn) return tg__fail_int("tg_register_hook: hook function is NULL for %s", tg__shp(t));
+    if (tg__checks_on() && !tg__check_live("tg_register_hook", "the tensor", t)) return -1;
+    if (t->dtype == TG_I64)
+        return tg__fail_int("tg_register_hook: %s is i64 and has no gradient", tg__shp(t));
+    tg__op_name = "tg_register_hook";
+    /* A persistent tensor's hooks outlive resets; a tape tensor's go with the tape. */
+    tg__hook *h = t->tg__persistent ? tg__alloc(sizeof *h) : tg__arena_alloc(sizeof *h);
+    if (!h) return -1;
+    if (t->tg__persistent)
+        atomic_fetch_add(&persistent_hooks, 1);
+    else
+        tape.tape_hooks = true;
+    *h = (tg__hook){fn, ctx, NULL, t->tg__persistent, 0};
+    tg__hook **end = &t->tg__hooks;
+    while (*end)
+        end = &(*end)->next;
+    *end = h;
+    return 0;
+}
+
+void tg_clear_hooks(tg_tensor *t) {
+    if (!t) return;
+    for (tg__hook *h = t->tg__hooks, *next; h; h = next) {
+        next = h->next;
+        if (h->heap) {
+            atomic_fetch_sub(&persistent_hooks, 1);
+            tg__release(h);
+        }
+    }
+    t->tg__hooks = NULL;
+}
 
 /* ---- printing ---- */
 

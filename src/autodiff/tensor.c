@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "tapegrad/function.h"
 
 /* ---- allocator hook ---- */
 
@@ -136,6 +137,7 @@ static void init_header(tg_tensor *t, tg_dtype dt, int ndim, const int64_t *shap
     t->tg__node = NULL;
     t->tg__acc = NULL;
     t->tg__name[0] = '\0';
+    t->tg__hooks = NULL;
 }
 
 #define HDR_BYTES ((sizeof(tg_tensor) + 63) & ~(size_t)63)
@@ -281,6 +283,7 @@ void tg_tensor_free(tg_tensor *t) {
     /* Checked mode: kept, with its gradient, until the tape lets go of it. */
     if (tg__checks_on() && tg__tape_keep_if_referenced(t)) return;
     tg_tensor_free(t->grad);
+    tg_clear_hooks(t);
     t->tg__persistent = false; /* a use after free of the header fails the check above */
     t->tg__magic = TG__MAGIC_FREED;
     tg__release(t);
@@ -352,4 +355,15 @@ void tg__accumulate_into(tg_tensor *dst, const tg_tensor *src) {
         for (int64_t i = 0; i < n; i++)
             d[i] += s[i];
     }
+}
+
+tg_tensor *tg_empty(tg_dtype dt, int ndim, const int64_t *shape) {
+    /* Called from inside a user function: the public function running stays named. */
+    const char *running = tg__op_name;
+    tg__op_name = "tg_empty";
+    size_t bytes;
+    tg_tensor *t =
+        check_shape("tg_empty", dt, ndim, shape, &bytes) ? tg__tape_tensor(dt, ndim, shape) : NULL;
+    tg__op_name = running;
+    return t;
 }

@@ -6,6 +6,7 @@
  * the random masks of dropout and DropConnect, the sign mask of leaky ReLU, and batch
  * norm's running statistics. */
 #include <math.h>
+#include <string.h>
 
 #include "nn_internal.h"
 
@@ -382,4 +383,67 @@ static tg_tensor *flatten_forward(tg_module *m, tg_tensor *x) {
 
 tg_module *tg_nn_flatten(void) {
     return tg__module_alloc(TG__MOD_FLATTEN, "flatten", flatten_forward);
+}
+
+/* ---- custom layers ---- */
+
+_Static_assert(TG_LAYER_MAX_STATE == TG__MODULE_MAX_STATE, "custom layers hold a module's state");
+
+static tg_tensor *custom_forward(tg_module *m, tg_tensor *x) {
+    tg_clear_error();
+    tg_tensor *y = m->custom(x, m->state, m->training, m->custom_ctx);
+    if (y) return y;
+    char why[200];
+    snprintf(why, sizeof why, "%s", tg_error() ? tg_error() : "no message");
+    return tg__fail("tg_nn_custom %s: forward failed: %s", m->name, why);
+}
+
+static bool check_custom_state(const char *name, int nparams, int nstate, tg_tensor *const *state,
+                               const char *const *names) {
+    if (nstate < 0 || nstate > TG_LAYER_MAX_STATE || nparams < 0 || nparams > nstate)
+        return tg__fail("tg_nn_custom: %s: needs 0 <= nparams <= nstate <= %d, got %d and %d", name,
+                        TG_LAYER_MAX_STATE, nparams, nstate),
+               false;
+    if (nstate > 0 && (!state || !names))
+        return tg__fail("tg_nn_custom: %s: state and names are NULL with nstate %d", name, nstate),
+               false;
+    for (int i = 0; i < nstate; i++) {
+        const tg_tensor *t = state[i];
+        if (!t) return tg__fail("tg_nn_custom: %s: state %d is NULL", name, i), false;
+        if (!t->tg__persistent || t->dtype == TG_I64 || t->dtype != state[0]->dtype)
+            return tg__fail("tg_nn_custom: %s: state %d %s %s must be a persistent float tensor "
+                            "of the dtype of state 0 (%s)",
+                            name, i, tg__shp(t), tg_dtype_name(t->dtype),
+                            tg_dtype_name(state[0]->dtype)),
+                   false;
+        if (!names[i] || !names[i][0])
+            return tg__fail("tg_nn_custom: %s: state %d has no name", name, i), false;
+        for (int j = 0; j < i; j++)
+            if (state[j] == t || strcmp(names[j], names[i]) == 0)
+                return tg__fail("tg_nn_custom: %s: state %d repeats state %d (%s)", name, i, j,
+                                names[i]),
+                       false;
+    }
+    return true;
+}
+
+tg_module *tg_nn_custom(const char *name, tg_layer_fn forward, void *ctx, int nparams, int nstate,
+                        tg_tensor *const *state, const char *const *names) {
+    if (!name || !forward)
+        return tg__fail("tg_nn_custom: name and forward must be set (name %s)",
+                        name ? name : "NULL");
+    if (!check_custom_state(name, nparams, nstate, state, names)) return NULL;
+    tg_module *m = tg__module_alloc(TG__MOD_CUSTOM, name, custom_forward);
+    if (!m) return NULL;
+    m->custom = forward;
+    m->custom_ctx = ctx;
+    m->nparams = nparams;
+    m->nstate = nstate;
+    if (nstate > 0) m->dtype = state[0]->dtype;
+    for (int i = 0; i < nstate; i++) {
+        m->state[i] = state[i];
+        m->state_names[i] = names[i];
+        if (i < nparams) tg_requires_grad(state[i], true);
+    }
+    return m;
 }

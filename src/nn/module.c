@@ -16,9 +16,12 @@ tg_module *tg__module_alloc(tg__module_kind kind, const char *name, tg__module_f
     return m;
 }
 
+/* Messages name a custom layer "tg_nn_custom <name>", a built-in one "tg_nn_<kind>". */
+#define CUSTOM(m) ((m)->kind == TG__MOD_CUSTOM ? "custom " : "")
+
 tg_tensor *tg_module_forward(tg_module *m, tg_tensor *x) {
     if (!m) return tg__fail_soft("tg_module_forward: module is NULL");
-    if (!x) return tg__fail_soft("tg_nn_%s: input is NULL", m->name);
+    if (!x) return tg__fail_soft("tg_nn_%s%s: input is NULL", CUSTOM(m), m->name);
     if (m->kind == TG__MOD_EMBEDDING) { /* the one layer fed indices */
         if (x->dtype != TG_I64)
             return tg__fail("tg_nn_embedding: input must be i64 indices, got %s %s",
@@ -26,11 +29,11 @@ tg_tensor *tg_module_forward(tg_module *m, tg_tensor *x) {
         return m->forward(m, x);
     }
     if (x->dtype != TG_F32 && x->dtype != TG_F64)
-        return tg__fail("tg_nn_%s: input must be f32 or f64, got %s %s", m->name,
+        return tg__fail("tg_nn_%s%s: input must be f32 or f64, got %s %s", CUSTOM(m), m->name,
                         tg_dtype_name(x->dtype), tg__shp(x));
     if (m->nstate > 0 && x->dtype != m->dtype)
-        return tg__fail("tg_nn_%s: input is %s %s but the layer is %s (use tg_cast)", m->name,
-                        tg_dtype_name(x->dtype), tg__shp(x), tg_dtype_name(m->dtype));
+        return tg__fail("tg_nn_%s%s: input is %s %s but the layer is %s (use tg_cast)", CUSTOM(m),
+                        m->name, tg_dtype_name(x->dtype), tg__shp(x), tg_dtype_name(m->dtype));
     return m->forward(m, x);
 }
 

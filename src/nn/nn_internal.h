@@ -11,7 +11,7 @@
 #ifndef TAPEGRAD_NN_INTERNAL_H
 #define TAPEGRAD_NN_INTERNAL_H
 
-#include "../autodiff/internal.h"
+#include "../ops/ops_internal.h"
 #include "tapegrad/nn.h"
 
 #pragma GCC visibility push(hidden) /* internal: not exported (see internal.h) */
@@ -32,7 +32,8 @@ typedef enum {
     TG__MOD_LAYERNORM,
     TG__MOD_EMBEDDING,
     TG__MOD_GELU,
-    TG__MOD_SILU
+    TG__MOD_SILU,
+    TG__MOD_CUSTOM
 } tg__module_kind;
 
 #define TG__MODULE_MAX_STATE 4
@@ -59,6 +60,8 @@ struct tg_module {
     /* Conv2d (whose in/out are its channels), MaxPool2d, AvgPool2d: the window size, its
      * step and the padding on every side. */
     int kernel, stride, padding;
+    tg_layer_fn custom; /* a custom layer's forward (tg_nn_custom) */
+    void *custom_ctx;
 };
 
 /* A fresh module of the given kind with no state, training mode on; NULL (tg_error

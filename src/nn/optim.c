@@ -11,7 +11,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "../autodiff/internal.h"
+#include "../ops/ops_internal.h"
 #include "tapegrad/optim.h"
 
 typedef enum { KIND_SGD, KIND_ADAM, KIND_RMSPROP } optim_kind;

@@ -2,7 +2,7 @@
  * one strided walker that every broadcasting kernel runs on. */
 #include <string.h>
 
-#include "../autodiff/internal.h"
+#include "ops_internal.h"
 
 bool tg__check_nonnull(const char *op, const tg_tensor *x) {
     tg__op_name = op;

@@ -14,7 +14,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "../autodiff/internal.h"
+#include "ops_internal.h"
 
 /* The geometry shared by unfold and fold: x [n, c, h, w], a kh x kw window moved by
  * stride over x padded by pad on every side, giving oh x ow windows. */

@@ -14,7 +14,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "../autodiff/internal.h"
+#include "ops_internal.h"
 
 /* ================= binary ================= */
 

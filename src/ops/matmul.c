@@ -13,7 +13,7 @@
  * derivative) of a dot, matrix-vector or vector-matrix product comes for free. */
 #include <cblas.h>
 
-#include "../autodiff/internal.h"
+#include "ops_internal.h"
 
 /* One batch of products: the dimensions, leading dimensions and per-matrix element
  * counts of a planned matmul, plus the data pointers. */

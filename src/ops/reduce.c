@@ -5,7 +5,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "../autodiff/internal.h"
+#include "ops_internal.h"
 
 typedef struct {
     int64_t outer, n, inner;

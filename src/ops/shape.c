@@ -10,7 +10,7 @@
  * their backward, so that double backward works. They are internal: not in ops.h. */
 #include <string.h>
 
-#include "../autodiff/internal.h"
+#include "ops_internal.h"
 
 /* The [outer, len, inner] view of shape around axis. */
 static void axis_split(int ndim, const int64_t *shape, int axis, int64_t *outer, int64_t *inner) {

@@ -1,7 +1,7 @@
 /* view.c — reshape, detach, broadcast_to and its adjoint sum_to. */
 #include <string.h>
 
-#include "../autodiff/internal.h"
+#include "ops_internal.h"
 
 /* ---- reshape ---- */
 

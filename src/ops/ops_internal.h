@@ -1,0 +1,64 @@
+/*
+ * ops_internal.h — the op layer's internal header: helpers the files of src/ops share
+ * (argument checks, broadcasting, the strided walk, derived constants) and what the nn
+ * layer needs from ops. Not part of the public API; names are tg__. Includes the
+ * core's internal header (src/autodiff/internal.h), which an op needs for recording.
+ */
+#ifndef TAPEGRAD_OPS_INTERNAL_H
+#define TAPEGRAD_OPS_INTERNAL_H
+
+#include "../autodiff/internal.h"
+#include "tapegrad/ops.h"
+
+#pragma GCC visibility push(hidden) /* internal: not exported (see internal.h) */
+
+/* ---- checks used by every op ---- */
+
+/* x non-NULL (soft fail otherwise). */
+bool tg__check_nonnull(const char *op, const tg_tensor *x);
+/* x non-NULL and F32/F64. */
+bool tg__check_float(const char *op, const tg_tensor *x);
+/* a, b non-NULL, float and of equal dtype. */
+bool tg__check_float2(const char *op, const tg_tensor *a, const tg_tensor *b);
+/* For classification losses: scores [N, C] (float, N, C >= 1; `what` names them in
+ * messages, e.g. "logits") and labels I64 [N] with every value in [0, C). */
+bool tg__check_class_inputs(const char *op, const char *what, const tg_tensor *scores,
+                            const tg_tensor *labels);
+/* tg_softmax_cross_entropy with errors naming op (so a loss built on it names itself). */
+tg_tensor *tg__softmax_cross_entropy(const char *op, tg_tensor *logits, const tg_tensor *labels);
+/* Normalises axis (negative from the end) against ndim; false + error when out of
+ * range. TG_ALL is not accepted here. */
+bool tg__norm_axis(const char *op, const tg_tensor *x, int *axis);
+/* NumPy broadcast of two shapes into out (ndim in *ondim). False + error naming op
+ * when incompatible. */
+bool tg__broadcast_shape(const char *op, const char *sym, int na, const int64_t *sa, int nb,
+                         const int64_t *sb, int *ondim, int64_t *out);
+
+/* For backward closures of piecewise-constant ops (abs, relu, max, maximum, ...): c is
+ * a constant computed from the values of in[0..nin) without history (a mask, a sign).
+ * Records that c depends on those inputs with a zero derivative, as PyTorch does, so
+ * that in a TG_CREATE_GRAPH sweep the gradient built from c requires a gradient when an
+ * input does, and differentiates to zeros. Records nothing outside grad mode (plain
+ * sweeps). Returns c, or NULL (c NULL, or allocation failure). */
+tg_tensor *tg__derived_constant(tg_tensor *c, int nin, tg_tensor *const *in);
+
+/* True when `small` (leading 1s ignored) is a non-empty trailing part of `big`'s shape
+ * with at least one dimension: broadcasting small against big repeats it row after
+ * row (the bias add). The fast path of binary ops and of tg_sum_to. */
+bool tg__is_row_of(int n_small, const int64_t *small, int n_big, const int64_t *big);
+
+/* ---- strided iteration (the one broadcasting helper) ----
+ * Walks an output of shape (ndim, shape) row by row. For each operand k its strides
+ * (in elements, 0 on broadcast dimensions) are derived from its own shape aligned on
+ * the right. For every innermost run of `n` output elements it calls
+ *     fn(n, off_out, off[0..nops), inner_stride[0..nops), ctx)
+ * with the element offsets of the run's start. Dimensions are coalesced where
+ * possible so that the equal-shape case is one call with n = numel. */
+typedef void (*tg__run_fn)(int64_t n, int64_t off_out, const int64_t *off,
+                           const int64_t *inner_stride, void *ctx);
+void tg__broadcast_walk(int ndim, const int64_t *shape, int nops, const int *op_ndim,
+                        const int64_t *const *op_shape, tg__run_fn fn, void *ctx);
+
+#pragma GCC visibility pop
+
+#endif
