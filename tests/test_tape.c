@@ -683,6 +683,11 @@ static tg_tensor *scalar_program(tg_tensor *const *x, tg_tensor *vec) {
     return tg_sum(y, TG_ALL, false);
 }
 
+static tg_tensor *double_it(tg_tensor *g, void *ctx) {
+    (void)ctx;
+    return tg_mul_scalar(g, 2.0);
+}
+
 START_TEST(test_scalar_sweep_matches_tensor_sweep) {
     tg_tensor *x[3] = {tg_scalar(TG_F64, 0.7), tg_scalar(TG_F64, -1.3), tg_scalar(TG_F64, 2.1)};
     tg_tensor *vec = tg_tensor_from(TG_F64, TG_SHAPE(3), (const double[]){0.2, -0.4, 1.5});
@@ -710,7 +715,21 @@ START_TEST(test_scalar_sweep_matches_tensor_sweep) {
     for (int i = 0; i < 4; i++)
         for (int64_t e = 0; e < all[i]->numel; e++)
             ck_assert_double_eq(tg_tensor_get(h[i], e), tg_tensor_get(g[i], e));
-    /* An intermediate's gradient through the scalar path is a tape tensor. */
+    /* A hook on a scalar leaf and on a scalar intermediate: both sweeps run them. */
+    tg_tape_reset();
+    for (int i = 0; i < 4; i++)
+        tg_zero_grad(all[i]);
+    ck_assert_int_eq(tg_register_hook(x[1], double_it, NULL), 0);
+    tg_tensor *s = tg_sin(x[0]);
+    ck_assert_int_eq(tg_register_hook(s, double_it, NULL), 0);
+    tg_tensor *y2 = tg_add(tg_mul(s, x[1]), tg_mul(x[1], x[2]));
+    ck_assert_int_eq(tg_backward(y2), 0);
+    ck_assert_int_eq(tg_grad(1, &y2, NULL, 4, all, g, TG_CREATE_GRAPH), 0);
+    ck_assert_double_eq(tg_tensor_get(all[1]->grad, 0), 2 * (sin(0.7) + 2.1));
+    ck_assert_double_eq(tg_tensor_get(all[0]->grad, 0), 2 * -1.3 * cos(0.7));
+    for (int i = 0; i < 3; i++)
+        ck_assert_double_eq(tg_tensor_get(all[i]->grad, 0), tg_tensor_get(g[i], 0));
+    tg_clear_hooks(x[1]);
     tg_tape_reset();
     for (int i = 0; i < 4; i++)
         tg_tensor_free(all[i]);
