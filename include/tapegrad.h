@@ -19,11 +19,13 @@
  * Modules: tensor.h (tensors, memory), tape.h (tape, backward, errors), ops.h
  * (primitive ops), gradcheck.h (finite-difference checks), nn.h (layers, losses,
  * initializers, the model), optim.h (optimizers, clipping, schedules), data.h (data
- * sets), io.h (checkpoints).
+ * sets), io.h (checkpoints), and, when the library was built with MPI (config.h then
+ * defines TG_HAVE_DIST), dist.h (data-parallel training over several processes).
  */
 #ifndef TAPEGRAD_H
 #define TAPEGRAD_H
 
+#include "tapegrad/config.h"
 #include "tapegrad/data.h"
 #include "tapegrad/gradcheck.h"
 #include "tapegrad/io.h"
@@ -32,5 +34,8 @@
 #include "tapegrad/optim.h"
 #include "tapegrad/tape.h"
 #include "tapegrad/tensor.h"
+#ifdef TG_HAVE_DIST
+#include "tapegrad/dist.h"
+#endif
 
 #endif

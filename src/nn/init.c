@@ -50,6 +50,13 @@ static uint64_t next_u64(void) {
     return result;
 }
 
+void tg__rng_stream(uint64_t stream) {
+    if (stream == 0) return;
+    uint64_t x = next_u64();
+    uint64_t mixed = x ^ splitmix64(&stream);
+    tg_seed(mixed);
+}
+
 /* The top 53 bits as a double in [0, 1): every value is a multiple of 2^-53. */
 double tg_rand_uniform(void) { return (double)(next_u64() >> 11) * 0x1.0p-53; }
 

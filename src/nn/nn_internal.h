@@ -62,4 +62,35 @@ tg_module *tg__module_alloc(tg__module_kind kind, const char *name, tg__module_f
  * inverted dropout and DropConnect). p in [0, 1). NULL on allocation failure. */
 tg_tensor *tg__dropout_mask(tg_dtype dt, int ndim, const int64_t *shape, double p);
 
+/* Moves the thread's generator (tg_seed's) onto a stream of its own: draws one value
+ * from it and seeds the generator with that value mixed with stream. Equal states and
+ * equal streams give equal results, so a run stays reproducible; stream 0 leaves the
+ * generator as it is. Data-parallel training gives each rank its own dropout draws
+ * this way. */
+void tg__rng_stream(uint64_t stream);
+
+#ifdef TG_HAVE_DIST
+/* One combine of data-parallel training (dist.c), collective over all ranks. Every
+ * gradient of params[0..nparams) (NULL counts as zeros and is created; frozen
+ * parameters are skipped) and the data of every tensor of bufs[0..nbufs) become
+ *     sum over ranks r of weight_r * value_r
+ * and sums[0..nsums) (F64) become their plain sum over ranks; every rank receives the
+ * same bytes. A rank whose step failed passes failed = true: then nothing moves and
+ * every rank returns -1 (the failed rank keeps its message, the others name it). The
+ * checks and errors are tg_dist_allreduce_grads's, naming op. */
+typedef struct {
+    tg_tensor *const *params;
+    int nparams;
+    tg_tensor *const *bufs;
+    int nbufs;
+    double weight; /* this rank's weight */
+    double *sums;
+    int nsums;
+    bool failed;
+} tg__dist_reduce_args;
+int tg__dist_reduce(const char *op, const tg__dist_reduce_args *a);
+/* tg_dist_broadcast with errors naming op. */
+int tg__dist_broadcast(const char *op, tg_tensor *const *ts, int n, int root);
+#endif
+
 #endif
