@@ -13,6 +13,7 @@
 
 #include "../autodiff/internal.h"
 #include "tapegrad/nn.h"
+#include "tapegrad/optim.h"
 
 typedef enum {
     TG__MOD_LINEAR = 0,
@@ -61,6 +62,14 @@ tg_module *tg__module_alloc(tg__module_kind kind, const char *name, tg__module_f
  * probability p and 1/(1-p) otherwise, drawn from the thread's generator (the mask of
  * inverted dropout and DropConnect). p in [0, 1). NULL on allocation failure. */
 tg_tensor *tg__dropout_mask(tg_dtype dt, int ndim, const int64_t *shape, double p);
+
+/* The state slots that parameter i (0 <= i < tg_optim_num_params) of o keeps, in a
+ * fixed order: names[k] (static strings, PyTorch's state keys) and the optimizer's own
+ * tensors state[k] for k < the count returned (at most 3). For checkpoints. */
+int tg__optim_slots(tg_optim *o, int i, const char **names, tg_tensor **state);
+
+/* The step count of parameter i of o (Adam's t), writable: checkpoints restore it. */
+int64_t *tg__optim_steps(tg_optim *o, int i);
 
 /* Moves the thread's generator (tg_seed's) onto a stream of its own: draws one value
  * from it and seeds the generator with that value mixed with stream. Equal states and
