@@ -220,14 +220,19 @@ typedef struct {
     tg_fit_callback on_step;        /* called after every step (may be NULL) */
     tg_fit_callback on_epoch;       /* called after every epoch (may be NULL) */
     void *callback_ctx;             /* passed to both callbacks */
-    int patience;      /* > 0: stop when the monitored loss (validation loss if there is
-                          validation data, else the training loss) has not improved by more
-                          than min_delta for this many epochs in a row; 0: never */
-    double min_delta;  /* >= 0; see patience */
-    int initial_epoch; /* epochs already trained (resuming from a checkpoint): the first
-                          epoch run is this one, and the shuffle order continues as if
-                          the earlier epochs had run in this call; 0 <= initial_epoch <
-                          epochs */
+    int patience;         /* > 0: stop when the monitored loss (validation loss if there is
+                             validation data, else the training loss) has not improved by more
+                             than min_delta for this many epochs in a row; 0: never */
+    double min_delta;     /* >= 0; see patience */
+    int initial_epoch;    /* epochs already trained (resuming from a checkpoint): the first
+                             epoch run is this one, and the shuffle order continues as if
+                             the earlier epochs had run in this call; 0 <= initial_epoch <
+                             epochs */
+    double max_grad_norm; /* > 0: clip the gradients' global 2-norm to this before every
+                             update (tg_clip_grad_norm; when distributed, after the combine,
+                             so every rank clips the same gradients); 0: no clipping */
+    bool distributed;     /* data-parallel over the MPI ranks (dist.h; needs a build with
+                             MPI and tg_dist_init); see "Distributed training" below */
 } tg_fit_opts;
 
 tg_model *tg_model_new(void);
@@ -261,6 +266,34 @@ tg_tensor *tg_model_forward(tg_model *m, tg_tensor *x);
  * epochs / batch_size / initial_epoch / patience / min_delta, X and y (or val_X and
  * val_y) with different row counts, validation data whose rows differ in shape from X's,
  * a failing forward pass, loss or step, a non-finite loss. */
+/*
+ * Distributed training (distributed = true, under mpirun; every rank calls fit with the
+ * same model architecture, data and options, and tg_dist_init was called):
+ *   - on entry the parameters, the layers' buffers and the optimizer's state (moments,
+ *     step counts, learning rate) are broadcast from rank 0, so a run resumed from a
+ *     checkpoint that only rank 0 loaded, with any number of ranks, starts equal;
+ *   - every rank walks the same shuffled batch order; rank r of R computes rows
+ *     [b r / R, b (r + 1) / R) of each batch of b rows (slices differ by at most one row
+ *     and may be empty);
+ *   - the gradients are combined weighted by rows (rank r's by b_r / b) in one fused
+ *     buffer per dtype, and every rank receives the same bytes (tg_dist_allreduce_grads),
+ *     so the parameters stay bitwise identical and R ranks train the model one rank
+ *     would, up to the order of floating-point sums; clipping comes after the combine;
+ *   - dropout and DropConnect draw from a different stream on each rank (rank 0 keeps
+ *     tg_seed's), reproducible for a given number of ranks;
+ *   - batch norm normalises each slice with its own statistics (as PyTorch's
+ *     DistributedDataParallel without SyncBatchNorm), and after every step the running
+ *     statistics are replaced by their row-weighted mean over ranks: running_mean then
+ *     follows the global batch mean exactly, running_var the weighted mean of the
+ *     slices' variances; every rank keeps identical buffers. Each slice then needs at
+ *     least 2 rows;
+ *   - epoch_loss, the progress figures and the stopping decisions are global (the same
+ *     on every rank); a stop asked by a callback on any rank stops every rank; the
+ *     validation data are evaluated whole on every rank; verbose output is printed by
+ *     rank 0 only; callbacks run on every rank (write checkpoints from rank 0 only);
+ *   - a failure on any rank (a bad batch, a non-finite loss, mismatched arguments)
+ *     returns -1 on every rank: the failed rank's message says why, the others name it.
+ */
 int tg_model_fit(tg_model *m, const tg_tensor *X, const tg_tensor *y, const tg_fit_opts *o,
                  double *epoch_loss);
 /* Mean loss of the model on X against y, in batches, in eval mode and without recording

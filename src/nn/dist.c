@@ -101,7 +101,7 @@ typedef struct {
  * checks and the summaries agree, else -1 on every rank with tg_error() set: a rank
  * that failed keeps its own message, the others name the first failed rank or the
  * disagreement. */
-static int agree(const char *op, const call_summary *me) {
+static int agree_on(const char *op, const char *what, const call_summary *me) {
     enum { SIG, NSIG, COUNT, NCOUNT, ELEMS, NELEMS, FAILED, N };
     int64_t sig = (int64_t)(me->sig >> 2); /* non-negative, so its negation fits */
     int64_t v[N] = {sig,
@@ -120,11 +120,32 @@ static int agree(const char *op, const call_summary *me) {
         return -1;
     }
     if (v[SIG] == -v[NSIG]) return 0;
+    if (what) {
+        tg__fail("%s: ranks disagree on %s: every rank must make the same call", op, what);
+        return -1;
+    }
     tg__fail("%s: ranks disagree on the tensors (%lld to %lld tensors, %lld to %lld elements; "
              "rank %d has %lld tensors, %lld elements): every rank must pass the same list",
              op, (long long)v[COUNT], (long long)-v[NCOUNT], (long long)v[ELEMS],
              (long long)-v[NELEMS], dist.rank, (long long)me->count, (long long)me->elems);
     return -1;
+}
+
+static int agree(const char *op, const call_summary *me) { return agree_on(op, NULL, me); }
+
+int tg__dist_agree(const char *op, const char *what, const int64_t *values, int n, bool failed) {
+    if (!check_active(op)) return -1;
+    call_summary me = {0x5a4d, n, 0, failed};
+    for (int i = 0; i < n; i++)
+        me.sig = sig_mix(me.sig, (uint64_t)values[i]);
+    return agree_on(op, what, &me);
+}
+
+bool tg__dist_any(bool flag) {
+    int v = flag;
+    if (dist.active && dist.size > 1)
+        MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_LOR, dist.comm);
+    return v != 0;
 }
 
 /* ---------------- broadcast ---------------- */

@@ -234,6 +234,15 @@ double tg_model_evaluate(tg_model *m, const tg_tensor *X, const tg_tensor *y, tg
     return eval_pass(op, m, X, y, loss, &l, &acc) == 0 ? l : NAN;
 }
 
+/* The tensors one call of fit keeps: the parameters (clipped, and combined across ranks
+ * when distributed) and the layers' buffers (averaged across ranks when distributed),
+ * in one tg__alloc block. */
+typedef struct {
+    tg_tensor **params, **bufs;
+    int nparams, nbufs;
+    int rank, size; /* distributed: this rank and the number of ranks; else 0 and 1 */
+} fit_tensors;
+
 /* What one call of fit works on; the step functions below read it. */
 typedef struct {
     tg_model *m;
@@ -242,6 +251,7 @@ typedef struct {
     const int64_t *perm; /* this epoch's row order */
     bool labels;         /* y holds I64 class labels: count the running accuracy */
     size_t mark;         /* the tape position on entry; every step rewinds to it */
+    fit_tensors t;
 } fit_run;
 
 /* Forward, loss and backward over the rows perm[start .. start + b) (a batch, or a
@@ -277,13 +287,52 @@ static int slice_backward(fit_run *f, int ep, int64_t s, int64_t start, int64_t 
     return rc;
 }
 
+/* Clipping (when asked) and the optimizer's update, once the gradients are final. */
+static int clip_and_update(fit_run *f) {
+    if (f->o->max_grad_norm > 0.0 && f->t.nparams > 0 &&
+        isnan(tg_clip_grad_norm(f->t.nparams, f->t.params, f->o->max_grad_norm)))
+        return -1;
+    return tg_optim_step(f->o->optim);
+}
+
+#ifdef TG_HAVE_DIST
+/* A distributed step: this rank's slice of the batch (maybe empty), then the combine of
+ * the gradients (weighted by the slice's share of the rows), the buffers and the loss
+ * and accuracy sums; every rank takes part even when its slice failed, so that all
+ * stop together. */
+static int dist_train_step(fit_run *f, int ep, int64_t s, int64_t start, int64_t b, double *loss,
+                           int64_t *correct) {
+    int64_t lo = b * f->t.rank / f->t.size, hi = b * (f->t.rank + 1) / f->t.size;
+    double lv = 0.0;
+    int64_t ok = 0;
+    tg_optim_zero_grad(f->o->optim);
+    bool failed = hi > lo && slice_backward(f, ep, s, start + lo, hi - lo, &lv, &ok) != 0;
+    double sums[2] = {lv * (double)(hi - lo), (double)ok};
+    tg__dist_reduce_args a = {.params = f->t.params,
+                              .nparams = f->t.nparams,
+                              .bufs = f->t.bufs,
+                              .nbufs = f->t.nbufs,
+                              .weight = (double)(hi - lo) / (double)b,
+                              .sums = sums,
+                              .nsums = 2,
+                              .failed = failed};
+    if (tg__dist_reduce("tg_model_fit", &a) != 0) return -1;
+    *loss = sums[0] / (double)b;
+    *correct = (int64_t)sums[1];
+    return clip_and_update(f);
+}
+#endif
+
 /* One training step on the batch perm[start .. start + b): zero the gradients, forward,
  * loss and backward (slice_backward), then the optimizer's update. */
 static int train_step(fit_run *f, int ep, int64_t s, int64_t start, int64_t b, double *loss,
                       int64_t *correct) {
+#ifdef TG_HAVE_DIST
+    if (f->o->distributed) return dist_train_step(f, ep, s, start, b, loss, correct);
+#endif
     tg_optim_zero_grad(f->o->optim);
     if (slice_backward(f, ep, s, start, b, loss, correct) != 0) return -1;
-    return tg_optim_step(f->o->optim);
+    return clip_and_update(f);
 }
 
 /* Fisher-Yates over perm[0..N) with g: one epoch's reshuffle. */
@@ -313,7 +362,131 @@ static int check_fit_opts(const char *op, const tg_fit_opts *o) {
     if (!o->val_X != !o->val_y)
         return tg__fail_int("%s: validation needs both val_X and val_y (got %s)", op,
                             o->val_X ? "val_y NULL" : "val_X NULL");
+    if (!(o->max_grad_norm >= 0.0))
+        return tg__fail_int("%s: max_grad_norm must be >= 0 (0: no clipping), got %g", op,
+                            o->max_grad_norm);
     return 0;
+}
+
+/* Every argument check of fit, before anything runs. */
+static int check_fit_args(const char *op, const tg_tensor *X, const tg_tensor *y,
+                          const tg_fit_opts *o) {
+    if (check_fit_opts(op, o) != 0 || check_data(op, X, y) != 0) return -1;
+    if (X->shape[0] == 0) return tg__fail_int("%s: X has no rows: %s", op, tg__shp(X));
+    if (!o->val_X) return 0;
+    if (check_data(op, o->val_X, o->val_y) != 0) return -1;
+    if (o->val_X->shape[0] == 0 || o->val_X->dtype != X->dtype ||
+        !tg__shape_eq(X->ndim - 1, X->shape + 1, o->val_X->ndim - 1, o->val_X->shape + 1) ||
+        o->val_y->dtype != y->dtype)
+        return tg__fail_int("%s: validation data %s %s, %s %s does not match the training "
+                            "data %s %s, %s %s",
+                            op, tg_dtype_name(o->val_X->dtype), tg__shp(o->val_X),
+                            tg_dtype_name(o->val_y->dtype), tg__shp(o->val_y),
+                            tg_dtype_name(X->dtype), tg__shp(X), tg_dtype_name(y->dtype),
+                            tg__shp(y));
+    return 0;
+}
+
+/* The model's parameters and buffers into t (one block; free t->params). 0 or -1. */
+static int collect_fit_tensors(tg_model *m, fit_tensors *t) {
+    int np = tg_model_params(m, NULL, 0), nb = 0;
+    if (np < 0) return -1;
+    for (int i = 0; i < m->n; i++)
+        nb += m->layers[i]->nstate - m->layers[i]->nparams;
+    t->params = tg__alloc(sizeof *t->params * (size_t)(np + nb + 1));
+    if (!t->params) return -1;
+    t->bufs = t->params + np;
+    t->nparams = tg_model_params(m, t->params, np);
+    t->nbufs = 0;
+    for (int i = 0; i < m->n; i++)
+        for (int k = m->layers[i]->nparams; k < m->layers[i]->nstate; k++)
+            t->bufs[t->nbufs++] = m->layers[i]->state[k];
+    t->rank = 0;
+    t->size = 1;
+    return 0;
+}
+
+/* The start of a distributed fit, collective: checks that every rank passed its own
+ * argument checks (failed: this one did not) and runs the same training (rows, batch
+ * size, epochs, options), then broadcasts from rank 0 the parameters, the buffers and
+ * the optimizer's state, and gives each rank its own dropout stream. */
+static int dist_begin(const char *op, fit_run *f, bool failed) {
+#ifndef TG_HAVE_DIST
+    (void)failed;
+    (void)f;
+    return tg__fail_int("%s: distributed training needs a tapegrad built with MPI "
+                        "(TG_HAVE_DIST is not defined)",
+                        op);
+#else
+    if (tg_dist_size() < 0)
+        return tg__fail_int("%s: distributed training needs tg_dist_init first", op);
+    const tg_fit_opts *o = f->o;
+    tg_optim *opt = o->optim;
+    int nopt = failed ? 0 : tg_optim_num_params(opt);
+    tg_tensor *steps = NULL, *lr = NULL, **list = NULL;
+    if (!failed) {
+        steps = tg_tensor_new(TG_I64, TG_SHAPE(nopt));
+        lr = tg_scalar(TG_F64, tg_optim_get_lr(opt));
+        list = tg__alloc(sizeof *list * (size_t)(f->t.nparams + f->t.nbufs + 3 * nopt + 2));
+        failed = !steps || !lr || !list;
+    }
+    int n = 0;
+    if (!failed) {
+        for (int i = 0; i < f->t.nparams + f->t.nbufs; i++)
+            list[n++] = f->t.params[i]; /* the buffers follow the parameters */
+        for (int i = 0; i < nopt; i++) {
+            const char *names[4];
+            n += tg__optim_slots(opt, i, names, list + n);
+            ((int64_t *)steps->data)[i] = *tg__optim_steps(opt, i);
+        }
+        list[n++] = steps;
+        list[n++] = lr;
+    }
+    const tg_tensor *X = f->X;
+    double clip = o->max_grad_norm;
+    int64_t clip_bits;
+    memcpy(&clip_bits, &clip, sizeof clip_bits);
+    int64_t run[] = {X->shape[0],
+                     o->batch_size,
+                     o->epochs,
+                     o->initial_epoch,
+                     o->shuffle,
+                     (int64_t)o->seed,
+                     X->numel,
+                     X->dtype,
+                     o->val_X ? o->val_X->shape[0] : -1,
+                     o->on_step != NULL,
+                     o->patience,
+                     clip_bits,
+                     f->m->n};
+    int rc = tg__dist_agree(op, "the training run (rows, batch size, epochs, seed, options)", run,
+                            (int)(sizeof run / sizeof *run), failed);
+    if (rc == 0) rc = tg__dist_broadcast(op, list, n, 0);
+    if (rc == 0) {
+        for (int i = 0; i < nopt; i++)
+            *tg__optim_steps(opt, i) = ((int64_t *)steps->data)[i];
+        tg_optim_set_lr(opt, tg_item(lr));
+        f->t.rank = tg_dist_rank();
+        f->t.size = tg_dist_size();
+        tg__rng_stream((uint64_t)f->t.rank);
+    }
+    tg_tensor_free(steps);
+    tg_tensor_free(lr);
+    tg__release(list);
+    return rc;
+#endif
+}
+
+/* Whether this process prints fit's progress: always, but only rank 0 when distributed. */
+static bool fit_prints(const fit_run *f) { return f->t.rank == 0; }
+
+/* A stop decision every rank shares: when distributed, any rank's stop stops them all. */
+static bool fit_stop(const fit_run *f, bool stop) {
+#ifdef TG_HAVE_DIST
+    if (f->o->distributed) return tg__dist_any(stop);
+#endif
+    (void)f;
+    return stop;
 }
 
 static void print_epoch(const tg_fit_progress *p) {
@@ -330,33 +503,23 @@ int tg_model_fit(tg_model *m, const tg_tensor *X, const tg_tensor *y, const tg_f
     static const char op[] = "tg_model_fit";
     if (!m || !X || !y || !o)
         return tg__fail_soft("%s: model, X, y and options must not be NULL", op), -1;
-    if (check_fit_opts(op, o) != 0 || check_data(op, X, y) != 0) return -1;
-    const int64_t N = X->shape[0];
-    if (N == 0) return tg__fail_int("%s: X has no rows: %s", op, tg__shp(X));
-    if (o->val_X) {
-        if (check_data(op, o->val_X, o->val_y) != 0) return -1;
-        if (o->val_X->shape[0] == 0 || o->val_X->dtype != X->dtype ||
-            !tg__shape_eq(X->ndim - 1, X->shape + 1, o->val_X->ndim - 1, o->val_X->shape + 1) ||
-            o->val_y->dtype != y->dtype)
-            return tg__fail_int("%s: validation data %s %s, %s %s does not match the training "
-                                "data %s %s, %s %s",
-                                op, tg_dtype_name(o->val_X->dtype), tg__shp(o->val_X),
-                                tg_dtype_name(o->val_y->dtype), tg__shp(o->val_y),
-                                tg_dtype_name(X->dtype), tg__shp(X), tg_dtype_name(y->dtype),
-                                tg__shp(y));
-    }
-    const int64_t bs = o->batch_size == 0 || o->batch_size > N ? N : o->batch_size;
-    const int64_t steps = (N + bs - 1) / bs;
-
-    int64_t *perm = tg__alloc(sizeof *perm * (size_t)N);
-    if (!perm) return -1;
-    for (int64_t i = 0; i < N; i++)
-        perm[i] = i;
-    bool *flags = push_training(m, true);
+    fit_run f = {.m = m, .o = o, .X = X, .y = y, .mark = tg_tape_mark()};
+    int64_t *perm = NULL;
+    bool bad = check_fit_args(op, X, y, o) != 0 || collect_fit_tensors(m, &f.t) != 0 ||
+               !(perm = tg__alloc(sizeof *perm * (size_t)X->shape[0]));
+    /* Distributed, every rank learns here whether all others are ready too. */
+    if (o->distributed && dist_begin(op, &f, bad) != 0) bad = true;
+    bool *flags = bad ? NULL : push_training(m, true);
     if (!flags) {
         tg__release(perm);
+        tg__release(f.t.params);
         return -1;
     }
+    const int64_t N = X->shape[0];
+    const int64_t bs = o->batch_size == 0 || o->batch_size > N ? N : o->batch_size;
+    const int64_t steps = (N + bs - 1) / bs;
+    for (int64_t i = 0; i < N; i++)
+        perm[i] = i;
     bool grad_was = tg_set_grad_enabled(true);
     /* Shuffling has its own stream so fit is reproducible whatever else draws from
      * the tg_seed() generator (dropout masks, initialisers). The epochs before
@@ -366,13 +529,8 @@ int tg_model_fit(tg_model *m, const tg_tensor *X, const tg_tensor *y, const tg_f
     if (o->shuffle)
         for (int ep = 0; ep < o->initial_epoch; ep++)
             shuffle_rows(perm, N, &rng);
-    fit_run f = {.m = m,
-                 .o = o,
-                 .X = X,
-                 .y = y,
-                 .perm = perm,
-                 .labels = y->dtype == TG_I64 && y->ndim == 1,
-                 .mark = tg_tape_mark()};
+    f.perm = perm;
+    f.labels = y->dtype == TG_I64 && y->ndim == 1;
     tg_fit_progress p = {.epochs = o->epochs, .steps = steps, .best_epoch = -1};
     double best = INFINITY;
     int wait = 0, rc = 0;
@@ -397,17 +555,21 @@ int tg_model_fit(tg_model *m, const tg_tensor *X, const tg_tensor *y, const tg_f
             p.train_loss = loss_sum / (double)p.rows;
             p.train_accuracy = counted ? (double)correct / (double)p.rows : NAN;
             p.seconds = now_seconds() - t0;
-            if (o->verbose >= 2)
+            if (o->verbose >= 2 && fit_prints(&f))
                 printf("  epoch %d/%d  step %lld/%lld  loss %.6f\n", ep + 1, o->epochs,
                        (long long)(s + 1), (long long)steps, lv);
-            if (o->on_step && o->on_step(&p, o->callback_ctx) != 0) stop = true;
+            if (o->on_step) stop = fit_stop(&f, o->on_step(&p, o->callback_ctx) != 0);
         }
         if (rc != 0) break;
         if (epoch_loss) epoch_loss[ep - o->initial_epoch] = p.train_loss;
-        if (o->val_X &&
-            eval_pass(op, m, o->val_X, o->val_y, o->loss, &p.val_loss, &p.val_accuracy) != 0) {
-            rc = -1;
-            break;
+        if (o->val_X) {
+            bool failed =
+                eval_pass(op, m, o->val_X, o->val_y, o->loss, &p.val_loss, &p.val_accuracy) != 0;
+            if (fit_stop(&f, failed)) { /* distributed: a failure on any rank stops all */
+                if (!failed) tg__fail("%s: the validation pass failed on another rank", op);
+                rc = -1;
+                break;
+            }
         }
         double monitored = o->val_X ? p.val_loss : p.train_loss;
         if (monitored < best - o->min_delta) {
@@ -418,13 +580,15 @@ int tg_model_fit(tg_model *m, const tg_tensor *X, const tg_tensor *y, const tg_f
             stop = true;
         }
         p.seconds = now_seconds() - t0;
-        if (o->verbose >= 1) print_epoch(&p);
+        if (o->verbose >= 1 && fit_prints(&f)) print_epoch(&p);
         if (o->on_epoch && o->on_epoch(&p, o->callback_ctx) != 0) stop = true;
+        stop = fit_stop(&f, stop);
     }
 
     tg_set_grad_enabled(grad_was);
     pop_training(m, flags);
     tg__release(perm);
+    tg__release(f.t.params);
     return rc;
 }
 

@@ -100,6 +100,12 @@ typedef struct {
 int tg__dist_reduce(const char *op, const tg__dist_reduce_args *a);
 /* tg_dist_broadcast with errors naming op. */
 int tg__dist_broadcast(const char *op, tg_tensor *const *ts, int n, int root);
+/* The agreement step on its own: 0 when no rank failed and every rank passed the same
+ * values[0..n), else -1 on every rank with tg_error() set ("<op>: ranks disagree on
+ * <what>: ...", or naming the first failed rank; a failed rank keeps its message). */
+int tg__dist_agree(const char *op, const char *what, const int64_t *values, int n, bool failed);
+/* True on every rank when flag is true on any rank (a logical-or allreduce). */
+bool tg__dist_any(bool flag);
 #endif
 
 #endif
