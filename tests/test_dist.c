@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include <tapegrad.h>
+#include <tapegrad/data.h>
 
 #include "nn/nn_internal.h"
 
@@ -309,6 +310,295 @@ static void test_allreduce_errors(void) {
     free_params(ps, NP);
 }
 
+/* ---------------- tg_model_fit with distributed = true ---------------- */
+
+/* Linear(4,16) -> [Dropout(0.3) or BatchNorm1d(16)] -> ReLU -> Linear(16,3) in F64 from
+ * tg_seed(seed); middle: 0 none, 1 dropout, 2 batch norm, which *mid (may be NULL)
+ * receives (owned by the model). */
+static tg_model *fit_model_mid(uint64_t seed, int middle, tg_module **mid) {
+    tg_seed(seed);
+    tg_model *m = tg_model_new();
+    CHECK(tg_model_add(m, tg_nn_linear(4, 16, TG_F64)) == 0, "linear");
+    tg_module *extra = middle == 1   ? tg_nn_dropout(0.3)
+                       : middle == 2 ? tg_nn_batchnorm1d(16, TG_F64)
+                                     : NULL;
+    if (extra) CHECK(tg_model_add(m, extra) == 0, "middle layer");
+    if (mid) *mid = extra;
+    CHECK(tg_model_add(m, tg_nn_relu()) == 0, "relu");
+    CHECK(tg_model_add(m, tg_nn_linear(16, 3, TG_F64)) == 0, "linear");
+    return m;
+}
+
+static tg_model *fit_model(uint64_t seed, int middle) { return fit_model_mid(seed, middle, NULL); }
+
+/* F64 X [n, 4] and labels from a fixed generator: the same on every rank. */
+static void fit_data(int64_t n, tg_tensor **X, tg_tensor **y) {
+    tg_rng g;
+    tg_rng_seed(&g, 11);
+    *X = tg_tensor_new(TG_F64, TG_SHAPE(n, 4));
+    *y = tg_tensor_new(TG_I64, TG_SHAPE(n));
+    for (int64_t i = 0; i < n * 4; i++)
+        ((double *)(*X)->data)[i] = tg_rng_normal(&g);
+    for (int64_t i = 0; i < n; i++)
+        ((int64_t *)(*y)->data)[i] = (int64_t)tg_rng_below(&g, 3);
+}
+
+static tg_optim *fit_optim(tg_model *m, bool adam) {
+    tg_tensor *ps[8];
+    int n = tg_model_params(m, ps, 8);
+    tg_optim *o = adam ? tg_adam(n, ps, (tg_adam_opts){.lr = 1e-2})
+                       : tg_sgd(n, ps, (tg_sgd_opts){.lr = 0.05, .momentum = 0.9});
+    CHECK(o != NULL, "optimizer");
+    return o;
+}
+
+typedef struct {
+    const char *name;
+    bool adam;
+    int64_t rows, batch; /* ragged when batch does not divide rows or the slices */
+    double clip;         /* max_grad_norm */
+} fit_case;
+
+/* Largest |a - b| over the parameters of two models of one architecture. */
+static double params_diff(tg_model *a, tg_model *b) {
+    tg_tensor *pa[8], *pb[8];
+    int n = tg_model_params(a, pa, 8);
+    CHECK(tg_model_params(b, pb, 8) == n, "parameter counts");
+    double worst = 0.0;
+    for (int i = 0; i < n; i++)
+        for (int64_t k = 0; k < pa[i]->numel; k++)
+            worst = fmax(worst, fabs(tg_tensor_get(pa[i], k) - tg_tensor_get(pb[i], k)));
+    return worst;
+}
+
+static void check_same_params(tg_model *m, const char *what) {
+    tg_tensor *ps[8];
+    int n = tg_model_params(m, ps, 8);
+    for (int i = 0; i < n; i++)
+        check_same_tensor(ps[i], what);
+}
+
+/* One rank training alone (not distributed) against all ranks training together: the
+ * same parameters to 1e-9 and the same epoch losses, and bitwise-equal parameters on
+ * every rank. The distributed model starts from another seed on every rank but 0, so
+ * the broadcast on entry is needed. */
+static void check_fit_case(const fit_case *c) {
+    enum { EPOCHS = 3 };
+    tg_tensor *X, *y;
+    fit_data(c->rows, &X, &y);
+    tg_model *ref = fit_model(5, 0), *dm = fit_model(rank == 0 ? 5 : 50 + (uint64_t)rank, 0);
+    tg_optim *ro = fit_optim(ref, c->adam), *dopt = fit_optim(dm, c->adam);
+    tg_fit_opts fo = {.batch_size = c->batch,
+                      .epochs = EPOCHS,
+                      .shuffle = true,
+                      .seed = 3,
+                      .loss = tg_loss_cross_entropy,
+                      .optim = ro,
+                      .max_grad_norm = c->clip};
+    double ref_loss[EPOCHS], dist_loss[EPOCHS];
+    CHECK(tg_model_fit(ref, X, y, &fo, ref_loss) == 0, "%s: fit alone", c->name);
+    fo.optim = dopt;
+    fo.distributed = true;
+    CHECK(tg_model_fit(dm, X, y, &fo, dist_loss) == 0, "%s: distributed fit", c->name);
+    double d = params_diff(ref, dm);
+    CHECK(d <= 1e-9, "%s: parameters differ from one rank's by %.3g", c->name, d);
+    for (int e = 0; e < EPOCHS; e++)
+        CHECK(fabs(ref_loss[e] - dist_loss[e]) <= 1e-9, "%s: epoch %d loss %.17g vs %.17g", c->name,
+              e, dist_loss[e], ref_loss[e]);
+    check_same_params(dm, c->name);
+    check_same_bytes(dist_loss, sizeof dist_loss, "epoch losses");
+    if (rank == 0)
+        printf("    %s: largest difference from one rank %.2g (%d ranks)\n", c->name, d, size);
+    tg_optim_free(ro);
+    tg_optim_free(dopt);
+    tg_model_free(ref);
+    tg_model_free(dm);
+    tg_tensor_free(X);
+    tg_tensor_free(y);
+}
+
+static void test_fit_matches_one_rank(void) {
+    static const fit_case cases[] = {
+        {"sgd-momentum, divisible", false, 24, 6, 0.0},
+        {"sgd-momentum, ragged", false, 25, 7, 0.0},
+        {"adam, divisible", true, 24, 6, 0.0},
+        {"adam, ragged", true, 25, 7, 0.0},
+        {"sgd, batch 2 (empty slices)", false, 7, 2, 0.0},
+        {"adam, clipped", true, 25, 5, 0.05},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        check_fit_case(&cases[i]);
+}
+
+/* Dropout: parameters stay bitwise equal across ranks, a second run from the same start
+ * gives the same bits, and each rank's generator ends on its own stream. */
+static void test_fit_dropout(void) {
+    tg_tensor *X, *y;
+    fit_data(30, &X, &y);
+    double draw[2];
+    tg_model *ms[2];
+    for (int run = 0; run < 2; run++) {
+        ms[run] = fit_model(9, 1);
+        tg_optim *o = fit_optim(ms[run], true);
+        tg_fit_opts fo = {.batch_size = 10,
+                          .epochs = 2,
+                          .shuffle = true,
+                          .loss = tg_loss_cross_entropy,
+                          .optim = o,
+                          .distributed = true};
+        CHECK(tg_model_fit(ms[run], X, y, &fo, NULL) == 0, "dropout fit, run %d", run);
+        draw[run] = tg_rand_uniform();
+        tg_optim_free(o);
+    }
+    check_same_params(ms[0], "dropout model");
+    CHECK(params_diff(ms[0], ms[1]) == 0.0, "a second run differs: %g", params_diff(ms[0], ms[1]));
+    CHECK(draw[0] == draw[1], "the generator is not reproducible");
+    double *all = malloc(sizeof *all * (size_t)size);
+    MPI_Allgather(&draw[0], 1, MPI_DOUBLE, all, 1, MPI_DOUBLE, MPI_COMM_WORLD);
+    for (int r = 0; r < size; r++)
+        CHECK(r == rank || all[r] != draw[0], "ranks %d and %d share a dropout stream", r, rank);
+    free(all);
+    tg_model_free(ms[0]);
+    tg_model_free(ms[1]);
+    tg_tensor_free(X);
+    tg_tensor_free(y);
+}
+
+/* Batch norm: every rank ends with the same running statistics; after one step on the
+ * whole data set running_mean is 0.1 * the global batch mean, as on one rank (the mean
+ * of the slices' means, weighted by rows, is the batch mean), while running_var is the
+ * weighted mean of the slices' variances (documented) and differs from one rank's. */
+static void test_fit_batchnorm(void) {
+    tg_tensor *X, *y;
+    fit_data(36, &X, &y);
+    tg_module *bn_ref, *bn_dist;
+    tg_model *ref = fit_model_mid(4, 2, &bn_ref), *dm = fit_model_mid(4, 2, &bn_dist);
+    tg_optim *ro = fit_optim(ref, false), *dopt = fit_optim(dm, false);
+    tg_fit_opts fo = {.batch_size = 36, .epochs = 1, .loss = tg_loss_cross_entropy, .optim = ro};
+    CHECK(tg_model_fit(ref, X, y, &fo, NULL) == 0, "batch norm alone");
+    fo.optim = dopt;
+    fo.distributed = true;
+    CHECK(tg_model_fit(dm, X, y, &fo, NULL) == 0, "batch norm distributed");
+    tg_tensor *rs[4], *ds[4];
+    CHECK(tg_module_state(bn_ref, NULL, rs, 4) == 4 && tg_module_state(bn_dist, NULL, ds, 4) == 4,
+          "batch norm state");
+    for (int64_t k = 0; k < 16; k++) {
+        double want = tg_tensor_get(rs[2], k), got = tg_tensor_get(ds[2], k);
+        CHECK(fabs(got - want) <= 1e-12, "running_mean[%lld] %.17g vs %.17g", (long long)k, got,
+              want);
+    }
+    check_same_tensor(ds[2], "running_mean");
+    check_same_tensor(ds[3], "running_var");
+    double d = params_diff(ref, dm);
+    CHECK(size > 1 || d == 0.0, "one rank differs from fit alone by %g", d);
+    check_same_params(dm, "batch norm model");
+    tg_model_free(ref);
+    tg_model_free(dm);
+    tg_optim_free(ro);
+    tg_optim_free(dopt);
+    tg_tensor_free(X);
+    tg_tensor_free(y);
+}
+
+/* Resuming with any world size: a checkpoint written after 2 epochs by one process is
+ * loaded by rank 0 only; every rank fits epochs 2-3 together; the result matches 4
+ * epochs in one process (the optimizer's moments and step counts come from rank 0). */
+static void test_fit_resume(void) {
+    tg_tensor *X, *y;
+    fit_data(25, &X, &y);
+    tg_model *straight = fit_model(6, 0), *first = fit_model(6, 0);
+    tg_optim *so = fit_optim(straight, true), *fo1 = fit_optim(first, true);
+    tg_fit_opts fo = {.batch_size = 8,
+                      .epochs = 4,
+                      .shuffle = true,
+                      .seed = 5,
+                      .loss = tg_loss_cross_entropy,
+                      .optim = so};
+    CHECK(tg_model_fit(straight, X, y, &fo, NULL) == 0, "4 epochs straight");
+    char path[64];
+    snprintf(path, sizeof path, "dist_resume_%d.safetensors", size);
+    if (rank == 0) {
+        fo.epochs = 2;
+        fo.optim = fo1;
+        CHECK(tg_model_fit(first, X, y, &fo, NULL) == 0, "2 epochs");
+        CHECK(tg_model_save_training(first, fo1, 2, path) == 0, "save");
+    }
+    tg_model *resumed = fit_model(60 + (uint64_t)rank, 0);
+    tg_optim *ro = fit_optim(resumed, true);
+    if (rank == 0) {
+        int64_t epoch = 0;
+        CHECK(tg_model_load_training(resumed, ro, &epoch, path) == 0 && epoch == 2, "load");
+        remove(path);
+    }
+    fo.epochs = 4;
+    fo.initial_epoch = 2;
+    fo.optim = ro;
+    fo.distributed = true;
+    CHECK(tg_model_fit(resumed, X, y, &fo, NULL) == 0, "resumed distributed fit");
+    double d = params_diff(straight, resumed);
+    CHECK(d <= 1e-9, "resumed on %d ranks differs from 4 epochs straight by %.3g", size, d);
+    check_same_params(resumed, "resumed model");
+    CHECK(tg_optim_param_steps(ro, 0) == tg_optim_param_steps(so, 0), "steps %lld vs %lld",
+          (long long)tg_optim_param_steps(ro, 0), (long long)tg_optim_param_steps(so, 0));
+    tg_model_free(straight);
+    tg_model_free(first);
+    tg_model_free(resumed);
+    tg_optim_free(so);
+    tg_optim_free(fo1);
+    tg_optim_free(ro);
+    tg_tensor_free(X);
+    tg_tensor_free(y);
+}
+
+/* A failure or a mismatch on one rank makes fit return -1 on every rank, and nobody
+ * waits; afterwards the ranks are still in step. */
+static void test_fit_errors(void) {
+    tg_tensor *X, *y, *Xs, *ys;
+    fit_data(24, &X, &y);
+    fit_data(23, &Xs, &ys);
+    tg_model *m = fit_model(2, 0), *big = fit_model(2, 1);
+    tg_optim *o = fit_optim(m, true), *ob = fit_optim(big, true);
+    int last = size - 1;
+    char who[64];
+    snprintf(who, sizeof who, "rank %d failed", last);
+    tg_fit_opts fo = {.batch_size = 6,
+                      .epochs = 2,
+                      .loss = tg_loss_cross_entropy,
+                      .optim = o,
+                      .distributed = true};
+    /* A bad option on the last rank only. */
+    fo.epochs = rank == last ? 0 : 2;
+    CHECK_ERROR(tg_model_fit(m, X, y, &fo, NULL), rank == last ? "epochs must be >= 1" : who);
+    fo.epochs = 2;
+    if (size > 1) {
+        /* Fewer rows on the last rank. */
+        CHECK_ERROR(tg_model_fit(m, rank == last ? Xs : X, rank == last ? ys : y, &fo, NULL),
+                    "ranks disagree on the training run");
+        /* Another architecture (one more layer) on the last rank. */
+        tg_fit_opts fb = fo;
+        if (rank == last) fb.optim = ob;
+        CHECK_ERROR(tg_model_fit(rank == last ? big : m, X, y, &fb, NULL), "ranks disagree");
+    }
+    /* A label out of range in the last rank's rows only: it fails in its slice. */
+    tg_tensor *bad = tg_tensor_clone(y);
+    if (rank == last)
+        for (int64_t i = 0; i < 24; i++)
+            ((int64_t *)bad->data)[i] = 7;
+    CHECK_ERROR(tg_model_fit(m, X, bad, &fo, NULL), rank == last ? "label 7" : who);
+    tg_tensor_free(bad);
+    /* Distributed fit of a world of one works without any peers; all still in step. */
+    CHECK(tg_model_fit(m, X, y, &fo, NULL) == 0, "fit after failures");
+    check_same_params(m, "after failures");
+    tg_model_free(m);
+    tg_model_free(big);
+    tg_optim_free(o);
+    tg_optim_free(ob);
+    tg_tensor_free(X);
+    tg_tensor_free(y);
+    tg_tensor_free(Xs);
+    tg_tensor_free(ys);
+}
+
 /* ---------------- the rank-death scenario ---------------- */
 
 static int run_die(void) {
@@ -339,9 +629,17 @@ int main(int argc, char **argv) {
         const char *name;
         void (*fn)(void);
     } tests[] = {
-        {"rank_and_size", test_rank_and_size},       {"broadcast", test_broadcast},
-        {"broadcast_errors", test_broadcast_errors}, {"allreduce_mean", test_allreduce_mean},
-        {"combine_exact", test_combine_exact},       {"allreduce_errors", test_allreduce_errors},
+        {"rank_and_size", test_rank_and_size},
+        {"broadcast", test_broadcast},
+        {"broadcast_errors", test_broadcast_errors},
+        {"allreduce_mean", test_allreduce_mean},
+        {"combine_exact", test_combine_exact},
+        {"allreduce_errors", test_allreduce_errors},
+        {"fit_matches_one_rank", test_fit_matches_one_rank},
+        {"fit_dropout", test_fit_dropout},
+        {"fit_batchnorm", test_fit_batchnorm},
+        {"fit_resume", test_fit_resume},
+        {"fit_errors", test_fit_errors},
     };
     int n = (int)(sizeof tests / sizeof *tests);
     for (int i = 0; i < n; i++) {
