@@ -264,12 +264,70 @@ START_TEST(bad_fit_options) {
     ck_assert_int_error(tg_model_fit(m, X, y, &fo, NULL), "tg_model_fit", "validation", "[15,3]");
     fo.val_X = Xd;
     ck_assert_int_error(tg_model_fit(m, X, y, &fo, NULL), "tg_model_fit", "validation", "f64");
+    fo = base_opts(opt, 3);
+    fo.max_grad_norm = -1.0;
+    ck_assert_int_error(tg_model_fit(m, X, y, &fo, NULL), "tg_model_fit", "max_grad_norm", "-1");
+    fo.max_grad_norm = NAN;
+    ck_assert_int_error(tg_model_fit(m, X, y, &fo, NULL), "tg_model_fit", "max_grad_norm");
+    /* Distributed training needs MPI started (or, without MPI, a build that has it). */
+    fo = base_opts(opt, 3);
+    fo.distributed = true;
+    ck_assert_int_error(tg_model_fit(m, X, y, &fo, NULL), "tg_model_fit",
+                        "distributed training needs");
     tg_tape_reset();
     tg_optim_free(opt);
     tg_model_free(m);
     tg_tensor *del[] = {X, y, Xv, yv, X3, Xd};
     for (int i = 0; i < 6; i++)
         tg_tensor_free(del[i]);
+}
+END_TEST
+
+/* max_grad_norm clips after the backward pass and before the update: fit equals a
+ * hand-written loop with tg_clip_grad_norm, bit for bit, and differs from no clipping. */
+START_TEST(clipping_matches_manual_loop) {
+    tg_tensor *X, *y;
+    ck_assert_int_eq(tg_data_spiral(16, 3, 4, &X, &y), 0);
+    tg_model *fitted = small_model(3), *manual = small_model(3), *plain = small_model(3);
+    tg_optim *of = adam_of(fitted, 0.05), *om = adam_of(manual, 0.05), *op = adam_of(plain, 0.05);
+    tg_fit_opts fo = {.batch_size = 16,
+                      .epochs = 1,
+                      .loss = tg_loss_cross_entropy,
+                      .optim = of,
+                      .max_grad_norm = 0.1};
+    ck_assert_int_eq(tg_model_fit(fitted, X, y, &fo, NULL), 0);
+    fo.optim = op;
+    fo.max_grad_norm = 0.0;
+    ck_assert_int_eq(tg_model_fit(plain, X, y, &fo, NULL), 0);
+    tg_tensor *ps[8];
+    int n = tg_model_params(manual, ps, 8);
+    double largest = 0.0;
+    for (int64_t start = 0; start < 48; start += 16) {
+        tg_optim_zero_grad(om);
+        tg_tensor *yb = tg_tensor_from(TG_I64, TG_SHAPE(16), (int64_t *)y->data + start);
+        tg_tensor *loss =
+            tg_loss_cross_entropy(tg_model_forward(manual, tg_slice(X, 0, start, start + 16)), yb);
+        ck_assert_int_eq(tg_backward(loss), 0);
+        largest = fmax(largest, tg_clip_grad_norm(n, ps, 0.1));
+        ck_assert_int_eq(tg_optim_step(om), 0);
+        tg_tape_reset();
+        tg_tensor_free(yb);
+    }
+    ck_assert_msg(largest > 0.1, "the gradient norm %g never needed clipping", largest);
+    assert_params_bitwise(fitted, manual);
+    tg_tensor *pf[8], *pp[8];
+    tg_model_params(fitted, pf, 8);
+    tg_model_params(plain, pp, 8);
+    ck_assert_msg(memcmp(pf[0]->data, pp[0]->data, (size_t)pf[0]->numel * sizeof(float)) != 0,
+                  "clipping changed nothing");
+    tg_optim_free(of);
+    tg_optim_free(om);
+    tg_optim_free(op);
+    tg_model_free(fitted);
+    tg_model_free(manual);
+    tg_model_free(plain);
+    tg_tensor_free(X);
+    tg_tensor_free(y);
 }
 END_TEST
 
@@ -428,6 +486,7 @@ static Suite *fit_suite(void) {
     tcase_add_test(t, early_stopping_with_patience);
     tcase_add_test(t, non_finite_loss_stops);
     tcase_add_test(t, bad_fit_options);
+    tcase_add_test(t, clipping_matches_manual_loop);
     suite_add_tcase(s, t);
     t = tcase_create("checkpoints");
     tcase_add_test(t, training_checkpoint_round_trip);
