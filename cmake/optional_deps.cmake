@@ -3,6 +3,8 @@
 #
 #   cJSON   (Debian: libcjson-dev)  reads and writes the JSON header of safetensors
 #           checkpoints (src/nn/io.c); needed by the library itself.
+#   zlib    (Debian: zlib1g-dev)    reads gzip-compressed IDX data sets (src/nn/idx.c);
+#           needed by the library itself.
 #   libpng  (Debian: libpng-dev)    writes the pictures of examples/spiral.c; only that
 #           example links it.
 
@@ -20,7 +22,14 @@ else()
   set(TG_PC_REQUIRES "libcjson")
 endif()
 
+pkg_check_modules(ZLIB REQUIRED IMPORTED_TARGET zlib)
+target_link_libraries(tapegrad_objects PUBLIC PkgConfig::ZLIB)
+list(APPEND TG_EXTRA_LIBS $<BUILD_INTERFACE:PkgConfig::ZLIB>
+     $<INSTALL_INTERFACE:${ZLIB_LIBRARIES}>)
+set(TG_PC_REQUIRES "${TG_PC_REQUIRES}, zlib")
+
 if(TG_BUILD_EXAMPLES)
   pkg_check_modules(PNG REQUIRED IMPORTED_TARGET libpng)
   set(TG_EXAMPLE_LIBS_spiral PkgConfig::PNG)
+  set(TG_EXAMPLE_LIBS_fashion_mnist PkgConfig::PNG)
 endif()
