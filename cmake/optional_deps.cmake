@@ -5,8 +5,8 @@
 #           checkpoints (src/nn/io.c); needed by the library itself.
 #   zlib    (Debian: zlib1g-dev)    reads gzip-compressed IDX data sets (src/nn/idx.c);
 #           needed by the library itself.
-#   libpng  (Debian: libpng-dev)    writes the pictures of examples/spiral.c; only that
-#           example links it.
+#   libpng  (Debian: libpng-dev)    writes the pictures of examples/spiral.c and
+#           examples/fashion_mnist.c (through examples/plot); only they link it.
 
 pkg_check_modules(CJSON REQUIRED IMPORTED_TARGET libcjson)
 target_link_libraries(tapegrad_objects PUBLIC PkgConfig::CJSON)
@@ -30,6 +30,7 @@ set(TG_PC_REQUIRES "${TG_PC_REQUIRES}, zlib")
 
 if(TG_BUILD_EXAMPLES)
   pkg_check_modules(PNG REQUIRED IMPORTED_TARGET libpng)
-  set(TG_EXAMPLE_LIBS_spiral PkgConfig::PNG)
-  set(TG_EXAMPLE_LIBS_fashion_mnist PkgConfig::PNG)
+  # examples/plot (target tg_plot, defined in examples/) draws their pictures.
+  set(TG_EXAMPLE_LIBS_spiral tg_plot)
+  set(TG_EXAMPLE_LIBS_fashion_mnist tg_plot)
 endif()
