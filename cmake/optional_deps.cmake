@@ -3,8 +3,10 @@
 #
 #   cJSON   (Debian: libcjson-dev)  reads and writes the JSON header of safetensors
 #           checkpoints (src/nn/io.c); needed by the library itself.
-#   libpng  (Debian: libpng-dev)    writes the pictures of examples/spiral.c; only that
-#           example links it.
+#   zlib    (Debian: zlib1g-dev)    reads gzip-compressed IDX data sets (src/nn/idx.c);
+#           needed by the library itself.
+#   libpng  (Debian: libpng-dev)    writes the pictures of examples/spiral.c and
+#           examples/fashion_mnist.c (through examples/plot); only they link it.
 #   MPI     (Debian: libopenmpi-dev, openmpi-bin)  optional: when found, src/nn/dist.c
 #           (include/tapegrad/dist.h, data-parallel training) is built, TG_HAVE_DIST is
 #           defined in tapegrad/config.h, and the mpirun tests run. Configure with
@@ -24,9 +26,17 @@ else()
   set(TG_PC_REQUIRES "libcjson")
 endif()
 
+pkg_check_modules(ZLIB REQUIRED IMPORTED_TARGET zlib)
+target_link_libraries(tapegrad_objects PUBLIC PkgConfig::ZLIB)
+list(APPEND TG_EXTRA_LIBS $<BUILD_INTERFACE:PkgConfig::ZLIB>
+     $<INSTALL_INTERFACE:${ZLIB_LIBRARIES}>)
+set(TG_PC_REQUIRES "${TG_PC_REQUIRES}, zlib")
+
 if(TG_BUILD_EXAMPLES)
   pkg_check_modules(PNG REQUIRED IMPORTED_TARGET libpng)
-  set(TG_EXAMPLE_LIBS_spiral PkgConfig::PNG)
+  # examples/plot (target tg_plot, defined in examples/) draws their pictures.
+  set(TG_EXAMPLE_LIBS_spiral tg_plot)
+  set(TG_EXAMPLE_LIBS_fashion_mnist tg_plot)
 endif()
 
 find_package(MPI COMPONENTS C)

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Installs the Debian packages tapegrad needs to build and test, if any are missing.
-# Usage: scripts/deps.sh [--bench] [--ci] [--fuzz]
+# Usage: scripts/deps.sh [--bench] [--ci] [--fuzz] [--data]
 #   --bench adds PyTorch and NumPy (the peers of bench/), --ci adds valgrind,
-#   --fuzz adds clang and its libFuzzer runtime (scripts/fuzz.sh).
+#   --fuzz adds clang and its libFuzzer runtime (scripts/fuzz.sh),
+#   --data adds the Fashion-MNIST data set (IDX files under /usr/share/datasets/fashion-mnist,
+#   about 30 MB) that examples/fashion_mnist.c and bench/run_fashion.sh train on.
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config libopenblas-dev check libcjson-dev libpng-dev)
+pkgs=(build-essential cmake pkg-config libopenblas-dev check libcjson-dev libpng-dev zlib1g-dev)
 for arg in "$@"; do
     case "$arg" in
     --bench) pkgs+=(python3-torch python3-numpy) ;;
     --ci) pkgs+=(valgrind) ;;
     --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
+    --data) pkgs+=(dataset-fashion-mnist) ;;
     *) echo "deps.sh: unknown option $arg" >&2; exit 2 ;;
     esac
 done
