@@ -5,6 +5,7 @@
  *
  *     ./fashion_mnist [--model mlp|cnn|mlp64] [--epochs N] [--batch B] [--lr LR] [--seed S]
  *                     [--out DIR] [--resume FILE] [--data DIR] [--limit N] [--quiet]
+ *                     [--distributed]
  *
  * Data: train-{images,labels} and t10k-{images,labels} IDX files (.gz) in --data
  * (default /usr/share/datasets/fashion-mnist, Debian's dataset-fashion-mnist package:
@@ -30,6 +31,15 @@
  * (the test confusion matrix) and fashion_<model>_samples.png (test images with their
  * predicted and true classes, mistakes framed in red). The last two lines are always
  * "train accuracy: X" and "test accuracy: Y" (X over the whole training set in eval mode).
+ *
+ * Several processes (a build with MPI): `mpirun -np N ./fashion_mnist --distributed ...`
+ * trains data-parallel (tg_fit_opts.distributed): each rank computes its share of every
+ * batch of B images, and all ranks apply the same update. Rank 0 alone prints, writes the
+ * checkpoints, history and pictures, and reads --resume (its state reaches the other
+ * ranks through fit's broadcast, so the file need only exist on rank 0's machine and the
+ * number of ranks may change between runs). The last line of rank 0 is then
+ * "params checksum: <16 hex digits>", a hash (FNV-1a) of every parameter byte: each rank
+ * compares its own checksum with rank 0's and exits nonzero if they differ.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
@@ -60,13 +70,13 @@ typedef struct {
     int64_t batch, limit;
     double lr;
     unsigned long long seed;
-    bool quiet;
+    bool quiet, distributed;
 } options;
 
 static void usage(FILE *f) {
     fprintf(f, "usage: fashion_mnist [--model mlp|cnn|mlp64] [--epochs N] [--batch B] [--lr LR]\n"
                "                     [--seed S] [--out DIR] [--resume FILE] [--data DIR]\n"
-               "                     [--limit N] [--quiet]\n");
+               "                     [--limit N] [--quiet] [--distributed]\n");
 }
 
 /* A whole number in [lo, hi] from v, or -1 (with a message) on a bad value. */
@@ -93,6 +103,10 @@ static int parse_args(int argc, char **argv, options *o) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--quiet") == 0) {
             o->quiet = true;
+            continue;
+        }
+        if (strcmp(a, "--distributed") == 0) {
+            o->distributed = true;
             continue;
         }
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
@@ -270,6 +284,7 @@ typedef struct {
     tg_model *m;
     tg_optim *opt;
     bool tty;
+    int rank;         /* 0 unless --distributed: only rank 0 prints and writes files */
     double last_draw; /* seconds into the epoch of the last progress bar */
     int first_epoch;  /* initial_epoch of this run */
     /* per epoch (index = epoch), filled as epochs finish; NaN where unknown */
@@ -357,6 +372,7 @@ static int on_epoch(const tg_fit_progress *p, void *ctx) {
         fflush(stdout);
     }
     r->last_draw = 0;
+    if (r->rank != 0) return 0;
     if (tg_model_save_training(r->m, r->opt, e + 1, r->ckpt) != 0) {
         fprintf(stderr, "fashion_mnist: %s\n", tg_error());
         return 1;
@@ -504,12 +520,52 @@ static int64_t *predict_classes(tg_model *m, const tg_tensor *X) {
     return cls;
 }
 
+/* ---------------- several processes ---------------- */
+
+/* FNV-1a over the bytes of every parameter, in order. */
+static uint64_t params_checksum(tg_model *m) {
+    tg_tensor *ps[16];
+    int n = tg_model_params(m, ps, 16);
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (int i = 0; i < n; i++) {
+        const unsigned char *b = ps[i]->data;
+        for (size_t k = 0; k < (size_t)ps[i]->numel * tg_dtype_size(ps[i]->dtype); k++)
+            h = (h ^ b[k]) * 0x100000001b3ULL;
+    }
+    return h;
+}
+
+#ifdef TG_HAVE_DIST
+/* Rank 0's values v[0..n) on every rank (a broadcast through a small I64 tensor). */
+static int share_from_rank0(int64_t *v, int n) {
+    tg_tensor *t = tg_tensor_from(TG_I64, TG_SHAPE(n), v);
+    int rc = t ? tg_dist_broadcast(&t, 1, 0) : -1;
+    if (rc == 0) memcpy(v, t->data, sizeof *v * (size_t)n);
+    tg_tensor_free(t);
+    return rc;
+}
+#endif
+
 /* ---------------- main ---------------- */
 
 int main(int argc, char **argv) {
     options o;
     if (parse_args(argc, argv, &o) != 0) return 2;
-    if (mkdir(o.out, 0777) != 0 && errno != EEXIST) {
+    int rank = 0;
+    if (o.distributed) {
+#ifdef TG_HAVE_DIST
+        if (tg_dist_init(&argc, &argv) != 0) {
+            fprintf(stderr, "fashion_mnist: %s\n", tg_error());
+            return 1;
+        }
+        rank = tg_dist_rank();
+        if (rank != 0) o.quiet = true;
+#else
+        fprintf(stderr, "fashion_mnist: --distributed needs a tapegrad built with MPI\n");
+        return 2;
+#endif
+    }
+    if (rank == 0 && mkdir(o.out, 0777) != 0 && errno != EEXIST) {
         fprintf(stderr, "fashion_mnist: cannot create %s: %s\n", o.out, strerror(errno));
         return 1;
     }
@@ -518,7 +574,7 @@ int main(int argc, char **argv) {
     tg_optim *opt = NULL;
     int64_t *pred = NULL;
     int status = 1;
-    run_state r = {.o = &o, .tty = isatty(STDOUT_FILENO) == 1};
+    run_state r = {.o = &o, .tty = rank == 0 && isatty(STDOUT_FILENO) == 1, .rank = rank};
     double *hist = malloc(sizeof *hist * 5 * (size_t)o.epochs);
     if (!hist) goto done;
     for (int i = 0; i < 5 * o.epochs; i++)
@@ -541,10 +597,16 @@ int main(int argc, char **argv) {
     r.opt = opt;
 
     if (o.resume) {
-        int64_t done_epochs = 0;
-        if (tg_model_load_training(m, opt, &done_epochs, o.resume) != 0) goto done;
+        /* Distributed, rank 0 reads the file and tells the others how it went. */
+        int64_t got[2] = {0, 0}; /* load status, epochs done */
+        if (rank == 0) got[0] = tg_model_load_training(m, opt, &got[1], o.resume);
+#ifdef TG_HAVE_DIST
+        if (o.distributed && share_from_rank0(got, 2) != 0) goto done;
+#endif
+        if (got[0] != 0) goto done;
+        int64_t done_epochs = got[1];
         r.first_epoch = done_epochs < o.epochs ? (int)done_epochs : o.epochs;
-        read_history(&r);
+        if (rank == 0) read_history(&r);
         if (!o.quiet)
             printf("resumed from %s after epoch %lld\n", o.resume, (long long)done_epochs);
     }
@@ -564,10 +626,29 @@ int main(int argc, char **argv) {
                           .on_step = on_step,
                           .on_epoch = on_epoch,
                           .callback_ctx = &r,
-                          .initial_epoch = r.first_epoch};
+                          .initial_epoch = r.first_epoch,
+                          .distributed = o.distributed};
         if (tg_model_fit(m, train.X, train.y, &fo, NULL) != 0) goto done;
     }
 
+    uint64_t checksum = params_checksum(m);
+#ifdef TG_HAVE_DIST
+    if (o.distributed) { /* every rank against rank 0 */
+        int64_t root_sum = (int64_t)checksum;
+        if (share_from_rank0(&root_sum, 1) != 0) goto done;
+        if ((uint64_t)root_sum != checksum) {
+            fprintf(stderr,
+                    "fashion_mnist: rank %d: params checksum %016llx differs from rank 0's "
+                    "%016llx\n",
+                    rank, (unsigned long long)checksum, (unsigned long long)root_sum);
+            goto done;
+        }
+    }
+#endif
+    if (rank != 0) { /* the pictures and figures are rank 0's */
+        status = 0;
+        goto done;
+    }
     double train_acc = tg_model_accuracy(m, train.X, train.y);
     pred = predict_classes(m, test.X);
     if (isnan(train_acc) || !pred) goto done;
@@ -590,6 +671,7 @@ int main(int argc, char **argv) {
     if (timed) printf("mean training time per epoch: %.3f s\n", secs / timed);
     printf("train accuracy: %.4f\n", train_acc);
     printf("test accuracy: %.4f\n", (double)right / (double)nt);
+    if (o.distributed) printf("params checksum: %016llx\n", (unsigned long long)checksum);
     status = 0;
 done:
     if (status != 0 && tg_error()) fprintf(stderr, "fashion_mnist: %s\n", tg_error());
@@ -604,5 +686,10 @@ done:
     tg_tensor_free(test.raw);
     tg_tape_free();
     free(hist);
+#ifdef TG_HAVE_DIST
+    /* On failure a rank leaves without MPI_Finalize, which could wait for peers that are
+     * still inside a collective: mpirun sees the exit and ends the whole job instead. */
+    if (o.distributed && status == 0) tg_dist_finalize();
+#endif
     return status;
 }

@@ -5,8 +5,11 @@
 #   --fuzz adds clang and its libFuzzer runtime (scripts/fuzz.sh),
 #   --data adds the Fashion-MNIST data set (IDX files under /usr/share/datasets/fashion-mnist,
 #   about 30 MB) that examples/fashion_mnist.c and bench/run_fashion.sh train on.
+# Open MPI (openmpi-bin, libopenmpi-dev) is in the default set: with it the library gains
+# data-parallel training (dist.h) and the mpirun tests run; the build works without it.
 set -euo pipefail
-pkgs=(build-essential cmake pkg-config libopenblas-dev check libcjson-dev libpng-dev zlib1g-dev)
+pkgs=(build-essential cmake pkg-config libopenblas-dev check libcjson-dev libpng-dev zlib1g-dev
+      openmpi-bin libopenmpi-dev)
 for arg in "$@"; do
     case "$arg" in
     --bench) pkgs+=(python3-torch python3-numpy) ;;
