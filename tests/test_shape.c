@@ -299,6 +299,187 @@ START_TEST(test_transpose_values) {
 }
 END_TEST
 
+/* "[a,b,c]" for failure messages (one static buffer: one call per message). */
+static const char *shape_str(const tg_tensor *t) {
+    static char buf[128];
+    int at = snprintf(buf, sizeof buf, "[");
+    for (int d = 0; d < t->ndim; d++)
+        at += snprintf(buf + at, sizeof buf - (size_t)at, d ? ",%lld" : "%lld",
+                       (long long)t->shape[d]);
+    snprintf(buf + at, sizeof buf - (size_t)at, "]");
+    return buf;
+}
+
+/* Row-major strides of shape. */
+static void strides_of(int nd, const int64_t *shape, int64_t *st) {
+    for (int d = nd - 1; d >= 0; d--)
+        st[d] = d == nd - 1 ? 1 : st[d + 1] * shape[d + 1];
+}
+
+/* The element of x at y's flat index i when y is x with its axes permuted (y's axis d
+ * is x's axis perm[d]): computed by index arithmetic alone. */
+static int64_t permuted_source(int nd, const int64_t *xshape, const int *perm, int64_t i) {
+    int64_t xst[TG_MAX_DIMS], yshape[TG_MAX_DIMS], yst[TG_MAX_DIMS], src = 0;
+    for (int d = 0; d < nd; d++)
+        yshape[d] = xshape[perm[d]];
+    strides_of(nd, xshape, xst);
+    strides_of(nd, yshape, yst);
+    for (int d = 0; d < nd; d++) {
+        int64_t idx = (i / yst[d]) % yshape[d];
+        src += idx * xst[perm[d]];
+    }
+    return src;
+}
+
+/* Every transpose (dim0, dim1), negative axes included, and every permutation of the
+ * axes built as a chain of transposes, on every shape of rank 1..4 with dims in {1,2,3}:
+ * values and gradients (a seeded backward sends dy back through the inverse permutation)
+ * against index arithmetic. A [4,4,2,1] case pins the old size-1 shortcut. */
+static void check_permutation(tg_dtype dt, int nd, const int64_t *shape, const int *perm,
+                              const int (*swaps)[2], int nswaps) {
+    tg_tensor *x = iota(dt, nd, shape);
+    if (dt != TG_I64) tg_requires_grad(x, true);
+    tg_tensor *y = x;
+    for (int s = 0; s < nswaps; s++)
+        y = tg_transpose(y, swaps[s][0], swaps[s][1]);
+    ck_assert_ptr_nonnull(y);
+    for (int d = 0; d < nd; d++)
+        ck_assert_int_eq(y->shape[d], shape[perm[d]]);
+    for (int64_t i = 0; i < y->numel; i++)
+        ck_assert_msg(tg_tensor_get(y, i) == (double)permuted_source(nd, shape, perm, i),
+                      "%s after %d transposes: element %lld is %g, want %lld", shape_str(x), nswaps,
+                      (long long)i, tg_tensor_get(y, i),
+                      (long long)permuted_source(nd, shape, perm, i));
+    if (dt != TG_I64) {
+        /* dy[i] = 1000 + i, so dx[src(i)] must be 1000 + i. */
+        tg_tensor *dy = tg_tensor_new(dt, y->ndim, y->shape);
+        for (int64_t i = 0; i < dy->numel; i++)
+            tg_tensor_set(dy, i, 1000.0 + (double)i);
+        ck_assert_int_eq(tg_backward_seeded(y, dy), 0);
+        for (int64_t i = 0; i < y->numel; i++) {
+            int64_t src = permuted_source(nd, shape, perm, i);
+            ck_assert_msg(tg_tensor_get(x->grad, src) == 1000.0 + (double)i,
+                          "%s: gradient at %lld is %g, want %g", shape_str(x), (long long)src,
+                          tg_tensor_get(x->grad, src), 1000.0 + (double)i);
+        }
+        tg_tensor_free(dy);
+    }
+    tg_tape_reset();
+    tg_tensor_free(x);
+}
+
+START_TEST(test_transpose_every_pattern) {
+    static const tg_dtype dts[] = {TG_F64, TG_F32, TG_I64};
+    int64_t shape[4];
+    int ncases = 0;
+    for (int nd = 1; nd <= 4; nd++) {
+        int total = 1;
+        for (int d = 0; d < nd; d++)
+            total *= 3;
+        for (int code = 0; code < total; code++) {
+            for (int d = 0, c = code; d < nd; d++, c /= 3)
+                shape[d] = 1 + c % 3;
+            tg_dtype dt = dts[code % 3];
+            /* Single transposes, each axis pair given both as non-negative and negative. */
+            for (int a = 0; a < nd; a++)
+                for (int b = 0; b < nd; b++) {
+                    int perm[4] = {0, 1, 2, 3};
+                    perm[a] = b;
+                    perm[b] = a;
+                    int sw[1][2] = {{a, b}};
+                    check_permutation(dt, nd, shape, perm, sw, 1);
+                    int swn[1][2] = {{a - nd, b - nd}};
+                    check_permutation(dt, nd, shape, perm, swn, 1);
+                    ncases += 2;
+                }
+            /* Every permutation, by selection: place the wanted axis at position d with
+             * one transpose of the current arrangement. */
+            int nperm = 1;
+            for (int d = 2; d <= nd; d++)
+                nperm *= d;
+            for (int p = 0; p < nperm; p++) {
+                int perm[4], avail[4] = {0, 1, 2, 3}, navail = nd, c = p;
+                for (int d = 0; d < nd; d++) {
+                    int k = c % navail;
+                    c /= navail;
+                    perm[d] = avail[k];
+                    for (int j = k; j < navail - 1; j++)
+                        avail[j] = avail[j + 1];
+                    navail--;
+                }
+                int cur[4] = {0, 1, 2, 3}, sw[4][2], ns = 0;
+                for (int d = 0; d < nd; d++) {
+                    int at = d;
+                    while (cur[at] != perm[d])
+                        at++;
+                    if (at != d) {
+                        sw[ns][0] = d;
+                        sw[ns][1] = at;
+                        ns++;
+                        int t = cur[d];
+                        cur[d] = cur[at];
+                        cur[at] = t;
+                    }
+                }
+                check_permutation(dt, nd, shape, perm, (const int(*)[2])sw, ns);
+                ncases++;
+            }
+        }
+    }
+    ck_assert_int_gt(ncases, 2000);
+    /* The reported case: [4,4,2,1] holding 0..31, axes 1 and 3. */
+    tg_tensor *z = iota(TG_F64, TG_SHAPE(4, 4, 2, 1));
+    tg_tensor *w = tg_transpose(z, 1, 3);
+    tgt_assert_shape(w, TG_SHAPE(4, 1, 2, 4));
+    tgt_assert_tensor(w, (const double[]){0,  2,  4,  6,  1,  3,  5,  7,  8,  10, 12,
+                                          14, 9,  11, 13, 15, 16, 18, 20, 22, 17, 19,
+                                          21, 23, 24, 26, 28, 30, 25, 27, 29, 31},
+                      0);
+    tg_tape_reset();
+    tg_tensor_free(z);
+}
+END_TEST
+
+/* Shapes whose element count overflows int64 (or passes the library's limit) are
+ * rejected by every function that takes or makes a shape, with a message naming the
+ * function and the shape: before, [2^62+1, 4] wrapped to 4 elements and matched. */
+START_TEST(test_shape_overflow_rejected) {
+    const int64_t big = ((int64_t)1 << 62) + 1, half = (int64_t)1 << 40;
+    tg_tensor *x = tg_tensor_new(TG_F64, TG_SHAPE(4));
+    tg_requires_grad(x, true);
+    ck_assert_op_error(tg_reshape(x, TG_SHAPE(big, 4)), "tg_reshape", "[4611686018427387905,4]",
+                       "too large");
+    ck_assert_op_error(tg_reshape(x, TG_SHAPE(-1, big, 4)), "tg_reshape", "too large");
+    ck_assert_op_error(tg_reshape(x, TG_SHAPE(half, half, 0)), "tg_reshape", "too large");
+    ck_assert_op_error(tg_broadcast_to(x, TG_SHAPE(big, 4)), "tg_broadcast_to", "too large");
+    ck_assert_op_error(tg_broadcast_to(x, TG_SHAPE(half, half, 4)), "tg_broadcast_to",
+                       "[1099511627776,1099511627776,4]", "too large");
+    ck_assert_op_error(tg_sum_to(x, TG_SHAPE(big, 4)), "tg_sum_to", "too large");
+    ck_assert_op_error(tg_tensor_new(TG_F64, TG_SHAPE(big, 4)), "tg_tensor_new", "too large");
+    ck_assert_op_error(tg_tensor_from(TG_F64, TG_SHAPE(half, half, 4), NULL), "tg_tensor_from",
+                       "too large");
+    /* Empty tensors may have huge dimensions, but results whose non-zero dimensions
+     * multiply past the limit are refused where they are made. */
+    tg_tensor *a = tg_tensor_new(TG_F64, TG_SHAPE(half, 1, 0));
+    tg_tensor *b = tg_tensor_new(TG_F64, TG_SHAPE(1, half, 0));
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_op_error(tg_add(a, b), "tg_add", "[1099511627776,1099511627776,0]", "too large");
+    tg_tensor *c = tg_tensor_new(TG_F64, TG_SHAPE((int64_t)1 << 58, 0));
+    ck_assert_op_error(tg_concat(5, (tg_tensor *const[]){c, c, c, c, c}, 0), "tg_concat",
+                       "too many elements");
+    /* A legal reshape of the same tensor still works, and its sum runs. */
+    tg_tensor *y = tg_reshape(x, TG_SHAPE(2, -1));
+    tgt_assert_shape(y, TG_SHAPE(2, 2));
+    ck_assert_ptr_nonnull(tg_sum(y, TG_ALL, false));
+    tg_tape_reset();
+    tg_tensor_free(x);
+    tg_tensor_free(a);
+    tg_tensor_free(b);
+    tg_tensor_free(c);
+}
+END_TEST
+
 START_TEST(test_transpose_errors) {
     tg_tensor *x = tg_tensor_new(TG_F64, TG_SHAPE(2, 3)), *s = tg_scalar(TG_F64, 1.0);
     ck_assert_op_error(tg_transpose(x, 0, 2), "tg_transpose", "axis 2 out of range for [2,3]");
@@ -749,6 +930,8 @@ static Suite *shape_suite(void) {
     tc = tcase_create("transpose");
     tcase_add_test(tc, test_transpose_values);
     tcase_add_test(tc, test_transpose_errors);
+    tcase_add_test(tc, test_transpose_every_pattern);
+    tcase_add_test(tc, test_shape_overflow_rejected);
     suite_add_tcase(s, tc);
     tc = tcase_create("slice");
     tcase_add_test(tc, test_slice_values);

@@ -146,6 +146,8 @@ END_TEST
 /* ---- mark / rewind ---- */
 
 START_TEST(test_mark_rewind) {
+    /* Reuse of rewound memory is the default mode's; the checked mode leaves it unused. */
+    bool checked = tg_set_checked_mode(false);
     tg_tape_reset();
     tg_tensor *x = tg_scalar(TG_F64, 0.5);
     tg_requires_grad(x, true);
@@ -204,6 +206,7 @@ START_TEST(test_mark_rewind) {
 
     tg_tape_reset();
     tg_tensor_free(x);
+    tg_set_checked_mode(checked);
 }
 END_TEST
 
@@ -501,7 +504,8 @@ START_TEST(test_backward_errors) {
     tg_clear_error();
     ck_assert_int_eq(tg_backward_seeded(y, s2), -1);
     tgt_assert_error_has("seed [2] for [3]",
-                         (const char *[]){"tg_backward", "seed [2] f64", "output [3] f64"}, 3);
+                         (const char *[]){"tg_backward_seeded", "seed [2] f64", "output [3] f64"},
+                         3);
     tg_tensor *s32 = tg_tensor_new(TG_F32, TG_SHAPE(3));
     tg_clear_error();
     ck_assert_int_eq(tg_backward_seeded(y, s32), -1);
@@ -518,6 +522,21 @@ START_TEST(test_backward_errors) {
     ck_assert_int_eq(tg_backward(tg_sum(bad, TG_ALL, false)), -1);
     tgt_assert_error_has("chain", (const char *[]){"tg_add", "[3] + [2]"}, 2);
 
+    /* A NULL seed is an error naming the function called, also for a one-element
+     * output, and keeps the message of the failed op that gave the NULL. */
+    tg_tensor *y1 = tg_sum(y, TG_ALL, false);
+    ck_assert_int_error(tg_backward_seeded(y1, NULL), "tg_backward_seeded", "seed is NULL");
+    ck_assert_int_error(tg_backward_seeded(y, NULL), "tg_backward_seeded", "seed is NULL");
+    tg_clear_error();
+    ck_assert_int_eq(tg_backward_seeded(y, tg_add(x, c)), -1);
+    tgt_assert_error_has("NULL seed from a failed op", (const char *[]){"tg_add", "[3] + [2]"}, 2);
+    ck_assert_ptr_null(x->grad);
+    /* The non-scalar hint names the function that was called. */
+    tg_clear_error();
+    ck_assert_int_eq(tg_backward(y), -1);
+    tgt_assert_error_has("tg_backward([3]) hint",
+                         (const char *[]){"tg_backward: output [3]", "tg_backward_seeded"}, 2);
+
     /* A correct seed works: y = e^x, seed s -> x->grad = s e^x. */
     tg_tensor *s = tg_tensor_from(TG_F64, TG_SHAPE(3), (const double[]){1, 0, -1});
     ck_assert_int_eq(tg_backward_seeded(y, s), 0);
@@ -528,6 +547,138 @@ START_TEST(test_backward_errors) {
     tg_tensor *all[] = {x, c, s2, s32, s};
     for (int i = 0; i < 5; i++)
         tg_tensor_free(all[i]);
+}
+END_TEST
+
+/* Gradients of piecewise-constant ops taken with TG_CREATE_GRAPH can be differentiated
+ * again, as in PyTorch: the result requires a gradient and its derivative is zero, so a
+ * gradient penalty built on it runs and gives zeros. */
+static tg_tensor *pw_abs(tg_tensor *x) { return tg_abs(x); }
+static tg_tensor *pw_relu(tg_tensor *x) { return tg_relu(x); }
+static tg_tensor *pw_max(tg_tensor *x) { return tg_max(x, 1, false); }
+static tg_tensor *pw_maximum(tg_tensor *x) { return tg_maximum(x, tg_mul_scalar(x, -0.5)); }
+static tg_tensor *pw_minimum(tg_tensor *x) { return tg_minimum(tg_mul_scalar(x, 0.25), x); }
+static tg_tensor *pw_pool(tg_tensor *x) {
+    return tg_max_pool2d(tg_reshape(x, TG_SHAPE(1, 1, 2, 3)), 2, 1, 0);
+}
+
+START_TEST(test_create_graph_piecewise_constant) {
+    static tg_tensor *(*const fs[])(tg_tensor *) = {pw_abs,     pw_relu,    pw_max,
+                                                    pw_maximum, pw_minimum, pw_pool};
+    static const char *const names[] = {"abs", "relu", "max", "maximum", "minimum", "max_pool2d"};
+    const double xv[6] = {0.5, -1.5, 2.0, -0.25, 3.0, 1.0};
+    for (int k = 0; k < 6; k++) {
+        tg_tensor *x = tg_tensor_from(TG_F64, TG_SHAPE(2, 3), xv);
+        tg_requires_grad(x, true);
+        tg_tensor *y = tg_sum(fs[k](x), TG_ALL, false);
+        tg_tensor *g = NULL, *h = NULL;
+        ck_assert_int_eq(tg_grad(1, &y, NULL, 1, &x, &g, TG_CREATE_GRAPH), 0);
+        ck_assert_msg(g->requires_grad, "%s: create-graph gradient does not require a gradient",
+                      names[k]);
+        /* A gradient penalty: its backward runs and gives a zero gradient. */
+        tg_tensor *pen = tg_sum(tg_square(g), TG_ALL, false);
+        ck_assert_msg(tg_backward(pen) == 0, "%s: %s", names[k], tg_error());
+        ck_assert_ptr_nonnull(x->grad);
+        for (int i = 0; i < 6; i++)
+            ck_assert_msg(tg_tensor_get(x->grad, i) == 0.0, "%s: d penalty/dx[%d] = %g", names[k],
+                          i, tg_tensor_get(x->grad, i));
+        /* tg_grad of the gradient: zeros, and the first gradient is unchanged. */
+        ck_assert_int_eq(tg_grad(1, &g, NULL, 1, &x, &h, 0), 0);
+        for (int i = 0; i < 6; i++)
+            ck_assert_double_eq(tg_tensor_get(h, i), 0.0);
+        /* Without TG_CREATE_GRAPH the result stays a constant. */
+        ck_assert_int_eq(tg_grad(1, &y, NULL, 1, &x, &h, 0), 0);
+        ck_assert(!h->requires_grad);
+        tg_tape_reset();
+        tg_tensor_free(x);
+    }
+}
+END_TEST
+
+/* ---- the checked mode: stale pointers ---- */
+
+/* The mode starts as TAPEGRAD_CHECKS says (CI's sanitizer runs set it). */
+START_TEST(test_checked_mode_from_environment) {
+    const char *v = getenv("TAPEGRAD_CHECKS");
+    bool want = v && *v && strcmp(v, "0") != 0;
+    ck_assert_int_eq(tg_is_checked_mode(), want);
+    bool prev = tg_set_checked_mode(!want);
+    ck_assert_int_eq(prev, want);
+    ck_assert_int_eq(tg_is_checked_mode(), !want);
+    tg_set_checked_mode(want);
+}
+END_TEST
+
+START_TEST(test_checked_mode_stale_tape_tensor) {
+    bool prev = tg_set_checked_mode(true);
+    tg_tensor *x = tg_tensor_from(TG_F64, TG_SHAPE(3), (const double[]){0.5, 1, 2});
+    tg_requires_grad(x, true);
+
+    /* Released by a reset: tg_backward after one new op, and an op given it. */
+    tg_tensor *y = tg_sum(tg_sin(x), TG_ALL, false);
+    tg_tape_reset();
+    tg_tensor *z = tg_exp(x);
+    ck_assert_ptr_nonnull(z);
+    ck_assert_int_error(tg_backward(y), "tg_backward",
+                        "output is a tape tensor released by "
+                        "tg_tape_reset");
+    ck_assert_ptr_null(x->grad);
+    ck_assert_op_error(tg_add(y, z), "tg_add", "released by tg_tape_reset");
+    tg_tensor *gx = NULL;
+    ck_assert_int_error(tg_grad(1, &y, NULL, 1, &x, &gx, 0), "tg_grad",
+                        "released by tg_tape_reset");
+    /* Also after a second reset (the arenas alternate) and more work. */
+    tg_tensor *y2 = tg_sum(tg_mul(x, x), TG_ALL, false);
+    tg_tape_reset();
+    for (int i = 0; i < 50; i++)
+        ck_assert_ptr_nonnull(tg_exp(tg_sin(x)));
+    ck_assert_int_error(tg_backward(y2), "tg_backward", "released by tg_tape_reset");
+
+    /* Released by a rewind: the next op does not hand its memory out again. */
+    tg_tape_reset();
+    size_t m = tg_tape_mark();
+    tg_tensor *t = tg_exp(x);
+    tg_tape_rewind(m);
+    tg_tensor *u = tg_cos(x);
+    ck_assert_ptr_nonnull(u);
+    ck_assert_ptr_ne(u, t);
+    ck_assert_op_error(tg_mul(t, x), "tg_mul", "input is a tape tensor released by tg_tape_rewind");
+    ck_assert_int_error(tg_backward_seeded(t, x), "tg_backward_seeded",
+                        "released by tg_tape_rewind");
+    /* Live tensors still work, gradients are right, and the space is accounted. */
+    ck_assert_int_eq(tg_backward(tg_sum(u, TG_ALL, false)), 0);
+    ck_assert_close(tg_tensor_get(x->grad, 1), -sin(1.0), 1e-15);
+    tg_tape_reset();
+    ck_assert_uint_eq(tg_tape_bytes_used(), 0);
+    tg_tensor_free(x);
+    tg_set_checked_mode(prev);
+}
+END_TEST
+
+START_TEST(test_checked_mode_freed_persistent) {
+    bool prev = tg_set_checked_mode(true);
+    tg_tensor *x = tg_tensor_from(TG_F64, TG_SHAPE(2), (const double[]){1, 2});
+    tg_tensor *w = tg_tensor_from(TG_F64, TG_SHAPE(2), (const double[]){3, 4});
+    tg_requires_grad(x, true);
+    tg_requires_grad(w, true);
+    tg_tensor *y = tg_sum(tg_mul(x, w), TG_ALL, false);
+    ck_assert_int_eq(tg_backward(y), 0); /* w->grad exists: it is kept along with w */
+    tg_zero_grad(x);
+    tg_tensor_free(w); /* the tape still refers to w */
+    ck_assert_int_error(tg_backward(y), "tg_backward", "input 1 of node 1 (mul)",
+                        "persistent tensor released by tg_tensor_free");
+    ck_assert_double_eq(tg_tensor_get(x->grad, 0), 0.0); /* nothing was delivered */
+    tg_tensor *gx = NULL;
+    ck_assert_int_error(tg_grad(1, &y, NULL, 1, &x, &gx, 0), "tg_grad", "tg_tensor_free");
+    ck_assert_op_error(tg_add(x, w), "tg_add", "released by tg_tensor_free");
+    /* The reset lets go of the tape's references and frees w (the sanitizer and
+     * valgrind runs check that nothing leaks). */
+    tg_tape_reset();
+    /* A tensor the tape does not refer to is freed at once, as usual. */
+    tg_tensor *v = tg_tensor_new(TG_F64, TG_SHAPE(2));
+    tg_tensor_free(v);
+    tg_tensor_free(x);
+    tg_set_checked_mode(prev);
 }
 END_TEST
 
@@ -690,6 +841,9 @@ static void count_release(void *p, void *ud) {
 }
 
 START_TEST(test_steady_state_loop) {
+    /* The checked mode alternates between two arenas by design; this is about the
+     * default mode. */
+    bool checked = tg_set_checked_mode(false);
     tg_tape_free(); /* start from an empty arena owned by the counting allocator */
     count_state cs = {0, 0};
     tg_set_allocator(&(tg_allocator){count_alloc, count_release, &cs});
@@ -741,12 +895,14 @@ START_TEST(test_steady_state_loop) {
     tg_tape_free();
     ck_assert_int_eq(cs.allocs, cs.releases);
     tg_set_allocator(NULL);
+    tg_set_checked_mode(checked);
 }
 END_TEST
 
 static Suite *tape_suite(void) {
     Suite *s = suite_create("tape");
     TCase *c = tcase_create("accumulation");
+    tcase_add_test(c, test_checked_mode_from_environment); /* first: before any test sets it */
     tcase_add_test(c, test_fan_out);
     tcase_add_test(c, test_diamond);
     tcase_add_test(c, test_backward_twice_adds);
@@ -767,6 +923,9 @@ static Suite *tape_suite(void) {
     tcase_add_test(c, test_second_derivative_cube);
     tcase_add_test(c, test_hessian_vector_product);
     tcase_add_test(c, test_backward_errors);
+    tcase_add_test(c, test_create_graph_piecewise_constant);
+    tcase_add_test(c, test_checked_mode_stale_tape_tensor);
+    tcase_add_test(c, test_checked_mode_freed_persistent);
     suite_add_tcase(s, c);
     return s;
 }

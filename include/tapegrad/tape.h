@@ -46,7 +46,12 @@ extern "C" {
  * fails. On failure no ->grad has been changed. */
 int tg_backward(tg_tensor *y);
 
-/* Backward from y with the given seed dy (same shape and dtype as y). */
+/* Backward from y with the given seed dy (same shape and dtype as y): adds dy^T dy/dx
+ * into ->grad of every tensor x that requires one. Returns 0, or -1 with tg_error() set
+ * (naming tg_backward_seeded) in the cases above, when the seed's shape or dtype differs
+ * from y's, or when dy is NULL: a NULL seed is an error, not a ones seed (use
+ * tg_backward for that), and like a NULL input of an op it keeps an earlier message,
+ * so a failed op that produced the seed is the one reported. */
 int tg_backward_seeded(tg_tensor *y, const tg_tensor *dy);
 
 enum { TG_CREATE_GRAPH = 1 };
@@ -88,6 +93,32 @@ size_t tg_tape_bytes_used(void);
  * (inference, optimizer updates) ops only compute. On by default. */
 bool tg_set_grad_enabled(bool on);
 bool tg_is_grad_enabled(void);
+
+/* The checked mode: catches the two ways a C program most easily gets silently wrong
+ * gradients from a stale pointer, at a cost paid only while it is on.
+ *
+ *   - A tape tensor used after tg_tape_reset() or tg_tape_rewind() released it: the
+ *     op (or tg_backward, tg_grad) fails with "<function>: input is a tape tensor
+ *     released by tg_tape_reset" (or tg_tape_rewind) instead of reading whatever now
+ *     lies in that memory.
+ *   - A persistent tensor freed by tg_tensor_free() while the tape still refers to
+ *     it: the free is deferred to the next tg_tape_reset() (or tg_tape_free()), and the
+ *     next tg_backward / tg_grad, or an op given it, fails with an error naming the
+ *     node that uses it and saying tg_tensor_free released it.
+ *
+ * How: released arena memory is filled with a poison pattern and not handed out again
+ * at once. A reset switches between two arenas, so tensors released by the latest
+ * reset are always caught; a rewind leaves the released range unused (up to 64 MiB of
+ * such holes, then memory is reused and older stale pointers may alias new tensors).
+ * A free scans the tape for references. Memory use is up to about twice the usual
+ * and resets and rewinds cost a pass over the memory they release; with the mode off
+ * the only cost is one test of a global flag per op.
+ *
+ * Process-wide (set it before starting threads that record). On at start-up when the
+ * environment variable TAPEGRAD_CHECKS is set to a value other than "0" or "". Returns
+ * the previous setting. */
+bool tg_set_checked_mode(bool on);
+bool tg_is_checked_mode(void);
 
 /* Zeroes t->grad: a persistent gradient is filled with zeros (its memory is kept),
  * a tape gradient is dropped. NULL is fine. */

@@ -60,6 +60,7 @@ struct tg_tensor {
     bool tg__persistent;       /* made by a tg_tensor_* constructor */
     bool tg__view;             /* data belongs to another tensor */
     int32_t tg__id;            /* tape tensors: creation number on the tape (for printing) */
+    uint32_t tg__magic;        /* liveness stamp read by the checked mode (tape.h) */
     struct tg__node *tg__node; /* node that produced this tensor, or NULL for a leaf */
     tg_tensor *tg__acc;        /* gradient being accumulated during a backward sweep */
     char tg__name[24];         /* optional name used by tg_tape_print / tg_tape_dot */

@@ -112,8 +112,8 @@ static int prepare(tg_tensor *t, pending *list, size_t *count) {
     return 0;
 }
 
-static int deliver_all(tg__node *last, tg_tensor *y) {
-    tg__op_name = "tg_backward";
+static int deliver_all(const char *op, tg__node *last, tg_tensor *y) {
+    tg__op_name = op;
     size_t cap = 1;
     for (tg__node *n = last; n; n = n->prev)
         cap += 1 + (size_t)n->nin;
@@ -143,27 +143,41 @@ static int deliver_all(tg__node *last, tg_tensor *y) {
     return 0;
 }
 
-int tg_backward_seeded(tg_tensor *y, const tg_tensor *dy) {
-    if (!y) return tg__fail_soft("tg_backward: output is NULL"), -1;
+/* tg_backward (dy NULL: a ones seed) and tg_backward_seeded; op names the one called. */
+static int backward(const char *op, tg_tensor *y, const tg_tensor *dy) {
+    if (!y) return tg__fail_soft("%s: output is NULL", op), -1;
+    if (tg__checks_on() &&
+        (!tg__check_live(op, "the output", y) || (dy && !tg__check_live(op, "the seed", dy)) ||
+         !tg__check_tape_live(op)))
+        return -1;
     if (!y->requires_grad)
-        return tg__fail_int("tg_backward: output %s does not require a gradient (no input of "
+        return tg__fail_int("%s: output %s does not require a gradient (no input of "
                             "it requires one, or it was computed in no-grad mode)",
-                            tg__shp(y));
+                            op, tg__shp(y));
     if (!dy && y->numel != 1)
-        return tg__fail_int("tg_backward: output %s has %lld elements; give a seed with "
+        return tg__fail_int("%s: output %s has %lld elements; give a seed of its shape with "
                             "tg_backward_seeded",
-                            tg__shp(y), (long long)y->numel);
+                            op, tg__shp(y), (long long)y->numel);
     tg__node *last = tg__tape_last();
     bool mode = tg_set_grad_enabled(false);
     tg_tensor *dys[1] = {(tg_tensor *)dy};
-    int rc = sweep("tg_backward", last, 1, &y, dy ? dys : NULL);
-    if (rc == 0) rc = deliver_all(last, y);
+    int rc = sweep(op, last, 1, &y, dy ? dys : NULL);
+    if (rc == 0) rc = deliver_all(op, last, y);
     clear_acc(last, 1, &y);
     tg_set_grad_enabled(mode);
     return rc;
 }
 
-int tg_backward(tg_tensor *y) { return tg_backward_seeded(y, NULL); }
+int tg_backward(tg_tensor *y) { return backward("tg_backward", y, NULL); }
+
+int tg_backward_seeded(tg_tensor *y, const tg_tensor *dy) {
+    /* A NULL seed is most likely a failed op: keep its message. */
+    if (!dy)
+        return tg__fail_soft("tg_backward_seeded: seed is NULL (tg_backward seeds a "
+                             "one-element output with 1)"),
+               -1;
+    return backward("tg_backward_seeded", y, dy);
+}
 
 int tg_grad(int ny, tg_tensor *const *ys, tg_tensor *const *dys, int nx, tg_tensor *const *xs,
             tg_tensor **dxs_out, unsigned flags) {
@@ -179,6 +193,15 @@ int tg_grad(int ny, tg_tensor *const *ys, tg_tensor *const *dys, int nx, tg_tens
         if (!xs[j]) return tg__fail_soft("tg_grad: xs[%d] is NULL", j), -1;
         if (xs[j]->dtype == TG_I64)
             return tg__fail_int("tg_grad: xs[%d] %s is i64 and has no gradient", j, tg__shp(xs[j]));
+    }
+    if (tg__checks_on()) {
+        for (int i = 0; i < ny; i++)
+            if (!tg__check_live("tg_grad", "an output (ys)", ys[i]) ||
+                (dys && dys[i] && !tg__check_live("tg_grad", "a seed (dys)", dys[i])))
+                return -1;
+        for (int j = 0; j < nx; j++)
+            if (!tg__check_live("tg_grad", "an input (xs)", xs[j])) return -1;
+        if (!tg__check_tape_live("tg_grad")) return -1;
     }
     tg__node *last = tg__tape_last();
     bool mode = tg_set_grad_enabled((flags & TG_CREATE_GRAPH) != 0);

@@ -26,6 +26,7 @@
 #define TAPEGRAD_INTERNAL_H
 
 #include <stdarg.h>
+#include <stdatomic.h>
 
 #include "tapegrad.h"
 
@@ -48,6 +49,29 @@ const char *tg__shp_raw(int ndim, const int64_t *shape);
  * starts with (and by constructors and backward), so that an allocation failure deep
  * inside can name it: "tg_matmul: out of memory ...". */
 extern _Thread_local const char *tg__op_name;
+
+/* ---- the checked mode (tape.h) ----
+ * Every tensor header carries tg__magic. TG__MAGIC_LIVE marks a live tensor; memory
+ * released by a reset or rewind in checked mode is filled with TG__POISON_RESET or
+ * TG__POISON_REWIND bytes, and a persistent tensor freed while the tape refers to it
+ * is kept (until the next reset) with TG__MAGIC_FREED. */
+#define TG__MAGIC_LIVE 0x7467a11eu
+#define TG__MAGIC_FREED 0x7467f4eeu
+#define TG__POISON_RESET 0xd1
+#define TG__POISON_REWIND 0xd2
+extern _Atomic int tg__checked;
+static inline bool tg__checks_on(void) {
+    return __builtin_expect(atomic_load_explicit(&tg__checked, memory_order_relaxed), 0);
+}
+/* In checked mode: true when x is live; otherwise false with an error
+ * "<op>: <what> is a tape tensor released by tg_tape_reset" (or the other causes). */
+bool tg__check_live(const char *op, const char *what, const tg_tensor *x);
+/* In checked mode: every tensor the tape's nodes refer to is live (else false with an
+ * error naming op, the node's position and its op). */
+bool tg__check_tape_live(const char *op);
+/* In checked mode, for tg_tensor_free: true when the tape refers to t; it then keeps t
+ * (marked freed) and frees it at the next reset. */
+bool tg__tape_keep_if_referenced(tg_tensor *t);
 
 /* ---- memory ---- */
 void *tg__alloc(size_t size); /* through the allocator hook; sets tg_error on failure */
@@ -103,6 +127,14 @@ bool tg__should_record(int nin, tg_tensor *const *in);
 tg__node *tg__record(const char *op, tg_tensor *y, int nin, tg_tensor *const *in,
                      tg__backward_fn backward);
 
+/* For backward closures of piecewise-constant ops (abs, relu, max, maximum, ...): c is
+ * a constant computed from the values of in[0..nin) without history (a mask, a sign).
+ * Records that c depends on those inputs with a zero derivative, as PyTorch does, so
+ * that in a TG_CREATE_GRAPH sweep the gradient built from c requires a gradient when an
+ * input does, and differentiates to zeros. Records nothing outside grad mode (plain
+ * sweeps). Returns c, or NULL (c NULL, or allocation failure). */
+tg_tensor *tg__derived_constant(tg_tensor *c, int nin, tg_tensor *const *in);
+
 /* The newest node on this thread's tape, or NULL. */
 tg__node *tg__tape_last(void);
 
@@ -128,6 +160,14 @@ bool tg__norm_axis(const char *op, const tg_tensor *x, int *axis);
 bool tg__broadcast_shape(const char *op, const char *sym, int na, const int64_t *sa, int nb,
                          const int64_t *sb, int *ondim, int64_t *out);
 
+/* The one checked shape product. A shape is valid when every dimension is >= 0 and the
+ * product of its non-zero dimensions is at most TG__MAX_NUMEL: then no product of some
+ * of its dimensions (numel, strides, outer/inner counts, byte sizes) can overflow.
+ * Returns numel (0 when a dimension is 0), or -1 with the error
+ * "<op>: shape [..] is too large" (or "... negative dimension ...") naming op. */
+#define TG__MAX_NUMEL (INT64_MAX / 16)
+int64_t tg__shape_numel(const char *op, int ndim, const int64_t *shape);
+/* numel of a shape already known to be valid (a live tensor's, or part of one). */
 int64_t tg__numel(int ndim, const int64_t *shape);
 bool tg__shape_eq(int na, const int64_t *sa, int nb, const int64_t *sb);
 

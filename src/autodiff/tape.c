@@ -1,5 +1,6 @@
 /* tape.c — the per-thread arena and Wengert tape: allocation, recording, reset,
  * mark/rewind, grad mode, printing. The backward sweep is in backward.c. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -25,6 +26,18 @@ typedef struct {
     size_t nnodes;
     int32_t next_id;
     bool grad_off; /* grad mode is on by default, so store its negation */
+    /* checked mode only (see tg_set_checked_mode) */
+    struct spare_arena {
+        arena_block *blocks;
+        int nblocks, cap_blocks;
+    } spare; /* the other arena: a reset swaps the two */
+    struct hole {
+        size_t from, to;
+    } holes[32]; /* ranges released by rewinds, poisoned and unused, ascending */
+    int nholes;
+    size_t hole_bytes; /* their total size */
+    tg_tensor **kept;  /* persistent tensors freed while on the tape */
+    size_t nkept, cap_kept;
 } tape_state;
 
 static _Thread_local tape_state tape;
@@ -81,24 +94,24 @@ void *tg__arena_alloc(size_t size) {
 
 #define HDR_BYTES ((sizeof(tg_tensor) + ALIGN - 1) & ~(size_t)(ALIGN - 1))
 
-static tg_tensor *tape_header(tg_dtype dt, int ndim, const int64_t *shape, size_t data_bytes) {
+/* shape is valid (tg__shape_numel) and has numel elements. */
+static tg_tensor *tape_header(tg_dtype dt, int ndim, const int64_t *shape, int64_t numel,
+                              size_t data_bytes) {
     char *mem = tg__arena_alloc(HDR_BYTES + data_bytes);
     if (!mem) return NULL;
     tg_tensor *t = (tg_tensor *)mem;
     t->dtype = dt;
     t->ndim = ndim;
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++)
-        n *= (t->shape[i] = shape[i]);
-    for (int i = ndim; i < TG_MAX_DIMS; i++)
-        t->shape[i] = 1;
-    t->numel = n;
+    for (int i = 0; i < TG_MAX_DIMS; i++)
+        t->shape[i] = i < ndim ? shape[i] : 1;
+    t->numel = numel;
     t->data = mem + HDR_BYTES;
     t->grad = NULL;
     t->requires_grad = false;
     t->tg__persistent = false;
     t->tg__view = false;
     t->tg__id = tape.next_id++;
+    t->tg__magic = TG__MAGIC_LIVE;
     t->tg__node = NULL;
     t->tg__acc = NULL;
     t->tg__name[0] = '\0';
@@ -106,11 +119,13 @@ static tg_tensor *tape_header(tg_dtype dt, int ndim, const int64_t *shape, size_
 }
 
 tg_tensor *tg__tape_tensor(tg_dtype dt, int ndim, const int64_t *shape) {
-    size_t bytes = (size_t)tg__numel(ndim, shape) * tg_dtype_size(dt);
-    tg_tensor *t = tape_header(dt, ndim, shape, bytes);
+    const char *op = tg__op_name ? tg__op_name : "tapegrad";
+    int64_t n = tg__shape_numel(op, ndim, shape);
+    if (n < 0) return NULL;
+    size_t bytes = (size_t)n * tg_dtype_size(dt);
+    tg_tensor *t = tape_header(dt, ndim, shape, n, bytes);
     if (!t)
-        tg__fail("%s: out of memory for a %s %s result (%zu bytes)",
-                 tg__op_name ? tg__op_name : "tapegrad", tg__shp_raw(ndim, shape),
+        tg__fail("%s: out of memory for a %s %s result (%zu bytes)", op, tg__shp_raw(ndim, shape),
                  tg_dtype_name(dt), bytes);
     return t;
 }
@@ -122,7 +137,7 @@ tg_tensor *tg__tape_zeros(tg_dtype dt, int ndim, const int64_t *shape) {
 }
 
 tg_tensor *tg__tape_view(tg_tensor *x, int ndim, const int64_t *shape) {
-    tg_tensor *t = tape_header(x->dtype, ndim, shape, 0);
+    tg_tensor *t = tape_header(x->dtype, ndim, shape, x->numel, 0);
     if (!t) return NULL;
     t->data = x->data;
     t->tg__view = true;
@@ -196,15 +211,160 @@ tg__node *tg__tape_last(void) { return tape.last; }
 
 /* ---- reset, mark, rewind ---- */
 
+/* ---- the checked mode ---- */
+
+static int checks_from_environment(void) {
+    const char *v = getenv("TAPEGRAD_CHECKS");
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+_Atomic int tg__checked;
+
+__attribute__((constructor)) static void checked_mode_init(void) {
+    atomic_store(&tg__checked, checks_from_environment());
+}
+
+bool tg_set_checked_mode(bool on) { return atomic_exchange(&tg__checked, on) != 0; }
+
+bool tg_is_checked_mode(void) { return tg__checks_on(); }
+
+/* Fills the arena positions [from, to) with the poison byte. */
+static void poison(size_t from, size_t to, int byte) {
+    for (int b = 0; b < tape.nblocks && from < to; b++) {
+        arena_block *k = &tape.blocks[b];
+        size_t lo = from > k->base ? from : k->base, hi = k->base + k->cap;
+        if (hi > to) hi = to;
+        if (lo < hi) memset(k->mem + (lo - k->base), byte, hi - lo);
+    }
+}
+
+/* Rewinds may leave up to this many released bytes unused before memory is reused. */
+enum { MAX_DEAD_BYTES = 64 << 20 };
+
+bool tg__check_live(const char *op, const char *what, const tg_tensor *x) {
+    const char *by;
+    switch (x->tg__magic) {
+    case TG__MAGIC_LIVE:
+        return true;
+    case TG__POISON_RESET * 0x01010101u:
+        by = "a tape tensor released by tg_tape_reset";
+        break;
+    case TG__POISON_REWIND * 0x01010101u:
+        by = "a tape tensor released by tg_tape_rewind";
+        break;
+    case TG__MAGIC_FREED:
+        by = "a persistent tensor released by tg_tensor_free";
+        break;
+    default:
+        by = "not a live tensor (a stale or invalid pointer)";
+        break;
+    }
+    tg__fail("%s: %s is %s", op, what, by);
+    return false;
+}
+
+bool tg__check_tape_live(const char *op) {
+    if (!tg__checks_on()) return true;
+    size_t pos = tape.nnodes;
+    for (tg__node *n = tape.last; n; n = n->prev, pos--) {
+        const tg_tensor *refs[TG__NODE_INLINE + 2];
+        for (int i = 0; i < n->nin; i++) {
+            const tg_tensor *x = n->in[i];
+            if (x->tg__magic != TG__MAGIC_LIVE) {
+                char what[96];
+                snprintf(what, sizeof what, "input %d of node %zu (%s) on the tape", i, pos, n->op);
+                return tg__check_live(op, what, x);
+            }
+        }
+        refs[0] = n->aux[0];
+        refs[1] = n->aux[1];
+        for (int i = 0; i < 2; i++)
+            if (refs[i] && refs[i]->tg__magic != TG__MAGIC_LIVE) {
+                char what[96];
+                snprintf(what, sizeof what, "an argument of node %zu (%s) on the tape", pos, n->op);
+                return tg__check_live(op, what, refs[i]);
+            }
+    }
+    return true;
+}
+
+bool tg__tape_keep_if_referenced(tg_tensor *t) {
+    bool found = false;
+    for (tg__node *n = tape.last; n && !found; n = n->prev) {
+        for (int i = 0; i < n->nin && !found; i++)
+            found = n->in[i] == t;
+        found = found || n->aux[0] == t || n->aux[1] == t;
+    }
+    if (!found) return false;
+    if (tape.nkept == tape.cap_kept) {
+        size_t ncap = tape.cap_kept ? tape.cap_kept * 2 : 16;
+        tg_tensor **nk = tg__alloc(ncap * sizeof *nk);
+        if (!nk) return true; /* leaked rather than freed under the tape's feet */
+        if (tape.nkept) memcpy(nk, tape.kept, tape.nkept * sizeof *nk);
+        tg__release(tape.kept);
+        tape.kept = nk;
+        tape.cap_kept = ncap;
+    }
+    t->tg__magic = TG__MAGIC_FREED;
+    tape.kept[tape.nkept++] = t;
+    return true;
+}
+
+/* Frees the persistent tensors kept by the checked mode (the tape no longer refers to
+ * them: it has just been emptied). */
+static void release_kept(void) {
+    for (size_t i = 0; i < tape.nkept; i++)
+        tg_tensor_free(tape.kept[i]);
+    tape.nkept = 0;
+}
+
+/* ---- reset, mark, rewind ---- */
+
 void tg_tape_reset(void) {
+    if (tg__checks_on()) {
+        /* Poison what is released and allocate from the other arena, so that tensors of
+         * this generation are caught until the next reset. */
+        poison(0, position(), TG__POISON_RESET);
+        struct spare_arena s = tape.spare;
+        tape.spare = (struct spare_arena){tape.blocks, tape.nblocks, tape.cap_blocks};
+        tape.blocks = s.blocks;
+        tape.nblocks = s.nblocks;
+        tape.cap_blocks = s.cap_blocks;
+    }
     tape.cur = 0;
     tape.off = 0;
     tape.last = NULL;
     tape.nnodes = 0;
     tape.next_id = 0;
+    tape.nholes = 0;
+    tape.hole_bytes = 0;
+    release_kept();
 }
 
 size_t tg_tape_mark(void) { return position(); }
+
+/* Checked mode: poisons [mark, position()) but for the holes earlier rewinds left in it
+ * (already poisoned), merges them into one hole and says whether that hole may stay
+ * unused (true) or the memory from mark on is to be reused (holes over budget). */
+static bool rewind_checked(size_t mark) {
+    size_t pos = position(), from = mark, top = pos;
+    while (tape.nholes && tape.holes[tape.nholes - 1].to > mark) {
+        struct hole h = tape.holes[--tape.nholes];
+        if (h.to < top) poison(h.to, top, TG__POISON_REWIND);
+        top = h.from;
+        tape.hole_bytes -= h.to - h.from;
+        if (h.from < from) from = h.from; /* it straddles mark */
+    }
+    if (mark < top) poison(mark, top, TG__POISON_REWIND);
+    bool keep = tape.nholes < (int)(sizeof tape.holes / sizeof *tape.holes) &&
+                tape.hole_bytes + (pos - from) <= MAX_DEAD_BYTES;
+    size_t to = keep ? pos : mark; /* reused from mark on: only [from, mark) stays a hole */
+    if (from < to) {
+        tape.holes[tape.nholes++] = (struct hole){from, to};
+        tape.hole_bytes += to - from;
+    }
+    return keep;
+}
 
 void tg_tape_rewind(size_t mark) {
     if (mark > position()) return;
@@ -213,6 +373,7 @@ void tg_tape_rewind(size_t mark) {
         tape.nnodes--;
     }
     if (!tape.nblocks) return;
+    if (tg__checks_on() && rewind_checked(mark)) return;
     int b = 0;
     while (b + 1 < tape.nblocks && tape.blocks[b + 1].base <= mark)
         b++;
@@ -221,9 +382,16 @@ void tg_tape_rewind(size_t mark) {
 }
 
 void tg_tape_free(void) {
+    tape.last = NULL;
+    tape.nnodes = 0;
+    release_kept();
+    tg__release(tape.kept);
     for (int i = 0; i < tape.nblocks; i++)
         tg__release(tape.blocks[i].raw);
     tg__release(tape.blocks);
+    for (int i = 0; i < tape.spare.nblocks; i++)
+        tg__release(tape.spare.blocks[i].raw);
+    tg__release(tape.spare.blocks);
     bool off = tape.grad_off;
     memset(&tape, 0, sizeof tape);
     tape.grad_off = off;
@@ -235,10 +403,13 @@ size_t tg_tape_bytes_reserved(void) {
     size_t s = 0;
     for (int i = 0; i < tape.nblocks; i++)
         s += tape.blocks[i].cap;
+    for (int i = 0; i < tape.spare.nblocks; i++)
+        s += tape.spare.blocks[i].cap;
     return s;
 }
 
-size_t tg_tape_bytes_used(void) { return position(); }
+/* The holes the checked mode leaves after rewinds are not in use. */
+size_t tg_tape_bytes_used(void) { return position() - tape.hole_bytes; }
 
 bool tg_set_grad_enabled(bool on) {
     bool prev = !tape.grad_off;

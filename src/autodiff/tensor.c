@@ -64,6 +64,28 @@ const char *tg_dtype_name(tg_dtype dt) {
     return "?";
 }
 
+int64_t tg__shape_numel(const char *op, int ndim, const int64_t *shape) {
+    int64_t nonzero = 1;
+    bool empty = false;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0) {
+            tg__fail("%s: negative dimension in shape %s", op, tg__shp_raw(ndim, shape));
+            return -1;
+        }
+        if (shape[i] == 0) {
+            empty = true;
+            continue;
+        }
+        if (nonzero > TG__MAX_NUMEL / shape[i]) {
+            tg__fail("%s: shape %s is too large (more than %lld elements)", op,
+                     tg__shp_raw(ndim, shape), (long long)TG__MAX_NUMEL);
+            return -1;
+        }
+        nonzero *= shape[i];
+    }
+    return empty ? 0 : nonzero;
+}
+
 int64_t tg__numel(int ndim, const int64_t *shape) {
     int64_t n = 1;
     for (int i = 0; i < ndim; i++)
@@ -90,16 +112,9 @@ static bool check_shape(const char *op, tg_dtype dt, int ndim, const int64_t *sh
     if (ndim < 0 || ndim > TG_MAX_DIMS)
         return tg__fail("%s: ndim %d outside [0, %d]", op, ndim, TG_MAX_DIMS), false;
     if (ndim > 0 && !shape) return tg__fail("%s: shape is NULL with ndim %d", op, ndim), false;
-    uint64_t n = 1;
-    for (int i = 0; i < ndim; i++) {
-        if (shape[i] < 0)
-            return tg__fail("%s: negative dimension in shape %s", op, tg__shp_raw(ndim, shape)),
-                   false;
-        if (shape[i] && n > (UINT64_MAX / 16) / (uint64_t)shape[i])
-            return tg__fail("%s: shape %s is too large", op, tg__shp_raw(ndim, shape)), false;
-        n *= (uint64_t)shape[i];
-    }
-    if (n > (SIZE_MAX - 256) / tg_dtype_size(dt))
+    int64_t n = tg__shape_numel(op, ndim, shape);
+    if (n < 0) return false;
+    if ((uint64_t)n > (SIZE_MAX - 256) / tg_dtype_size(dt))
         return tg__fail("%s: shape %s is too large", op, tg__shp_raw(ndim, shape)), false;
     *bytes = (size_t)n * tg_dtype_size(dt);
     return true;
@@ -117,6 +132,7 @@ static void init_header(tg_tensor *t, tg_dtype dt, int ndim, const int64_t *shap
     t->tg__persistent = false;
     t->tg__view = false;
     t->tg__id = -1;
+    t->tg__magic = TG__MAGIC_LIVE;
     t->tg__node = NULL;
     t->tg__acc = NULL;
     t->tg__name[0] = '\0';
@@ -173,8 +189,11 @@ tg_tensor *tg_tensor_clone(const tg_tensor *src) {
 
 void tg_tensor_free(tg_tensor *t) {
     if (!t || !t->tg__persistent) return;
+    /* Checked mode: kept, with its gradient, until the tape lets go of it. */
+    if (tg__checks_on() && tg__tape_keep_if_referenced(t)) return;
     tg_tensor_free(t->grad);
     t->tg__persistent = false; /* a use after free of the header fails the check above */
+    t->tg__magic = TG__MAGIC_FREED;
     tg__release(t);
 }
 

@@ -253,7 +253,6 @@ static int parse_entry(const char *path, const cJSON *e, st_entry *out) {
         return tg__fail_int("%s: %s: entry \"%s\" has %d dimensions (at most %d)", op, path, name,
                             nd, TG_MAX_DIMS);
     out->ndim = nd;
-    uint64_t numel = 1;
     int d = 0;
     const cJSON *v;
     cJSON_ArrayForEach(v, shape) {
@@ -261,12 +260,13 @@ static int parse_entry(const char *path, const cJSON *e, st_entry *out) {
         if (!json_uint(v, &s))
             return tg__fail_int("%s: %s: entry \"%s\": shape[%d] is not a non-negative integer", op,
                                 path, name, d);
-        /* Keep numel * 8 below 2^63: larger cannot fit in a file anyway. */
-        if (s != 0 && numel > (UINT64_C(1) << 59) / s)
+        if (s > (uint64_t)TG__MAX_NUMEL)
             return tg__fail_int("%s: %s: entry \"%s\": shape is too large", op, path, name);
-        numel *= s;
         out->shape[d++] = (int64_t)s;
     }
+    int64_t count = tg__shape_numel(op, nd, out->shape);
+    if (count < 0) return tg__fail_int("%s: %s: entry \"%s\": shape is too large", op, path, name);
+    uint64_t numel = (uint64_t)count;
     uint64_t b, en;
     if (cJSON_GetArraySize(offs) != 2 || !json_uint(cJSON_GetArrayItem(offs, 0), &b) ||
         !json_uint(cJSON_GetArrayItem(offs, 1), &en) || en < b)

@@ -6,7 +6,7 @@
 
 bool tg__check_nonnull(const char *op, const tg_tensor *x) {
     tg__op_name = op;
-    if (x) return true;
+    if (x) return !tg__checks_on() || tg__check_live(op, "input", x);
     tg__fail_soft("%s: input is NULL", op);
     return false;
 }
@@ -37,6 +37,23 @@ bool tg__norm_axis(const char *op, const tg_tensor *x, int *axis) {
     }
     *axis = a;
     return true;
+}
+
+/* The derivative of a derived constant is zero: explicit zeros, so that a tensor reached
+ * only through it gets a zero gradient (as in PyTorch) rather than none. */
+static int derived_constant_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
+    for (int i = 0; i < n->nin; i++) {
+        tg_tensor *x = n->in[i];
+        if (x->requires_grad && !(gin[i] = tg__tape_zeros(x->dtype, x->ndim, x->shape))) return -1;
+    }
+    return 0;
+}
+
+tg_tensor *tg__derived_constant(tg_tensor *c, int nin, tg_tensor *const *in) {
+    if (!c) return NULL;
+    if (tg__record("constant", c, nin, in, derived_constant_backward) == TG__RECORD_FAILED)
+        return NULL;
+    return c;
 }
 
 bool tg__broadcast_shape(const char *op, const char *sym, int na, const int64_t *sa, int nb,

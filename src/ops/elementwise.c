@@ -209,10 +209,12 @@ static int maxmin_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     tg_tensor *a = tg_detach(n->in[0]), *b = tg_detach(n->in[1]);
     binop m = n->i[0] ? B_MASK_LT : B_MASK_GT;
     if (n->in[0]->requires_grad &&
-        !(gin[0] = reduce_like(tg_mul(g, binary_compute(m, a, b)), n->in[0])))
+        !(gin[0] = reduce_like(tg_mul(g, tg__derived_constant(binary_compute(m, a, b), 2, n->in)),
+                               n->in[0])))
         return -1;
     if (n->in[1]->requires_grad &&
-        !(gin[1] = reduce_like(tg_mul(g, binary_compute(m, b, a)), n->in[1])))
+        !(gin[1] = reduce_like(tg_mul(g, tg__derived_constant(binary_compute(m, b, a), 2, n->in)),
+                               n->in[1])))
         return -1;
     return 0;
 }
@@ -366,17 +368,22 @@ static int sigmoid_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     return (gin[0] = tg_mul(g, tg_mul(y, tg_add_scalar(tg_neg(y), 1.0)))) ? 0 : -1;
 }
 /* relu's backward as one op: y = g where x > 0, else 0. Linear in g, so its own
- * backward is the same op on the incoming gradient (x is a constant of it). */
+ * backward is the same op on the incoming gradient; x is an input with a zero
+ * derivative (as in PyTorch: the result of a create-graph sweep through relu requires
+ * a gradient when x does, and its derivative with respect to x is 0). */
 static tg_tensor *relu_grad(tg_tensor *g, tg_tensor *x);
 static int relu_grad_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
-    return (gin[0] = relu_grad(g, (tg_tensor *)n->aux[0])) ? 0 : -1;
+    tg_tensor *x = n->in[1];
+    if (n->in[0]->requires_grad && !(gin[0] = relu_grad(g, x))) return -1;
+    if (x->requires_grad && !(gin[1] = tg__tape_zeros(x->dtype, x->ndim, x->shape))) return -1;
+    return 0;
 }
 static tg_tensor *relu_grad(tg_tensor *g, tg_tensor *x) {
     tg_tensor *y = binary_compute(B_RELU_GRAD, g, x);
     if (!y) return NULL;
-    tg__node *n = tg__record("relu_grad", y, 1, &g, relu_grad_backward);
-    if (n == TG__RECORD_FAILED) return NULL;
-    if (n) n->aux[0] = x;
+    if (tg__record("relu_grad", y, 2, (tg_tensor *const[]){g, x}, relu_grad_backward) ==
+        TG__RECORD_FAILED)
+        return NULL;
     return y;
 }
 static int relu_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
@@ -387,7 +394,8 @@ static int sqrt_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     return (gin[0] = tg_div(g, tg_mul_scalar(n->out, 2.0))) ? 0 : -1;
 }
 static int abs_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
-    return (gin[0] = tg_mul(g, unary_compute(U_SIGN, n->in[0], 0))) ? 0 : -1;
+    tg_tensor *sign = tg__derived_constant(unary_compute(U_SIGN, n->in[0], 0), 1, n->in);
+    return (gin[0] = tg_mul(g, sign)) ? 0 : -1;
 }
 static int square_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     return (gin[0] = tg_mul(g, tg_mul_scalar(n->in[0], 2.0))) ? 0 : -1;

@@ -174,7 +174,7 @@ static int max_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     for (int64_t o = 0; o < outer; o++)
         for (int64_t k = 0; k < inner; k++)
             tg__set(mask, (o * len + best[o * inner + k]) * inner + k, 1.0);
-    return (gin[0] = tg_mul(expand_grad(n, g), mask)) ? 0 : -1;
+    return (gin[0] = tg_mul(expand_grad(n, g), tg__derived_constant(mask, 1, n->in))) ? 0 : -1;
 }
 
 /* d lse / dx = exp(x - lse) = softmax(x) */

@@ -92,6 +92,21 @@ static int transpose_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) 
     return (gin[0] = tg_transpose(g, (int)n->i[0], (int)n->i[1])) ? 0 : -1;
 }
 
+/* True when swapping axes dim0 and dim1 leaves the elements in the same memory order:
+ * the axes of size > 1, read in the output's order, are still in increasing order. A
+ * size-1 swapped axis is not enough on its own: transposing [4,4,2,1] on axes 1 and 3
+ * moves the size-2 axis 2 in front of the size-4 axis 1. */
+static bool keeps_memory_order(int ndim, const int64_t *shape, int dim0, int dim1) {
+    int last = -1;
+    for (int d = 0; d < ndim; d++) {
+        int src = d == dim0 ? dim1 : d == dim1 ? dim0 : d;
+        if (shape[src] == 1) continue;
+        if (src < last) return false;
+        last = src;
+    }
+    return true;
+}
+
 tg_tensor *tg_transpose(tg_tensor *x, int dim0, int dim1) {
     if (!tg__check_nonnull("tg_transpose", x)) return NULL;
     if (!tg__norm_axis("tg_transpose", x, &dim0) || !tg__norm_axis("tg_transpose", x, &dim1))
@@ -109,8 +124,7 @@ tg_tensor *tg_transpose(tg_tensor *x, int dim0, int dim1) {
     tg_tensor *y = tg__tape_tensor(x->dtype, x->ndim, shape);
     if (!y) return NULL;
     size_t es = tg_dtype_size(x->dtype);
-    /* Swapping an axis with itself or with a size-1 axis keeps the memory order. */
-    if (dim0 == dim1 || x->shape[dim0] == 1 || x->shape[dim1] == 1)
+    if (keeps_memory_order(x->ndim, x->shape, dim0, dim1))
         memcpy(y->data, x->data, (size_t)x->numel * es);
     else
         strided_copy(es, x->ndim, shape, str, x->data, y->data);
@@ -225,6 +239,10 @@ tg_tensor *tg_concat(int n, tg_tensor *const *xs, int axis) {
             return tg__fail("tg_concat: shapes differ outside axis %d: input 0 is %s, input %d "
                             "is %s",
                             axis, tg__shp(x0), i, tg__shp(x));
+        if (shape[axis] > TG__MAX_NUMEL - x->shape[axis])
+            return tg__fail("tg_concat: the inputs' sizes along axis %d add up to too many "
+                            "elements (input %d is %s)",
+                            axis, i, tg__shp(x));
         shape[axis] += x->shape[axis];
     }
     tg_tensor *y = tg__tape_tensor(x0->dtype, x0->ndim, shape);

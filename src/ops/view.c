@@ -16,18 +16,18 @@ tg_tensor *tg_reshape(tg_tensor *x, int ndim, const int64_t *shape) {
         return tg__fail("tg_reshape: bad target ndim %d for %s", ndim, tg__shp(x));
     int64_t s[TG_MAX_DIMS];
     int infer = -1;
-    int64_t known = 1;
     for (int i = 0; i < ndim; i++) {
         s[i] = shape[i];
         if (s[i] == -1 && infer < 0) {
             infer = i;
+            s[i] = 1; /* counted as 1 while the other dimensions are checked */
         } else if (s[i] < 0) {
             return tg__fail("tg_reshape: bad target shape %s for %s", tg__shp_raw(ndim, shape),
                             tg__shp(x));
-        } else {
-            known *= s[i];
         }
     }
+    int64_t known = tg__shape_numel("tg_reshape", ndim, s);
+    if (known < 0) return NULL;
     if (infer >= 0) {
         if (known == 0 || x->numel % known != 0)
             return tg__fail("tg_reshape: cannot infer -1 in %s from %s", tg__shp_raw(ndim, shape),
@@ -70,7 +70,7 @@ static bool check_target(const char *op, const tg_tensor *x, int ndim, const int
             tg__fail("%s: bad target shape %s", op, tg__shp_raw(ndim, shape));
             return false;
         }
-    return true;
+    return tg__shape_numel(op, ndim, shape) >= 0;
 }
 
 static void bcast_run(int64_t n, int64_t oo, const int64_t *off, const int64_t *st, void *vc) {
