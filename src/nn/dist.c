@@ -230,6 +230,7 @@ static void add_size(fused_layout *L, const tg_tensor *t) {
  * the running offsets o64 / o32, or back from the buffer into dst when unpack is set. */
 static void move_values(fused_layout *L, tg_dtype dt, int64_t numel, const void *src, void *dst,
                         double weight, bool unpack, int64_t *o64, int64_t *o32) {
+    if (numel == 0) return; /* src, dst and the buffer may all be NULL then */
     if (dt == TG_F64) {
         double *b = L->b64 + *o64;
         if (unpack)
@@ -311,7 +312,7 @@ static int check_reduce(const char *op, const tg__dist_reduce_args *a, call_summ
         dist.cap = bytes;
     }
     L->b64 = dist.buf;
-    L->b32 = (float *)(L->b64 + L->p64);
+    L->b32 = dist.buf ? (float *)(L->b64 + L->p64) : NULL;
     return 0;
 }
 
@@ -367,8 +368,10 @@ static void move_all(fused_layout *L, const tg__dist_reduce_args *a, bool unpack
     }
     move_values(L, TG_F64, a->nsums, a->sums, a->sums, 1.0, unpack, &o64, &o32);
     if (unpack) return;
-    memset(L->b64 + L->n64, 0, (size_t)(L->p64 - L->n64) * sizeof(double));
-    memset(L->b32 + L->n32, 0, (size_t)(L->p32 - L->n32) * sizeof(float));
+    for (int64_t k = L->n64; k < L->p64; k++) /* the padding */
+        L->b64[k] = 0.0;
+    for (int64_t k = L->n32; k < L->p32; k++)
+        L->b32[k] = 0.0f;
 }
 
 int tg__dist_reduce(const char *op, const tg__dist_reduce_args *a) {

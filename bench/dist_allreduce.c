@@ -1,0 +1,52 @@
+/* dist_allreduce.c — time of tg_dist_allreduce_grads (agreement step, reduce-scatter,
+ * allgather) on one F32 gradient of n floats, for the sizes of the Fashion-MNIST MLP and
+ * CNN and a sweep from 1 Ki to 4 Mi floats, to fit the latency (alpha) and inverse
+ * bandwidth (beta) of the machine's own transport. Run under mpirun (scripts/mpirun.sh
+ * 2 build/.../bench/dist_allreduce); rank 0 prints one RESULT line per size:
+ *     RESULT allreduce ranks=2 floats=235146 bytes=940584 median_us=... */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "bench_util.h"
+
+static double time_one(int64_t n, int reps) {
+    tg_tensor *p = tg_tensor_new(TG_F32, TG_SHAPE(n));
+    tg_requires_grad(p, true);
+    p->grad = NULL;
+    double *t = malloc(sizeof *t * (size_t)reps);
+    for (int r = -3; r < reps; r++) { /* three warm-up calls */
+        double t0 = bench_now_ns();
+        if (tg_dist_allreduce_grads(&p, 1) != 0) {
+            fprintf(stderr, "dist_allreduce: %s\n", tg_error());
+            exit(1);
+        }
+        if (r >= 0) t[r] = (bench_now_ns() - t0) / 1e3;
+    }
+    double med = bench_median(t, (size_t)reps);
+    free(t);
+    tg_tensor_free(p);
+    return med;
+}
+
+int main(int argc, char **argv) {
+    if (tg_dist_init(&argc, &argv) != 0) {
+        fprintf(stderr, "dist_allreduce: %s\n", tg_error());
+        return 1;
+    }
+    int rank = tg_dist_rank(), size = tg_dist_size();
+    /* The MLP 784-256-128-10 and the CNN of examples/fashion_mnist, then the sweep. */
+    int64_t sizes[32] = {235146, 80202};
+    int n = 2;
+    for (int64_t k = 1024; k <= ((int64_t)4 << 20); k *= 4)
+        sizes[n++] = k;
+    for (int i = 0; i < n; i++) {
+        int reps = sizes[i] > (1 << 20) ? 30 : 200;
+        double us = time_one(sizes[i], reps);
+        if (rank == 0)
+            printf("RESULT allreduce ranks=%d floats=%lld bytes=%lld median_us=%.1f\n", size,
+                   (long long)sizes[i], (long long)(4 * sizes[i]), us);
+    }
+    tg_dist_finalize();
+    return 0;
+}
