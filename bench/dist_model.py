@@ -11,12 +11,18 @@ ring algorithms for large messages and recursive doubling for small ones:
               + 2 (N - 1) * alpha                       ring: N - 1 steps, twice
               + 2 (N - 1) / N * M / B                   every byte leaves each node twice
 
-Strong scaling (fit's contract: batch_size is the global batch, split across ranks):
-    T(N) = T_compute / N + T_comm(N)
-Weak scaling (each node keeps the one-node batch, the global batch grows N-fold):
-    T(N) = T_compute + T_comm(N)
+A step of one node takes STEP = T_split + T_fixed: T_split is the forward and backward
+pass, which shrinks with the rows a node gets, T_fixed the optimizer update, which every
+rank repeats in full (it is the same update everywhere).
 
-Usage: bench/dist_model.py NAME STEP_MS GRAD_BYTES [NAME STEP_MS GRAD_BYTES ...]
+Strong scaling (fit's contract: batch_size is the global batch, split across ranks):
+    T(N) = T_split / N + T_fixed + T_comm(N)
+Weak scaling (each node keeps the one-node batch, the global batch grows N-fold):
+    T(N) = T_split + T_fixed + T_comm(N)
+Both assume the forward and backward time is proportional to the rows, which is
+optimistic for small slices (BLAS is less efficient on a few rows).
+
+Usage: bench/dist_model.py NAME STEP_MS FIXED_MS GRAD_BYTES [NAME STEP_MS FIXED_MS GRAD_BYTES ...]
 Prints one Markdown table per model and link."""
 import math
 import sys
@@ -35,9 +41,11 @@ def comm(n, alpha, bw, m):
     return math.ceil(math.log2(n)) * alpha + 2 * (n - 1) * alpha + 2 * (n - 1) / n * m / bw
 
 
-def table(name, step_s, m):
+def table(name, step_s, fixed_s, m):
+    split_s = step_s - fixed_s
     for link, alpha, bw in LINKS:
-        print(f"\n**{name}**, {link}: compute {step_s * 1e3:.2f} ms per step on one node, "
+        print(f"\n**{name}**, {link}: {step_s * 1e3:.2f} ms per step on one node "
+              f"({fixed_s * 1e3:.2f} ms of it the optimizer update), "
               f"{m:,} gradient bytes per step\n")
         print("| nodes | comm ms | strong: step ms | strong: speedup | strong: efficiency "
               "| weak: efficiency |")
@@ -45,7 +53,7 @@ def table(name, step_s, m):
         best_n, best_t = 1, step_s
         for n in NODES:
             c = comm(n, alpha, bw, m)
-            strong = step_s / n + c
+            strong = split_s / n + fixed_s + c
             if strong < best_t:
                 best_n, best_t = n, strong
             print(f"| {n} | {c * 1e3:.3f} | {strong * 1e3:.3f} | {step_s / strong:.2f} | "
@@ -55,11 +63,11 @@ def table(name, step_s, m):
 
 
 def main(argv):
-    if len(argv) < 4 or (len(argv) - 1) % 3:
+    if len(argv) < 5 or (len(argv) - 1) % 4:
         print(__doc__)
         return 2
-    for i in range(1, len(argv), 3):
-        table(argv[i], float(argv[i + 1]) / 1e3, int(argv[i + 2]))
+    for i in range(1, len(argv), 4):
+        table(argv[i], float(argv[i + 1]) / 1e3, float(argv[i + 2]) / 1e3, int(argv[i + 3]))
     return 0
 
 
