@@ -47,7 +47,8 @@ if(MPI_C_FOUND)
   # Exported as MPI::MPI_C: tapegradConfig.cmake finds MPI before loading the targets.
   list(APPEND TG_EXTRA_LIBS MPI::MPI_C)
   # pkg-config: the MPI implementation's own .pc file when it has one (Open MPI's
-  # ompi-c, MPICH's mpich), else the libraries FindMPI found.
+  # ompi-c, MPICH's mpich), else the libraries FindMPI found. Public (Requires, Libs),
+  # since a program that uses dist.h usually calls MPI itself as well.
   pkg_check_modules(TG_MPI_PC QUIET ompi-c)
   set(TG_MPI_PC_NAME ompi-c)
   if(NOT TG_MPI_PC_FOUND)
@@ -55,10 +56,10 @@ if(MPI_C_FOUND)
     set(TG_MPI_PC_NAME mpich)
   endif()
   if(TG_MPI_PC_FOUND)
-    set(TG_PC_REQUIRES "${TG_PC_REQUIRES}, ${TG_MPI_PC_NAME}")
+    set(TG_PC_REQUIRES_PUBLIC "${TG_MPI_PC_NAME}")
   else()
     foreach(lib ${MPI_C_LIBRARIES})
-      string(APPEND TG_PC_LIBS_PRIVATE " ${lib}")
+      string(APPEND TG_PC_LIBS " ${lib}")
     endforeach()
     foreach(dir ${MPI_C_INCLUDE_DIRS})
       string(APPEND TG_PC_CFLAGS " -I${dir}")
