@@ -391,8 +391,11 @@ static int plot_curves(const char *path, const run_state *r) {
                loss, 2);
     snprintf(title, sizeof title, "%s: accuracy", r->o->model);
     plot_chart(&c, (plot_box){500, 0, 500, 400},
-               &(plot_chart_spec){
-                   .title = title, .xlabel = "epoch", .ylabel = "accuracy", .integer_x = true},
+               &(plot_chart_spec){.title = title,
+                                  .xlabel = "epoch",
+                                  .ylabel = "accuracy",
+                                  .integer_x = true,
+                                  .legend_bottom = true},
                acc, 2);
     int rc = plot_write_png(path, &c);
     plot_canvas_free(&c);
