@@ -8,9 +8,11 @@
 # For every model and seed the two programs run in turn (tapegrad, then PyTorch), so a
 # change in the machine's load hits both sides alike. Each run's output is kept in
 # <build-dir>/logs/<model>-<side>-seed<S>.log. The table gives, per model and side, the
-# final test accuracy of every seed and their mean, and the median over all epochs of
-# all seeds of the training time per epoch (the training loop only; the per-epoch test
-# evaluation is not counted). The load average is printed before and after.
+# final test accuracy of every seed and their mean, and the medians over all epochs of
+# all seeds of the training time per epoch, as process CPU seconds and as wall-clock
+# seconds (the training loop only; the per-epoch test evaluation is not counted). Both
+# programs are one-threaded, so on a shared, loaded machine the CPU seconds are the
+# steadier comparison. The load average is printed before and after.
 #
 # Environment: MODELS ("mlp cnn"; also mlp64 = 784-64-10), SEEDS ("0 1 2"), EPOCHS (10),
 # BATCH (64), LIMIT (0: all 60,000 training images), DATA (the package's folder),
@@ -53,18 +55,21 @@ for model in $models; do
 done
 echo "load after: $(uptime)"
 
-# One row per model and side: test accuracy per seed, mean, median epoch time.
+# One row per model and side: test accuracy per seed, mean, and the medians over all
+# epochs of all seeds of the training CPU seconds and wall seconds per epoch.
 summary() {
-    local model=$1 side=$2 accs="" times=""
+    local model=$1 side=$2 accs="" cpus="" walls=""
     for seed in $seeds; do
         local f=$logs/$model-$side-seed$seed.log
         accs+="$(awk '/^test accuracy:/ {print $3}' "$f") "
-        times+="$(awk '/^epoch .* time / {print $(NF-1)}' "$f" | tr '\n' ' ')"
+        cpus+="$(awk '/^epoch .* cpu / {for (i = 1; i < NF; i++) if ($i == "cpu") print $(i+1)}' "$f" | tr '\n' ' ')"
+        walls+="$(awk '/^epoch .* time / {print $(NF-1)}' "$f" | tr '\n' ' ')"
     done
-    echo "$model $side $accs| $times"
+    echo "$model $side $accs|$cpus|$walls"
 }
 echo
 echo "Fashion-MNIST, $epochs epochs, batch $batch, Adam lr 1e-3, one thread; seeds: $seeds"
+if ((limit > 0)); then echo "(first $limit training and test images only)"; fi
 {
     for model in $models; do
         summary "$model" tapegrad
@@ -72,14 +77,15 @@ echo "Fashion-MNIST, $epochs epochs, batch $batch, Adam lr 1e-3, one thread; see
     done
 } | awk -F'|' '
     function median(a, n,   i, j, t) {
+        if (n == 0) return "n/a"
         for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
-        return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
+        return sprintf("%.2f", n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2)
     }
-    BEGIN { printf "| %-6s | %-13s | %-26s | %-9s | %-22s |\n", "model", "library",
-                   "test accuracy per seed", "mean", "median s / epoch (train)"
-            print "|--------|---------------|----------------------------|-----------|------------------------|" }
+    BEGIN { printf "| %-6s | %-13s | %-26s | %-7s | %-14s | %-15s |\n", "model", "library",
+                   "test accuracy per seed", "mean", "CPU s / epoch", "wall s / epoch"
+            print "|--------|---------------|----------------------------|---------|----------------|-----------------|" }
     { split($1, h, " "); n = 0; s = 0; acc = ""
       for (i = 3; i in h; i++) { acc = acc (acc ? " " : "") h[i]; s += h[i]; n++ }
-      m = split($2, t, " ")
-      printf "| %-6s | %-13s | %-26s | %-9.4f | %-22.2f |\n", h[1],
-             h[2] == "torch" ? "PyTorch eager" : "tapegrad", acc, s / n, median(t, m) }'
+      nc = split($2, c, " "); nw = split($3, w, " ")
+      printf "| %-6s | %-13s | %-26s | %-7.4f | %-14s | %-15s |\n", h[1],
+             h[2] == "torch" ? "PyTorch eager" : "tapegrad", acc, n ? s / n : 0, median(c, nc), median(w, nw) }'

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Fuzzes the file readers with libFuzzer: fuzz_safetensors (tg_safetensors_load and
-# tg_model_load) and fuzz_csv (tg_data_load_csv), built with clang under
+# tg_model_load), fuzz_csv (tg_data_load_csv) and fuzz_idx (tg_data_load_idx and
+# tg_data_load_idx_pair, plain and gzip), built with clang under
 # AddressSanitizer + UndefinedBehaviorSanitizer in build/fuzz.
 #
 # Usage: scripts/fuzz.sh [seconds] [target...]
 #   seconds   time per target (default 60)
-#   target    fuzz_safetensors and/or fuzz_csv (default both)
+#   target    fuzz_safetensors, fuzz_csv and/or fuzz_idx (default all three)
 #   scripts/fuzz.sh --regen-corpus   rewrites the seeds in tests/fuzz/corpus
 #
 # Each target starts from a copy of its seeds in tests/fuzz/corpus (the copy, in
@@ -34,7 +35,7 @@ if [[ "${1:-}" == "--regen-corpus" ]]; then
     configure
     cmake --build "$build" -j2 --target gen_corpus
     rm -rf tests/fuzz/corpus
-    mkdir -p tests/fuzz/corpus/safetensors tests/fuzz/corpus/csv
+    mkdir -p tests/fuzz/corpus/safetensors tests/fuzz/corpus/csv tests/fuzz/corpus/idx
     "$build/tests/fuzz/gen_corpus" tests/fuzz/corpus
     echo "fuzz.sh: seeds written to tests/fuzz/corpus"
     exit 0
@@ -43,7 +44,7 @@ fi
 secs=${1:-60}
 shift || true
 targets=("$@")
-if ((${#targets[@]} == 0)); then targets=(fuzz_safetensors fuzz_csv); fi
+if ((${#targets[@]} == 0)); then targets=(fuzz_safetensors fuzz_csv fuzz_idx); fi
 
 configure
 cmake --build "$build" -j2 --target "${targets[@]}"
@@ -54,6 +55,7 @@ for t in "${targets[@]}"; do
     case $t in
     fuzz_safetensors) seeds=safetensors dict=(-dict="$root/tests/fuzz/safetensors.dict") ;;
     fuzz_csv) seeds=csv dict=(-dict="$root/tests/fuzz/csv.dict") ;;
+    fuzz_idx) seeds=idx dict=() ;;
     *)
         echo "fuzz.sh: unknown target $t" >&2
         exit 2

@@ -15,7 +15,9 @@ const unsigned char PLOT_BLACK[3] = {0, 0, 0}, PLOT_WHITE[3] = {255, 255, 255},
                     PLOT_GREEN[3] = {44, 160, 44}, PLOT_RED[3] = {214, 39, 40};
 
 /* ---------------- the font ----------------
- * Printable ASCII from ' ' to '~', 5 columns x 7 rows, '#' for ink. */
+ * Printable ASCII from ' ' to '~', 5 columns x 7 rows, '#' for ink. Row 6 is the
+ * baseline and lower-case letters start at row 2, except g, p, q and y, whose 7 rows are
+ * drawn 2 rows lower so that their tails hang below the baseline. */
 static const char *const FONT[95][7] = {
     {".....", ".....", ".....", ".....", ".....", ".....", "....."}, /* space */
     {"..#..", "..#..", "..#..", "..#..", "..#..", ".....", "..#.."}, /* ! */
@@ -88,7 +90,7 @@ static const char *const FONT[95][7] = {
     {"....#", "....#", ".##.#", "#..##", "#...#", "#...#", ".####"}, /* d */
     {".....", ".....", ".###.", "#...#", "#####", "#....", ".###."}, /* e */
     {"..##.", ".#..#", ".#...", "###..", ".#...", ".#...", ".#..."}, /* f */
-    {".....", ".####", "#...#", "#...#", ".####", "....#", ".###."}, /* g */
+    {".####", "#...#", "#...#", "#...#", ".####", "....#", ".###."}, /* g (descends) */
     {"#....", "#....", "#.##.", "##..#", "#...#", "#...#", "#...#"}, /* h */
     {"..#..", ".....", ".##..", "..#..", "..#..", "..#..", ".###."}, /* i */
     {"...#.", ".....", "..##.", "...#.", "...#.", "#..#.", ".##.."}, /* j */
@@ -97,8 +99,8 @@ static const char *const FONT[95][7] = {
     {".....", ".....", "##.#.", "#.#.#", "#.#.#", "#...#", "#...#"}, /* m */
     {".....", ".....", "#.##.", "##..#", "#...#", "#...#", "#...#"}, /* n */
     {".....", ".....", ".###.", "#...#", "#...#", "#...#", ".###."}, /* o */
-    {".....", ".....", "####.", "#...#", "####.", "#....", "#...."}, /* p */
-    {".....", ".....", ".##.#", "#..##", ".####", "....#", "....#"}, /* q */
+    {"####.", "#...#", "#...#", "#...#", "####.", "#....", "#...."}, /* p (descends) */
+    {".####", "#...#", "#...#", "#...#", ".####", "....#", "....#"}, /* q (descends) */
     {".....", ".....", "#.##.", "##..#", "#....", "#....", "#...."}, /* r */
     {".....", ".....", ".###.", "#....", ".###.", "....#", "####."}, /* s */
     {".#...", ".#...", "###..", ".#...", ".#...", ".#..#", "..##."}, /* t */
@@ -106,7 +108,7 @@ static const char *const FONT[95][7] = {
     {".....", ".....", "#...#", "#...#", "#...#", ".#.#.", "..#.."}, /* v */
     {".....", ".....", "#...#", "#...#", "#.#.#", "#.#.#", ".#.#."}, /* w */
     {".....", ".....", "#...#", ".#.#.", "..#..", ".#.#.", "#...#"}, /* x */
-    {".....", ".....", "#...#", "#...#", ".####", "....#", ".###."}, /* y */
+    {"#...#", "#...#", "#...#", "#...#", ".####", "....#", ".###."}, /* y (descends) */
     {".....", ".....", "#####", "...#.", "..#..", ".#...", "#####"}, /* z */
     {"...#.", "..#..", "..#..", ".#...", "..#..", "..#..", "...#."}, /* { */
     {"..#..", "..#..", "..#..", "..#..", "..#..", "..#..", "..#.."}, /* | */
@@ -182,11 +184,12 @@ static const char *const *glyph_of(char ch) {
 static void draw_glyph(plot_canvas *c, int x, int y, char ch, int s, bool up,
                        const unsigned char rgb[3]) {
     const char *const *g = glyph_of(ch);
+    int drop = ch && strchr("gpqy", ch) ? 2 : 0;
     for (int r = 0; r < 7; r++)
         for (int col = 0; col < 5; col++) {
             if (g[r][col] != '#') continue;
             for (int k = 0; k < s * s; k++) {
-                int dx = col * s + k % s, dy = r * s + k / s; /* in the upright glyph */
+                int dx = col * s + k % s, dy = (r + drop) * s + k / s; /* upright glyph */
                 if (up)
                     plot_put(c, x + dy, y - dx, rgb);
                 else
@@ -324,8 +327,11 @@ void plot_chart(plot_canvas *c, plot_box b, const plot_chart_spec *spec, const p
     }
 #undef PX
 #undef PY
-    /* Legend in the top-right corner of the plot area. */
+    /* Legend in the top-right (or bottom-right) corner of the plot area. */
     int ly = top + 8;
+    if (spec->legend_bottom)
+        for (int k = 0; k < ns; k++)
+            if (s[k].label) ly = ly == top + 8 ? bottom - 8 - 12 : ly - 16;
     for (int k = 0; k < ns; k++) {
         if (!s[k].label) continue;
         int tw = plot_text_width(s[k].label, 1);

@@ -13,8 +13,9 @@
  *     plot_write_png("loss.png", &c);
  *     plot_canvas_free(&c);
  *
- * The font is 5x7 pixels per character (printable ASCII), drawn at an integer scale; a
- * character cell is 6 * scale wide and 8 * scale high.
+ * The font is 5x7 pixels per character (printable ASCII; the tails of g, p, q, y reach
+ * 2 rows lower), drawn at an integer scale; a character cell is 6 * scale wide and
+ * 8 * scale high.
  */
 #ifndef TG_EXAMPLES_PLOT_H
 #define TG_EXAMPLES_PLOT_H
@@ -70,9 +71,10 @@ typedef struct {
 
 typedef struct {
     const char *title, *xlabel, *ylabel;
-    bool integer_x;   /* x ticks are whole numbers (epochs) */
-    bool y_from_zero; /* the y axis starts at 0 (else at the data's rounded minimum) */
-    double y_max;     /* > 0: the y axis ends at least here (e.g. 1 for accuracy) */
+    bool integer_x;     /* x ticks are whole numbers (epochs) */
+    bool y_from_zero;   /* the y axis starts at 0 (else at the data's rounded minimum) */
+    double y_max;       /* > 0: the y axis ends at least here (e.g. 1 for accuracy) */
+    bool legend_bottom; /* the legend in the bottom-right corner (else top-right) */
 } plot_chart_spec;
 
 /* Draws axes with round ticks and labels, grid lines, the series and a legend inside

@@ -204,7 +204,6 @@ int tg_data_load_idx(const char *path, tg_dtype dt, tg_tensor **out) {
     if (!f)
         return tg__fail_int("%s: cannot open %s: %s", op, path,
                             errno ? strerror(errno) : "out of memory");
-    gzbuffer(f, 1u << 17);
     *out = read_idx(op, path, f, dt);
     gzclose(f);
     return *out ? 0 : -1;

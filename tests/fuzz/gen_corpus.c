@@ -1,7 +1,8 @@
 /* gen_corpus.c — writes the seed inputs of the fuzz targets into corpus/.
  *
- * Usage: gen_corpus DIR   (writes DIR/safetensors/ *.safetensors and DIR/csv/ *.csv;
- * the subdirectories must exist). The safetensors seeds are written by
+ * Usage: gen_corpus DIR   (writes DIR/safetensors/ *.safetensors, DIR/csv/ *.csv and
+ * DIR/idx/ *; the subdirectories must exist). The IDX seeds are small valid files of
+ * several element types, plain and gzip-compressed. The safetensors seeds are written by
  * tg_safetensors_save / tg_model_save, so they are valid files that fuzz_safetensors
  * loads successfully (ab, ba, model) or that exercise other parts of the reader
  * (empty, mixed); the CSV seeds cover a header, CRLF, blanks and label positions.
@@ -9,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include <tapegrad/io.h>
 #include <tapegrad/nn.h>
@@ -47,6 +49,36 @@ static void raw_safetensors(const char *name, const char *header, size_t ndata) 
     for (size_t i = 0; f && i < ndata; i++)
         fputc(0, f);
     if (!f || fclose(f) != 0) {
+        perror(name);
+        exit(1);
+    }
+}
+
+/* An IDX file: 00 00 code ndim, the big-endian dims, then the n element bytes; written
+ * gzip-compressed when gz. */
+static void idx_file(const char *name, int code, int ndim, const unsigned *dims,
+                     const unsigned char *elems, size_t n, int gz) {
+    unsigned char buf[256];
+    size_t len = 0;
+    buf[len++] = 0;
+    buf[len++] = 0;
+    buf[len++] = (unsigned char)code;
+    buf[len++] = (unsigned char)ndim;
+    for (int i = 0; i < ndim; i++)
+        for (int s = 24; s >= 0; s -= 8)
+            buf[len++] = (unsigned char)(dims[i] >> s);
+    memcpy(buf + len, elems, n);
+    len += n;
+    if (gz) {
+        gzFile f = gzopen(at(name), "wb");
+        if (!f || gzwrite(f, buf, (unsigned)len) != (int)len || gzclose(f) != Z_OK) {
+            perror(name);
+            exit(1);
+        }
+        return;
+    }
+    FILE *f = fopen(at(name), "wb");
+    if (!f || fwrite(buf, 1, len, f) != len || fclose(f) != 0) {
         perror(name);
         exit(1);
     }
@@ -111,6 +143,21 @@ int main(int argc, char **argv) {
     text("csv/no_header_crlf.csv", "3, 0.1 ,\t0.2\r\n\r\n1,-0.3,0.4\r\n  \r\n-2,5,6\r\n");
     text("csv/blank_lines_tabs.csv", "\n\n a , b \n\t1.0\t,\t2\t\n\n3.5,4\n");
     text("csv/wide.csv", "1,2,3,4,5,6,7,8\n-1,-2,-3,-4,-5,-6,-7,-8\n");
+
+    static const unsigned char px[12] = {0, 17, 34, 51, 68, 85, 102, 119, 136, 153, 170, 255};
+    idx_file("idx/images_3x2x2", 0x08, 3, (unsigned[]){3, 2, 2}, px, 12, 0);
+    idx_file("idx/images_3x2x2.gz", 0x08, 3, (unsigned[]){3, 2, 2}, px, 12, 1);
+    idx_file("idx/labels_3.gz", 0x08, 1, (unsigned[]){3}, (const unsigned char[]){9, 0, 4}, 3, 1);
+    idx_file("idx/sbyte_4", 0x09, 2, (unsigned[]){2, 2}, (const unsigned char[]){0x80, 1, 0xff, 7},
+             4, 0);
+    idx_file("idx/int16_2", 0x0B, 1, (unsigned[]){2}, (const unsigned char[]){0xff, 0xfe, 1, 0}, 4,
+             0);
+    idx_file("idx/int32_1", 0x0C, 1, (unsigned[]){1}, (const unsigned char[]){0, 1, 0x86, 0xa0}, 4,
+             0);
+    idx_file("idx/float32_2.gz", 0x0D, 1, (unsigned[]){2},
+             (const unsigned char[]){0x3f, 0xc0, 0, 0, 0xbe, 0x80, 0, 0}, 8, 1);
+    idx_file("idx/float64_1", 0x0E, 1, (unsigned[]){1},
+             (const unsigned char[]){0x3f, 0xb9, 0x99, 0x99, 0x99, 0x99, 0x99, 0x9a}, 8, 0);
 
     tg_model_free(m);
     tg_tensor_free(a);
