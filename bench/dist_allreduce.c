@@ -13,14 +13,13 @@
 
 #include "bench_util.h"
 
-static double time_one(int64_t n, int reps) {
-    tg_tensor *p = tg_tensor_new(TG_F32, TG_SHAPE(n));
-    tg_requires_grad(p, true);
-    p->grad = NULL;
+/* Median wall time in microseconds of reps calls of step(ctx) after three warm-up calls;
+ * a failing call ends the program with the library's message. */
+static double median_us(int (*step)(void *), void *ctx, int reps) {
     double *t = malloc(sizeof *t * (size_t)reps);
-    for (int r = -3; r < reps; r++) { /* three warm-up calls */
+    for (int r = -3; r < reps; r++) {
         double t0 = bench_now_ns();
-        if (tg_dist_allreduce_grads(&p, 1) != 0) {
+        if (step(ctx) != 0) {
             fprintf(stderr, "dist_allreduce: %s\n", tg_error());
             exit(1);
         }
@@ -28,31 +27,35 @@ static double time_one(int64_t n, int reps) {
     }
     double med = bench_median(t, (size_t)reps);
     free(t);
-    tg_tensor_free(p);
     return med;
 }
 
-/* Median time of one tg_optim_step of Adam over one F32 parameter of n floats. */
+static int allreduce_step(void *p) {
+    tg_tensor *t = p;
+    return tg_dist_allreduce_grads(&t, 1);
+}
+static int adam_step(void *o) { return tg_optim_step(o); }
+
+/* One combine of an F32 gradient of n floats (created as zeros by the first call). */
+static double time_allreduce(int64_t n, int reps) {
+    tg_tensor *p = tg_tensor_new(TG_F32, TG_SHAPE(n));
+    tg_requires_grad(p, true);
+    double us = median_us(allreduce_step, p, reps);
+    tg_tensor_free(p);
+    return us;
+}
+
+/* One Adam update of an F32 parameter of n floats. */
 static double time_adam(int64_t n, int reps) {
     tg_tensor *p = tg_tensor_new(TG_F32, TG_SHAPE(n));
     tg_requires_grad(p, true);
     p->grad = tg_tensor_new(TG_F32, TG_SHAPE(n));
     tg_tensor_fill(p->grad, 1e-3);
     tg_optim *o = tg_adam(1, &p, (tg_adam_opts){.lr = 1e-3});
-    double *t = malloc(sizeof *t * (size_t)reps);
-    for (int r = -3; r < reps; r++) {
-        double t0 = bench_now_ns();
-        if (tg_optim_step(o) != 0) {
-            fprintf(stderr, "dist_allreduce: %s\n", tg_error());
-            exit(1);
-        }
-        if (r >= 0) t[r] = (bench_now_ns() - t0) / 1e3;
-    }
-    double med = bench_median(t, (size_t)reps);
-    free(t);
+    double us = median_us(adam_step, o, reps);
     tg_optim_free(o);
     tg_tensor_free(p);
-    return med;
+    return us;
 }
 
 int main(int argc, char **argv) {
@@ -68,15 +71,14 @@ int main(int argc, char **argv) {
         sizes[n++] = k;
     for (int i = 0; i < n; i++) {
         int reps = sizes[i] > (1 << 20) ? 30 : 200;
-        double us = time_one(sizes[i], reps);
+        double us = time_allreduce(sizes[i], reps);
         if (rank == 0)
             printf("RESULT allreduce ranks=%d floats=%lld bytes=%lld median_us=%.1f\n", size,
                    (long long)sizes[i], (long long)(4 * sizes[i]), us);
     }
     for (int i = 0; i < 2; i++) {
         double us = time_adam(sizes[i], 200);
-        if (rank == 0)
-            printf("RESULT adam floats=%lld median_us=%.1f\n", (long long)sizes[i], us);
+        if (rank == 0) printf("RESULT adam floats=%lld median_us=%.1f\n", (long long)sizes[i], us);
     }
     tg_dist_finalize();
     return 0;

@@ -226,33 +226,34 @@ static void add_size(fused_layout *L, const tg_tensor *t) {
         L->n32 += t->numel;
 }
 
-/* Copies weight * src (or zeros when src is NULL) into the buffer part of t's dtype at
- * the running offsets o64 / o32, or back from the buffer into dst when unpack is set. */
+static void scale_f64(double *dst, const double *src, int64_t n, double w) {
+    for (int64_t k = 0; k < n; k++)
+        dst[k] = w * src[k];
+}
+
+static void scale_f32(float *dst, const float *src, int64_t n, float w) {
+    for (int64_t k = 0; k < n; k++)
+        dst[k] = w * src[k];
+}
+
+/* Copies weight * src (or zeros when src is NULL) into the buffer part of dtype dt at the
+ * running offset of that part (*o64 or *o32), or back from the buffer into dst when
+ * unpack is set; advances the offset by numel. */
 static void move_values(fused_layout *L, tg_dtype dt, int64_t numel, const void *src, void *dst,
                         double weight, bool unpack, int64_t *o64, int64_t *o32) {
     if (numel == 0) return; /* src, dst and the buffer may all be NULL then */
-    if (dt == TG_F64) {
-        double *b = L->b64 + *o64;
-        if (unpack)
-            memcpy(dst, b, (size_t)numel * sizeof *b);
-        else if (!src)
-            memset(b, 0, (size_t)numel * sizeof *b);
-        else
-            for (int64_t k = 0; k < numel; k++)
-                b[k] = weight * ((const double *)src)[k];
-        *o64 += numel;
-    } else {
-        float *b = L->b32 + *o32;
-        float w = (float)weight;
-        if (unpack)
-            memcpy(dst, b, (size_t)numel * sizeof *b);
-        else if (!src)
-            memset(b, 0, (size_t)numel * sizeof *b);
-        else
-            for (int64_t k = 0; k < numel; k++)
-                b[k] = w * ((const float *)src)[k];
-        *o32 += numel;
-    }
+    int64_t *at = dt == TG_F64 ? o64 : o32;
+    void *b = dt == TG_F64 ? (void *)(L->b64 + *at) : (void *)(L->b32 + *at);
+    size_t bytes = (size_t)numel * tg_dtype_size(dt);
+    if (unpack)
+        memcpy(dst, b, bytes);
+    else if (!src)
+        memset(b, 0, bytes);
+    else if (dt == TG_F64)
+        scale_f64(b, src, numel, weight);
+    else
+        scale_f32(b, src, numel, (float)weight);
+    *at += numel;
 }
 
 /* Sums the n elements at buf (n a multiple of the size) over all ranks: reduce-scatter
