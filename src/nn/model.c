@@ -505,12 +505,14 @@ int tg_model_fit(tg_model *m, const tg_tensor *X, const tg_tensor *y, const tg_f
         return tg__fail_soft("%s: model, X, y and options must not be NULL", op), -1;
     fit_run f = {.m = m, .o = o, .X = X, .y = y, .mark = tg_tape_mark()};
     int64_t *perm = NULL;
+    bool *flags = NULL;
     bool bad = check_fit_args(op, X, y, o) != 0 || collect_fit_tensors(m, &f.t) != 0 ||
-               !(perm = tg__alloc(sizeof *perm * (size_t)X->shape[0]));
+               !(perm = tg__alloc(sizeof *perm * (size_t)X->shape[0])) ||
+               !(flags = push_training(m, true));
     /* Distributed, every rank learns here whether all others are ready too. */
     if (o->distributed && dist_begin(op, &f, bad) != 0) bad = true;
-    bool *flags = bad ? NULL : push_training(m, true);
-    if (!flags) {
+    if (bad) {
+        if (flags) pop_training(m, flags);
         tg__release(perm);
         tg__release(f.t.params);
         return -1;
