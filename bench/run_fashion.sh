@@ -16,7 +16,8 @@
 #
 # Environment: MODELS ("mlp cnn"; also mlp64 = 784-64-10), SEEDS ("0 1 2"), EPOCHS (10),
 # BATCH (64), LIMIT (0: all 60,000 training images), DATA (the package's folder),
-# PYTHON (/usr/bin/python3). Needs scripts/deps.sh --bench --data.
+# PYTHON (/usr/bin/python3), SUMMARY_ONLY (1: no runs, only the table from the logs of an
+# earlier run in the same build dir). Needs scripts/deps.sh --bench --data.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,30 +31,32 @@ limit=${LIMIT:-0}
 data=${DATA:-/usr/share/datasets/fashion-mnist}
 export OPENBLAS_NUM_THREADS=1
 
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DTG_BUILD_TESTS=OFF \
-    -DTG_BUILD_EXAMPLES=ON -DTG_BUILD_BENCH=OFF >/dev/null
-cmake --build "$build" -j2 --target fashion_mnist >/dev/null
 logs=$build/logs
-mkdir -p "$logs"
-common=(--epochs "$epochs" --batch "$batch" --data "$data")
-if ((limit > 0)); then common+=(--limit "$limit"); fi
+if [[ "${SUMMARY_ONLY:-0}" != 1 ]]; then
+    cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DTG_BUILD_TESTS=OFF \
+        -DTG_BUILD_EXAMPLES=ON -DTG_BUILD_BENCH=OFF >/dev/null
+    cmake --build "$build" -j2 --target fashion_mnist >/dev/null
+    mkdir -p "$logs"
+    common=(--epochs "$epochs" --batch "$batch" --data "$data")
+    if ((limit > 0)); then common+=(--limit "$limit"); fi
 
-echo "load before: $(uptime)"
-for model in $models; do
-    for seed in $seeds; do
-        tg=$logs/$model-tapegrad-seed$seed.log
-        pt=$logs/$model-torch-seed$seed.log
-        echo "== $model seed $seed: tapegrad"
-        "$build/examples/fashion_mnist" --model "$model" --seed "$seed" --out "$build/out-$model" \
-            "${common[@]}" >"$tg"
-        tail -n 3 "$tg"
-        echo "== $model seed $seed: PyTorch eager"
-        "$python" "$root/bench/fashion_peer.py" --model "$model" --seed "$seed" "${common[@]}" \
-            >"$pt"
-        tail -n 3 "$pt"
+    echo "load before: $(uptime)"
+    for model in $models; do
+        for seed in $seeds; do
+            tg=$logs/$model-tapegrad-seed$seed.log
+            pt=$logs/$model-torch-seed$seed.log
+            echo "== $model seed $seed: tapegrad"
+            "$build/examples/fashion_mnist" --model "$model" --seed "$seed" --out "$build/out-$model" \
+                "${common[@]}" >"$tg"
+            tail -n 3 "$tg"
+            echo "== $model seed $seed: PyTorch eager"
+            "$python" "$root/bench/fashion_peer.py" --model "$model" --seed "$seed" "${common[@]}" \
+                >"$pt"
+            tail -n 3 "$pt"
+        done
     done
-done
-echo "load after: $(uptime)"
+    echo "load after: $(uptime)"
+fi
 
 # One row per model and side: test accuracy per seed, mean, and the medians over all
 # epochs of all seeds of the training CPU seconds and wall seconds per epoch.

@@ -445,7 +445,7 @@ static int plot_confusion(const char *path, const int64_t *pred, const int64_t *
         rows[truth[i]]++;
     }
     plot_canvas c;
-    int w = LEFT + CLASSES * CELL + 30, h = TOP + CLASSES * CELL + LABEL_H + 30;
+    int w = LEFT + CLASSES * CELL + 30, h = TOP + CLASSES * CELL + LABEL_H - 16;
     if (plot_canvas_init(&c, w, h) != 0) return -1;
     char buf[96];
     snprintf(buf, sizeof buf, "%s: confusion matrix, %lld test images", model, (long long)n);
