@@ -20,11 +20,14 @@
  * (primitive ops), function.h (user-defined ops), transforms.h (jvp, Jacobian,
  * Hessian, checkpointing), gradcheck.h (finite-difference checks), nn.h (layers, losses,
  * initializers, the model), optim.h (optimizers, clipping, schedules), random.h (the
- * random generators), data.h (data sets), io.h (checkpoints).
+ * random generators), data.h (data sets), io.h (checkpoints), and, when the library
+ * was built with MPI (config.h then defines TG_HAVE_DIST), dist.h (data-parallel
+ * training over several processes).
  */
 #ifndef TAPEGRAD_H
 #define TAPEGRAD_H
 
+#include "tapegrad/config.h"
 #include "tapegrad/data.h"
 #include "tapegrad/function.h"
 #include "tapegrad/gradcheck.h"
@@ -36,5 +39,8 @@
 #include "tapegrad/tape.h"
 #include "tapegrad/tensor.h"
 #include "tapegrad/transforms.h"
+#ifdef TG_HAVE_DIST
+#include "tapegrad/dist.h"
+#endif
 
 #endif

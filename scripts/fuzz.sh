@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes with libFuzzer: the file readers, fuzz_safetensors (tg_safetensors_load and
-# tg_model_load) and fuzz_csv (tg_data_load_csv); the expression parser,
+# tg_model_load), fuzz_csv (tg_data_load_csv) and fuzz_idx (tg_data_load_idx and
+# tg_data_load_idx_pair, plain and gzip); the expression parser,
 # fuzz_check_expr (the expressions and values of tools/tapegrad-check, evaluated and
 # checked); and programs of ops, fuzz_ops (error messages, reference values,
 # TG_CREATE_GRAPH against plain gradients, tg_gradcheck); built with clang under
@@ -8,7 +9,7 @@
 #
 # Usage: scripts/fuzz.sh [seconds] [target...]
 #   seconds   time per target (default 60)
-#   target    fuzz_safetensors, fuzz_csv, fuzz_check_expr, fuzz_ops (default all four)
+#   target    fuzz_safetensors, fuzz_csv, fuzz_idx, fuzz_check_expr, fuzz_ops (default all five)
 #   scripts/fuzz.sh --regen-corpus   rewrites the seeds in tests/fuzz/corpus
 #
 # Each target starts from a copy of its seeds in tests/fuzz/corpus (the copy, in
@@ -38,7 +39,7 @@ if [[ "${1:-}" == "--regen-corpus" ]]; then
     cmake --build "$build" -j2 --target gen_corpus
     rm -rf tests/fuzz/corpus
     mkdir -p tests/fuzz/corpus/safetensors tests/fuzz/corpus/csv tests/fuzz/corpus/check_expr \
-        tests/fuzz/corpus/ops
+        tests/fuzz/corpus/ops tests/fuzz/corpus/idx
     "$build/tests/fuzz/gen_corpus" tests/fuzz/corpus
     echo "fuzz.sh: seeds written to tests/fuzz/corpus"
     exit 0
@@ -47,7 +48,7 @@ fi
 secs=${1:-60}
 shift || true
 targets=("$@")
-if ((${#targets[@]} == 0)); then targets=(fuzz_safetensors fuzz_csv fuzz_check_expr fuzz_ops); fi
+if ((${#targets[@]} == 0)); then targets=(fuzz_safetensors fuzz_csv fuzz_idx fuzz_check_expr fuzz_ops); fi
 
 configure
 cmake --build "$build" -j2 --target "${targets[@]}"
@@ -61,6 +62,7 @@ for t in "${targets[@]}"; do
     case $t in
     fuzz_safetensors) seeds=safetensors dict=(-dict="$root/tests/fuzz/safetensors.dict") len=4096 ;;
     fuzz_csv) seeds=csv dict=(-dict="$root/tests/fuzz/csv.dict") len=4096 ;;
+    fuzz_idx) seeds=idx dict=() len=4096 ;;
     fuzz_check_expr) seeds=check_expr dict=(-dict="$root/tests/fuzz/check_expr.dict") len=4096 ;;
     fuzz_ops) seeds=ops dict=() len=512 ;; # a program reads at most a few hundred bytes
     *)

@@ -129,7 +129,7 @@ START_TEST(fit_resumes) {
     int n = snapshot(sp.m, snap);
     tg_tensor *ps[4];
     tg_model_params(sp.m, ps, 4);
-    tg_optim *still = tg_sgd(n, ps, (tg_sgd_opts){.lr = 0.0});
+    tg_optim *still = tg_sgd(n, ps, (tg_sgd_opts){.lr = TG_EXACT_ZERO});
     fo.optim = still;
     fo.epochs = 2;
     double l[2];

@@ -543,7 +543,7 @@ START_TEST(test_bad_hyperparameters) {
     ro.momentum = 1.0;
     ck_assert_op_error(tg_rmsprop(1, &p, ro), "tg_rmsprop", "momentum");
     /* Edges that are fine: lr 0 leaves the parameter alone, momentum 0 with dampening. */
-    tg_optim *o = tg_sgd(1, &p, (tg_sgd_opts){.lr = 0.0, .dampening = 0.5});
+    tg_optim *o = tg_sgd(1, &p, (tg_sgd_opts){.lr = TG_EXACT_ZERO, .dampening = 0.5});
     ck_assert_ptr_nonnull(o);
     tg_tensor_fill(p->grad, 1.0);
     ck_assert_int_eq(tg_optim_step(o), 0);
@@ -566,6 +566,84 @@ static void plain_release(void *p, void *ud) {
     (void)ud;
     free(p);
 }
+
+/* ---------------- the options rule ---------------- */
+
+/* Steps an optimizer made by make three times with gradients 0.5, -1, 2 from p = 1 and
+ * returns the final parameter value. */
+static double three_steps(tg_optim *(*make)(tg_tensor *p, const void *opts), const void *opts) {
+    tg_tensor *p = param_with_grad(TG_F64, TG_SHAPE(1), (double[]){1.0});
+    tg_optim *o = make(p, opts);
+    ck_assert_ptr_nonnull(o);
+    const double g[3] = {0.5, -1.0, 2.0};
+    for (int i = 0; i < 3; i++) {
+        tg_tensor_fill(p->grad, g[i]);
+        ck_assert_int_eq(tg_optim_step(o), 0);
+    }
+    double v = tg_item(p);
+    tg_optim_free(o);
+    tg_tensor_free(p);
+    return v;
+}
+
+static tg_optim *make_adam(tg_tensor *p, const void *o) {
+    return tg_adam(1, &p, *(const tg_adam_opts *)o);
+}
+static tg_optim *make_rmsprop(tg_tensor *p, const void *o) {
+    return tg_rmsprop(1, &p, *(const tg_rmsprop_opts *)o);
+}
+static tg_optim *make_sgd(tg_tensor *p, const void *o) {
+    return tg_sgd(1, &p, *(const tg_sgd_opts *)o);
+}
+
+/* Zero fields mean the documented defaults; TG_EXACT_ZERO means a real zero. */
+START_TEST(test_zero_means_default) {
+    tg_adam_opts dflt = TG_ADAM_DEFAULTS, lr_only = {.lr = 1e-3}, none = {0};
+    double want = three_steps(make_adam, &dflt);
+    ck_assert(isfinite(want) && want != 1.0);
+    ck_assert_close(three_steps(make_adam, &lr_only), want, 0.0);
+    ck_assert_close(three_steps(make_adam, &none), want, 0.0);
+    /* beta1 = exact zero: the first moment is the gradient itself, so the last step is
+     * lr * 2 / (sqrt(v_hat) + eps): a different result from the default. */
+    tg_adam_opts b0 = {.lr = 1e-3, .beta1 = TG_EXACT_ZERO};
+    double with_b0 = three_steps(make_adam, &b0);
+    ck_assert(isfinite(with_b0) && fabs(with_b0 - want) > 1e-6);
+    tg_tensor *p = param_with_grad(TG_F64, TG_SHAPE(1), (double[]){1.0});
+    tg_optim *o = tg_adam(1, &p, b0);
+    tg_tensor_fill(p->grad, 0.25);
+    ck_assert_int_eq(tg_optim_step(o), 0);
+    tgt_assert_tensor(tg_optim_state(o, 0, "exp_avg"), (double[]){0.25}, 0.0);
+    /* eps = exact zero is kept: 1 - 1e-3 * 0.25 / 0.25 exactly. */
+    tg_optim_free(o);
+    o = tg_adam(1, &p, (tg_adam_opts){.eps = TG_EXACT_ZERO});
+    tg_tensor_fill(p, 1.0);
+    ck_assert_int_eq(tg_optim_step(o), 0);
+    tgt_assert_tensor(p, (double[]){1.0 - 1e-3}, 1e-16);
+    tg_optim_free(o);
+
+    tg_rmsprop_opts rd = TG_RMSPROP_DEFAULTS, rnone = {0}, rmom = {.momentum = 0.5};
+    double rwant = three_steps(make_rmsprop, &rd);
+    ck_assert_close(three_steps(make_rmsprop, &rnone), rwant, 0.0);
+    rd.momentum = 0.5;
+    ck_assert_close(three_steps(make_rmsprop, &rmom), three_steps(make_rmsprop, &rd), 0.0);
+
+    /* SGD: lr 0 means 1e-3; one step with gradient 2 moves p by 2e-3. */
+    o = tg_sgd(1, &p, (tg_sgd_opts){0});
+    tg_tensor_fill(p, 1.0);
+    tg_tensor_fill(p->grad, 2.0);
+    ck_assert_int_eq(tg_optim_step(o), 0);
+    tgt_assert_tensor(p, (double[]){1.0 - 2e-3}, 1e-16);
+    ck_assert_close(tg_optim_get_lr(o), 1e-3, 0.0);
+    tg_optim_free(o);
+    tg_sgd_opts s_exact = {.lr = TG_EXACT_ZERO};
+    ck_assert_close(three_steps(make_sgd, &s_exact), 1.0, 0.0);
+    /* Invalid combinations are still rejected at construction. */
+    ck_assert_op_error(tg_sgd(1, &p, (tg_sgd_opts){.nesterov = true}), "tg_sgd", "nesterov");
+    ck_assert_op_error(tg_adam(1, &p, (tg_adam_opts){.beta2 = -0.5}), "tg_adam", "beta2");
+    tg_tape_reset();
+    tg_tensor_free(p);
+}
+END_TEST
 
 START_TEST(test_alloc_failure) {
     tg_tape_free(); /* memory must be released by the allocator that gave it */
@@ -615,6 +693,7 @@ static Suite *optim_suite(void) {
     tcase_add_test(tc, test_clip_grad_norm);
     tcase_add_test(tc, test_bad_params);
     tcase_add_test(tc, test_bad_hyperparameters);
+    tcase_add_test(tc, test_zero_means_default);
     tcase_add_test(tc, test_alloc_failure);
     suite_add_tcase(s, tc);
     return s;

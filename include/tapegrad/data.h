@@ -1,6 +1,6 @@
 /*
- * tapegrad/data.h — small data sets: the spiral toy problem and a numeric CSV loader,
- * drawing from a tg_rng (random.h).
+ * tapegrad/data.h — data sets: the spiral toy problem (drawing from a tg_rng, random.h), a numeric
+ * CSV loader and a reader of the IDX files of MNIST-style image sets.
  *
  * Every function here returns persistent tensors (see tensor.h) that the caller frees
  * with tg_tensor_free(). Random data come from a tg_rng the caller seeds, not from the
@@ -67,6 +67,36 @@ int tg_data_spiral_dtype(int64_t per_class, int classes, uint64_t seed, tg_dtype
  * is not an integer, a row with a different number of fields (each message names the
  * file, the line number and the field), label_column out of range, bad dt. */
 int tg_data_load_csv(const char *path, int label_column, tg_dtype dt, tg_tensor **X, tg_tensor **y);
+
+/* ---------------- IDX (MNIST-style data sets) ----------------
+ * The IDX format of MNIST, Fashion-MNIST and their relatives, plain or gzip-compressed
+ * (recognised by content, not by name; read through zlib):
+ *
+ *     4 bytes     magic: 0x00 0x00, a type code, the number of dimensions d
+ *                 type 0x08 unsigned byte, 0x09 signed byte, 0x0B int16, 0x0C int32,
+ *                 0x0D float32, 0x0E float64
+ *     4*d bytes   the dimensions, each an unsigned 32-bit big-endian integer
+ *     the rest    the elements, big-endian, row-major; exactly as many as the dimensions
+ *                 say (no trailing bytes)
+ *
+ * tg_data_load_idx reads one file into a new persistent tensor *out of dtype dt (f32,
+ * f64, or i64 for integer types) and the file's shape, e.g. F32 [60000, 28, 28] for
+ * train-images-idx3-ubyte.gz, holding the stored values unscaled (0..255 for bytes).
+ * Returns 0, or -1 with tg_error() naming the file and *out NULL: a missing, unreadable
+ * or non-regular file, a wrong magic (an unknown type code, nonzero leading bytes), 0 or
+ * more than 8 dimensions, a dimension of 0, more than 2^36 elements, a header or data
+ * shorter than the dimensions say (truncated), bytes after the data, a corrupt gzip
+ * stream (zlib's reason), float data asked for as i64, a bad dt. Memory grows with the
+ * data actually read, never with what a header claims. */
+int tg_data_load_idx(const char *path, tg_dtype dt, tg_tensor **out);
+
+/* An images file and its labels file: X (dtype dt, f32 or f64) of the images' shape
+ * [N, ...] and y the labels as I64 [N]. The labels file must be one-dimensional, of an
+ * integer type, with as many entries as there are images. Returns 0, or -1 with
+ * tg_error() set (every error of tg_data_load_idx, named for this function, and a count
+ * or shape mismatch) and *X, *y NULL. */
+int tg_data_load_idx_pair(const char *images_path, const char *labels_path, tg_dtype dt,
+                          tg_tensor **X, tg_tensor **y);
 
 #ifdef __cplusplus
 }

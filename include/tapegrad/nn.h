@@ -235,14 +235,57 @@ int tg_init_kaiming_normal(tg_tensor *t);  /* N(0, 2 / fan_in) */
 
 typedef struct tg_model tg_model;
 typedef tg_tensor *(*tg_loss_fn)(tg_tensor *pred, const tg_tensor *target);
+
+/* What tg_model_fit reports to its callbacks, after a step (on_step) and after an epoch
+ * (on_epoch). Losses are means over rows; "train" figures are running figures over the
+ * rows of the epoch seen so far, computed on the batches as they were trained (so with
+ * the parameters of the moment, and dropout active), not a second pass over the data. */
+typedef struct {
+    int epoch;             /* 0-based index of the current epoch (initial_epoch counted) */
+    int epochs;            /* the options' epochs: training stops before this index */
+    int64_t step, steps;   /* steps done in this epoch (1..steps), steps per epoch */
+    int64_t rows;          /* training rows seen in this epoch so far */
+    double train_loss;     /* running mean loss of this epoch */
+    double train_accuracy; /* running accuracy (argmax == label) of this epoch; NaN when y is
+                              not I64 labels or the output not [rows, classes] */
+    double val_loss;       /* on the validation data after the epoch; NaN at steps and
+                              when there is no validation data */
+    double val_accuracy;   /* the same for accuracy (NaN also when not classification) */
+    double seconds;        /* wall time since the epoch started */
+    int best_epoch;        /* the epoch with the best monitored loss so far (-1: none yet) */
+} tg_fit_progress;
+
+/* A callback of tg_model_fit: return 0 to go on, nonzero to stop training after this
+ * step or epoch (fit then returns 0: a requested stop is not an error). */
+typedef int (*tg_fit_callback)(const tg_fit_progress *p, void *ctx);
+
 typedef struct {
     int64_t batch_size; /* 0: the whole data set */
-    int epochs;         /* >= 1 */
+    int epochs;         /* >= 1: train epochs initial_epoch .. epochs - 1 */
     bool shuffle;       /* reshuffle every epoch with a generator seeded by seed */
     uint64_t seed;
     tg_loss_fn loss; /* required */
     tg_optim *optim; /* required; built over tg_model_params */
     int verbose;     /* 0: silent; 1: one line per epoch; 2: also one per step */
+    /* ---- added later; a field left 0 / NULL keeps the behaviour above ---- */
+    const tg_tensor *val_X, *val_y; /* validation data (both or neither): its loss and
+                                       accuracy after each epoch, in eval mode */
+    tg_fit_callback on_step;        /* called after every step (may be NULL) */
+    tg_fit_callback on_epoch;       /* called after every epoch (may be NULL) */
+    void *callback_ctx;             /* passed to both callbacks */
+    int patience;         /* > 0: stop when the monitored loss (validation loss if there is
+                             validation data, else the training loss) has not improved by more
+                             than min_delta for this many epochs in a row; 0: never */
+    double min_delta;     /* >= 0; see patience */
+    int initial_epoch;    /* epochs already trained (resuming from a checkpoint): the first
+                             epoch run is this one, and the shuffle order continues as if
+                             the earlier epochs had run in this call; 0 <= initial_epoch <
+                             epochs */
+    double max_grad_norm; /* > 0: clip the gradients' global 2-norm to this before every
+                             update (tg_clip_grad_norm; when distributed, after the combine,
+                             so every rank clips the same gradients); 0: no clipping */
+    bool distributed;     /* data-parallel over the MPI ranks (dist.h; needs a build with
+                             MPI and tg_dist_init); see "Distributed training" below */
 } tg_fit_opts;
 
 tg_model *tg_model_new(void);
@@ -251,12 +294,65 @@ int tg_model_add(tg_model *m, tg_module *layer);
 int tg_model_params(tg_model *m, tg_tensor **out, int cap); /* all layers' params, in order */
 /* Runs the layers in order on x (a tape tensor results). */
 tg_tensor *tg_model_forward(tg_model *m, tg_tensor *x);
-/* Trains in minibatches for o->epochs epochs; each step resets the tape to where it was
- * on entry, so the tape stays bounded. Parameters are never re-initialised: calling fit
- * again resumes training. epoch_loss (may be NULL) receives the mean loss of each epoch.
- * Returns 0, or -1 with tg_error() set. */
+/* Trains in minibatches for epochs initial_epoch .. epochs - 1; each step resets the
+ * tape to where it was on entry, so the tape stays bounded. Parameters are never
+ * re-initialised: calling fit again resumes training. One step: zero the gradients,
+ * forward and loss over the batch, check the loss is finite, backward, optimizer step.
+ *
+ * epoch_loss (may be NULL) receives the mean training loss of each epoch run:
+ * epoch_loss[e - initial_epoch] for epoch e (room for epochs - initial_epoch values).
+ * With verbose >= 1 each epoch prints one labelled line ("train loss", "train accuracy"
+ * (running, see tg_fit_progress), "val loss", "val accuracy", seconds).
+ *
+ * Training stops early, returning 0, when a callback returns nonzero or when patience
+ * runs out. A loss that is NaN or infinite stops training before that step updates
+ * anything: -1 with an error naming the epoch and the step (both 1-based), e.g.
+ * "tg_model_fit: the loss is nan at epoch 3, step 17 (...)".
+ *
+ * Reproducibility: the batches depend only on seed and the epoch index, so training
+ * epochs 0-1, saving with tg_model_save_training, loading into a fresh model and
+ * optimizer and fitting epochs 2-3 with initial_epoch = 2 gives the same bits as epochs
+ * 0-3 in one call (for layers without randomness; dropout draws from tg_seed's stream,
+ * which a checkpoint does not hold).
+ *
+ * Returns 0, or -1 with tg_error() set: NULL arguments, no loss or optimizer, bad
+ * epochs / batch_size / initial_epoch / patience / min_delta, X and y (or val_X and
+ * val_y) with different row counts, validation data whose rows differ in shape from X's,
+ * a failing forward pass, loss or step, a non-finite loss. */
+/*
+ * Distributed training (distributed = true, under mpirun; every rank calls fit with the
+ * same model architecture, data and options, and tg_dist_init was called):
+ *   - on entry the parameters, the layers' buffers and the optimizer's state (moments,
+ *     step counts, learning rate) are broadcast from rank 0, so a run resumed from a
+ *     checkpoint that only rank 0 loaded, with any number of ranks, starts equal;
+ *   - every rank walks the same shuffled batch order; rank r of R computes rows
+ *     [b r / R, b (r + 1) / R) of each batch of b rows (slices differ by at most one row
+ *     and may be empty);
+ *   - the gradients are combined weighted by rows (rank r's by b_r / b) in one fused
+ *     buffer per dtype, and every rank receives the same bytes (tg_dist_allreduce_grads),
+ *     so the parameters stay bitwise identical and R ranks train the model one rank
+ *     would, up to the order of floating-point sums; clipping comes after the combine;
+ *   - dropout and DropConnect draw from a different stream on each rank (rank 0 keeps
+ *     tg_seed's), reproducible for a given number of ranks;
+ *   - batch norm normalises each slice with its own statistics (as PyTorch's
+ *     DistributedDataParallel without SyncBatchNorm), and after every step the running
+ *     statistics are replaced by their row-weighted mean over ranks: running_mean then
+ *     follows the global batch mean exactly, running_var the weighted mean of the
+ *     slices' variances; every rank keeps identical buffers. Each slice then needs at
+ *     least 2 rows;
+ *   - epoch_loss, the progress figures and the stopping decisions are global (the same
+ *     on every rank); a stop asked by a callback on any rank stops every rank; the
+ *     validation data are evaluated whole on every rank; verbose output is printed by
+ *     rank 0 only; callbacks run on every rank (write checkpoints from rank 0 only);
+ *   - a failure on any rank (a bad batch, a non-finite loss, mismatched arguments)
+ *     returns -1 on every rank: the failed rank's message says why, the others name it.
+ */
 int tg_model_fit(tg_model *m, const tg_tensor *X, const tg_tensor *y, const tg_fit_opts *o,
                  double *epoch_loss);
+/* Mean loss of the model on X against y, in batches, in eval mode and without recording
+ * (the loss function is called per batch of at most 1024 rows and weighted by rows). NaN
+ * with tg_error() set on error. */
+double tg_model_evaluate(tg_model *m, const tg_tensor *X, const tg_tensor *y, tg_loss_fn loss);
 /* The model's output on X as a new persistent tensor (free it with tg_tensor_free);
  * runs in batches, in eval mode and without recording, and leaves the tape and the
  * modules' training flags as it found them. */
@@ -271,6 +367,26 @@ int tg_model_save(const tg_model *m, const char *path);
  * missing, truncated, corrupted or mismatched file returns -1 with tg_error() set and
  * leaves the model untouched. */
 int tg_model_load(tg_model *m, const char *path);
+/* A training checkpoint: the model's state as tg_model_save writes it, plus the state of
+ * optimizer opt (may be NULL: none) and the number of epochs done, in one safetensors
+ * file, written atomically:
+ *     "<layer>.<name>"            the model, as tg_model_save
+ *     "optim.<i>.<state key>"     each state tensor of parameter i ("exp_avg", ...)
+ *     "optim.steps"               I64 [n]: each parameter's step count (Adam's t)
+ *     "optim.lr"                  F64 [1]: the learning rate of the next step
+ *     "epoch"                     I64 [1]
+ * opt must have been built over tg_model_params(m). Returns 0, or -1 with tg_error(). */
+int tg_model_save_training(const tg_model *m, const tg_optim *opt, int64_t epoch, const char *path);
+/* Reads a file of tg_model_save_training into a model of the same architecture and an
+ * optimizer of the same kind and options (opt NULL: the file must hold no optimizer
+ * state); *epoch (may be NULL) receives the epoch count. The file is validated before
+ * anything changes: on a missing, truncated, corrupted or mismatched file (another
+ * architecture, another optimizer kind or options that keep other state) returns -1
+ * with tg_error() set and leaves model and optimizer untouched. (A negative epoch, step
+ * count or learning rate, which tg_model_save_training never writes, is found after
+ * the tensors were read: -1 then too.) Pass the epoch as initial_epoch to tg_model_fit
+ * to continue. */
+int tg_model_load_training(tg_model *m, tg_optim *opt, int64_t *epoch, const char *path);
 void tg_model_free(tg_model *m); /* frees the layers; NULL is fine */
 
 #ifdef __cplusplus

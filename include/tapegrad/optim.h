@@ -30,9 +30,18 @@
  * Skipping: a parameter whose ->grad is NULL at a step is left untouched, and so is its
  * state (in particular Adam's step count for bias correction), as in PyTorch.
  *
+ * Options follow the rule of tg_gradcheck_opts: a field left at 0 means the documented
+ * default (PyTorch's), so (tg_adam_opts){.lr = 1e-2} is Adam with betas 0.9 / 0.999 and
+ * eps 1e-8, not an Adam whose betas and eps are 0. The fields where 0 is the default
+ * anyway (momentum, dampening, weight decay, the flags) simply mean 0. Where a real zero
+ * is wanted for a field whose default is not 0 (beta1 = 0, eps = 0, lr = 0), write
+ * TG_EXACT_ZERO: a negative zero, which compares equal to 0 but is told apart from the
+ * +0 of an omitted field.
+ *
  * Bad input to a constructor (NULL array, n < 1, a NULL, non-float, tape or repeated
- * parameter, a hyperparameter out of range or NaN) returns NULL with tg_error() naming
- * the function and the problem, e.g. "tg_adam: beta2 must be in [0, 1), got 1".
+ * parameter, a hyperparameter out of range or NaN, an invalid combination such as
+ * Nesterov without momentum) returns NULL with tg_error() naming the function and the
+ * problem, e.g. "tg_adam: beta2 must be in [0, 1), got 1".
  */
 #ifndef TAPEGRAD_OPTIM_H
 #define TAPEGRAD_OPTIM_H
@@ -47,6 +56,10 @@ extern "C" {
 
 typedef struct tg_optim tg_optim;
 
+/* An explicit zero for an option whose 0 would otherwise select the default: -0.0,
+ * equal to 0 in every comparison and computation, recognised by its sign bit. */
+#define TG_EXACT_ZERO (-0.0)
+
 /* ---------------- SGD ----------------
  * Per element, with g the gradient and p the parameter (torch.optim.SGD):
  *     g = g + weight_decay * p                       if weight_decay != 0
@@ -55,10 +68,11 @@ typedef struct tg_optim tg_optim;
  *     g = g + momentum * b  (nesterov)  or  g = b    if momentum != 0
  *     p = p - lr * g
  * Ranges: lr >= 0, momentum in [0, 1), dampening in [0, 1], weight_decay >= 0;
- * nesterov needs momentum > 0 and dampening == 0. There is no default learning rate:
- * write e.g. (tg_sgd_opts){.lr = 0.1, .momentum = 0.9}. */
+ * nesterov needs momentum > 0 and dampening == 0. Defaults (fields left 0): lr 1e-3
+ * (torch.optim.SGD's); everything else 0. Write e.g. (tg_sgd_opts){.lr = 0.1,
+ * .momentum = 0.9}. */
 typedef struct {
-    double lr;           /* learning rate */
+    double lr;           /* learning rate; 0: 1e-3 */
     double momentum;     /* 0: plain SGD */
     double dampening;    /* weight of the new gradient in the buffer is 1 - dampening */
     double weight_decay; /* L2 penalty added to the gradient */
@@ -75,11 +89,12 @@ typedef struct {
  *     vmax = max(vmax, v); use vmax for v below      amsgrad
  *     denom = sqrt(v) / sqrt(1 - beta2^t) + eps
  *     p = p - (lr / (1 - beta1^t)) * m / denom
- * Ranges: lr >= 0, beta1 and beta2 in [0, 1), eps >= 0, weight_decay >= 0. */
+ * Ranges: lr >= 0, beta1 and beta2 in [0, 1), eps >= 0, weight_decay >= 0.
+ * Defaults (fields left 0): lr 1e-3, beta1 0.9, beta2 0.999, eps 1e-8; weight_decay 0. */
 typedef struct {
-    double lr;           /* learning rate */
-    double beta1, beta2; /* decay rates of the first and second moment estimates */
-    double eps;          /* added to the denominator */
+    double lr;           /* learning rate; 0: 1e-3 */
+    double beta1, beta2; /* decay rates of the moment estimates; 0: 0.9 and 0.999 */
+    double eps;          /* added to the denominator; 0: 1e-8 */
     double weight_decay; /* L2 penalty (Adam) or decoupled decay rate (AdamW) */
     bool decoupled;      /* AdamW: decay the parameter instead of adding to the gradient */
     bool amsgrad;        /* normalise by the running maximum of the second moment */
@@ -106,11 +121,12 @@ typedef struct {
  *     b = momentum * b + g / d;  p = p - lr * b      if momentum > 0
  *     p = p - lr * g / d                             otherwise
  * The momentum buffer b starts at zero. Ranges: lr >= 0, alpha in [0, 1), eps >= 0,
- * weight_decay >= 0, momentum in [0, 1). */
+ * weight_decay >= 0, momentum in [0, 1). Defaults (fields left 0): lr 1e-2, alpha 0.99,
+ * eps 1e-8; weight_decay and momentum 0. */
 typedef struct {
-    double lr;           /* learning rate */
-    double alpha;        /* smoothing constant of the squared-gradient average */
-    double eps;          /* added to the denominator */
+    double lr;           /* learning rate; 0: 1e-2 */
+    double alpha;        /* smoothing constant of the squared-gradient average; 0: 0.99 */
+    double eps;          /* added to the denominator; 0: 1e-8 */
     double weight_decay; /* L2 penalty added to the gradient */
     double momentum;     /* 0: no momentum buffer */
     bool centered;       /* normalise by an estimate of the gradient's variance */

@@ -219,6 +219,12 @@ typedef struct {
 } tg__rand_state;
 void tg__rand_save(tg__rand_state *out);
 void tg__rand_restore(const tg__rand_state *st);
+/* Moves the thread's generator (tg_seed's) onto a stream of its own: draws one value
+ * from it and seeds the generator with that value mixed with stream. Equal states and
+ * equal streams give equal results, so a run stays reproducible; stream 0 leaves the
+ * generator as it is. Data-parallel training gives each rank its own dropout draws
+ * this way. */
+void tg__rng_stream(uint64_t stream);
 
 /* The one checked shape product. A shape is valid when every dimension is >= 0 and the
  * product of its non-zero dimensions is at most TG__MAX_NUMEL: then no product of some

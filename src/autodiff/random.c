@@ -67,6 +67,12 @@ double tg_rand_normal(void) {
     return normal_from(u1, tg_rand_uniform());
 }
 
+void tg__rng_stream(uint64_t stream) {
+    if (stream == 0) return;
+    uint64_t x = next_u64();
+    tg_seed(x ^ splitmix64(&stream));
+}
+
 void tg__rand_save(tg__rand_state *out) {
     for (int i = 0; i < 4; i++)
         out->s[i] = rng.s[i];

@@ -177,11 +177,178 @@ static int check_data(const char *op, const tg_model *m, const tg_tensor *X, con
     return 0;
 }
 
-int tg_model_fit(tg_model *m, const tg_tensor *X, const tg_tensor *y, const tg_fit_opts *o,
-                 double *epoch_loss) {
+/* Rows of a batch in the evaluation passes (validation, tg_model_evaluate). */
+#define EVAL_BATCH 1024
+
+/* One pass over X in eval mode without recording: the row-weighted mean of loss per
+ * batch (*loss_out) and, when y holds labels and the output is [rows, classes], the
+ * accuracy (*acc_out, else NaN). Returns 0 or -1 (tg_error set, naming op). */
+static int eval_pass(const char *op, tg_model *m, const tg_tensor *X, const tg_tensor *y,
+                     tg_loss_fn loss, double *loss_out, double *acc_out) {
+    const int64_t N = X->shape[0];
+    bool labels = y->dtype == TG_I64 && y->ndim == 1;
+    bool *flags = push_training(m, false);
+    if (!flags) return -1;
+    bool grad_was = tg_set_grad_enabled(false);
+    const size_t mark = tg_tape_mark();
+    double sum = 0.0;
+    int64_t correct = 0;
+    int rc = 0;
+    for (int64_t start = 0; start < N && rc == 0; start += EVAL_BATCH) {
+        int64_t b = N - start < EVAL_BATCH ? N - start : EVAL_BATCH;
+        tg_tensor *xb = gather_rows(X, NULL, start, b);
+        tg_tensor *yb = xb ? gather_rows(y, NULL, start, b) : NULL;
+        tg_tensor *pred = yb ? tg_model_forward(m, xb) : NULL;
+        tg_tensor *l = pred ? loss(pred, yb) : NULL;
+        if (!l) {
+            tg__fail_soft("%s: the loss function returned NULL", op);
+            rc = -1;
+        } else if (l->numel != 1) {
+            rc = tg__fail_int("%s: the loss must have one element, got %s", op, tg__shp(l));
+        } else {
+            sum += tg_item(l) * (double)b;
+            if (labels && pred->ndim == 2 && pred->shape[0] == b && pred->shape[1] >= 1)
+                correct += count_correct(pred, yb->data, b);
+            else
+                labels = false;
+        }
+        tg_tape_rewind(mark);
+    }
+    tg_set_grad_enabled(grad_was);
+    pop_training(m, flags);
+    if (rc != 0) return -1;
+    *loss_out = sum / (double)N;
+    *acc_out = labels ? (double)correct / (double)N : NAN;
+    return 0;
+}
+
+double tg_model_evaluate(tg_model *m, const tg_tensor *X, const tg_tensor *y, tg_loss_fn loss) {
+    static const char op[] = "tg_model_evaluate";
+    if (!m || !X || !y || !loss) {
+        tg__fail_soft("%s: model, X, y and loss must not be NULL", op);
+        return NAN;
+    }
+    if (check_data(op, m, X, y) != 0) return NAN;
+    if (X->shape[0] == 0) {
+        tg__fail("%s: X has no rows: %s", op, tg__shp(X));
+        return NAN;
+    }
+    double l, acc;
+    return eval_pass(op, m, X, y, loss, &l, &acc) == 0 ? l : NAN;
+}
+
+/* The tensors one call of fit keeps: the parameters (clipped, and combined across ranks
+ * when distributed) and the layers' buffers (averaged across ranks when distributed),
+ * in one tg__alloc block. */
+typedef struct {
+    tg_tensor **params, **bufs;
+    int nparams, nbufs;
+    int rank, size; /* distributed: this rank and the number of ranks; else 0 and 1 */
+} fit_tensors;
+
+/* What one call of fit works on; the step functions below read it. */
+typedef struct {
+    tg_model *m;
+    const tg_fit_opts *o;
+    const tg_tensor *X, *y;
+    const int64_t *perm; /* this epoch's row order */
+    bool labels;         /* y holds I64 class labels: count the running accuracy */
+    size_t mark;         /* the tape position on entry; every step rewinds to it */
+    fit_tensors t;
+} fit_run;
+
+/* Forward, loss and backward over the rows perm[start .. start + b) (a batch, or a
+ * slice of one): accumulates into the parameters' ->grad, and returns the batch's mean
+ * loss in *loss and its correct predictions in *correct (0 unless labels). A loss that
+ * is not finite fails before the backward pass, naming epoch ep and step s (0-based
+ * here, 1-based in the message). The tape is rewound in every case. */
+static int slice_backward(fit_run *f, int ep, int64_t s, int64_t start, int64_t b, double *loss,
+                          int64_t *correct) {
     static const char op[] = "tg_model_fit";
-    if (!m || !X || !y || !o)
-        return tg__fail_soft("%s: model, X, y and options must not be NULL", op), -1;
+    int rc = 0;
+    tg_tensor *xb = gather_rows(f->X, f->perm, start, b);
+    tg_tensor *yb = xb ? gather_rows(f->y, f->perm, start, b) : NULL;
+    tg_tensor *pred = yb ? tg_model_forward(f->m, xb) : NULL;
+    tg_tensor *l = pred ? f->o->loss(pred, yb) : NULL;
+    *correct = 0;
+    if (!l) {
+        tg__fail_soft("%s: the loss function returned NULL", op);
+        rc = -1;
+    } else if (l->numel != 1) {
+        rc = tg__fail_int("%s: the loss must have one element, got %s", op, tg__shp(l));
+    } else if (!isfinite(*loss = tg_item(l))) {
+        rc = tg__fail_int("%s: the loss is %g at epoch %d, step %lld (batch rows %lld..%lld); "
+                          "no parameter was updated at this step",
+                          op, *loss, ep + 1, (long long)s + 1, (long long)start,
+                          (long long)(start + b - 1));
+    } else {
+        if (f->labels && pred->ndim == 2 && pred->shape[0] == b && pred->shape[1] >= 1)
+            *correct = count_correct(pred, yb->data, b);
+        if (tg_backward(l) != 0) rc = -1;
+    }
+    tg_tape_rewind(f->mark);
+    return rc;
+}
+
+/* Clipping (when asked) and the optimizer's update, once the gradients are final. */
+static int clip_and_update(fit_run *f) {
+    if (f->o->max_grad_norm > 0.0 && f->t.nparams > 0 &&
+        isnan(tg_clip_grad_norm(f->t.nparams, f->t.params, f->o->max_grad_norm)))
+        return -1;
+    return tg_optim_step(f->o->optim);
+}
+
+#ifdef TG_HAVE_DIST
+/* A distributed step: this rank's slice of the batch (maybe empty), then the combine of
+ * the gradients (weighted by the slice's share of the rows), the buffers and the loss
+ * and accuracy sums; every rank takes part even when its slice failed, so that all
+ * stop together. */
+static int dist_train_step(fit_run *f, int ep, int64_t s, int64_t start, int64_t b, double *loss,
+                           int64_t *correct) {
+    int64_t lo = b * f->t.rank / f->t.size, hi = b * (f->t.rank + 1) / f->t.size;
+    double lv = 0.0;
+    int64_t ok = 0;
+    tg_optim_zero_grad(f->o->optim);
+    bool failed = hi > lo && slice_backward(f, ep, s, start + lo, hi - lo, &lv, &ok) != 0;
+    double sums[2] = {lv * (double)(hi - lo), (double)ok};
+    tg__dist_reduce_args a = {.params = f->t.params,
+                              .nparams = f->t.nparams,
+                              .bufs = f->t.bufs,
+                              .nbufs = f->t.nbufs,
+                              .weight = (double)(hi - lo) / (double)b,
+                              .sums = sums,
+                              .nsums = 2,
+                              .failed = failed};
+    if (tg__dist_reduce("tg_model_fit", &a) != 0) return -1;
+    *loss = sums[0] / (double)b;
+    *correct = (int64_t)sums[1];
+    return clip_and_update(f);
+}
+#endif
+
+/* One training step on the batch perm[start .. start + b): zero the gradients, forward,
+ * loss and backward (slice_backward), then the optimizer's update. */
+static int train_step(fit_run *f, int ep, int64_t s, int64_t start, int64_t b, double *loss,
+                      int64_t *correct) {
+#ifdef TG_HAVE_DIST
+    if (f->o->distributed) return dist_train_step(f, ep, s, start, b, loss, correct);
+#endif
+    tg_optim_zero_grad(f->o->optim);
+    if (slice_backward(f, ep, s, start, b, loss, correct) != 0) return -1;
+    return clip_and_update(f);
+}
+
+/* Fisher-Yates over perm[0..N) with g: one epoch's reshuffle. */
+static void shuffle_rows(int64_t *perm, int64_t N, tg_rng *g) {
+    for (int64_t i = N - 1; i > 0; i--) {
+        int64_t j = (int64_t)tg_rng_below(g, (uint64_t)i + 1);
+        int64_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+}
+
+static int check_fit_opts(const char *op, const tg_fit_opts *o) {
     if (!o->loss || !o->optim)
         return tg__fail_int("%s: options need a loss function and an optimizer (got %s%s)", op,
                             o->loss ? "" : "loss NULL ", o->optim ? "" : "optim NULL");
@@ -189,80 +356,244 @@ int tg_model_fit(tg_model *m, const tg_tensor *X, const tg_tensor *y, const tg_f
     if (o->batch_size < 0)
         return tg__fail_int("%s: batch_size must be >= 0 (0: the whole data set), got %lld", op,
                             (long long)o->batch_size);
-    if (check_data(op, m, X, y) != 0) return -1;
-    const int64_t N = X->shape[0];
-    if (N == 0) return tg__fail_int("%s: X has no rows: %s", op, tg__shp(X));
-    const int64_t bs = o->batch_size == 0 || o->batch_size > N ? N : o->batch_size;
-    const int64_t steps = (N + bs - 1) / bs;
-    const bool labels = y->dtype == TG_I64 && y->ndim == 1;
+    if (o->initial_epoch < 0 || o->initial_epoch >= o->epochs)
+        return tg__fail_int("%s: initial_epoch must be in [0, epochs = %d), got %d", op, o->epochs,
+                            o->initial_epoch);
+    if (o->patience < 0) return tg__fail_int("%s: patience must be >= 0, got %d", op, o->patience);
+    if (!(o->min_delta >= 0.0))
+        return tg__fail_int("%s: min_delta must be >= 0, got %g", op, o->min_delta);
+    if (!o->val_X != !o->val_y)
+        return tg__fail_int("%s: validation needs both val_X and val_y (got %s)", op,
+                            o->val_X ? "val_y NULL" : "val_X NULL");
+    if (!(o->max_grad_norm >= 0.0))
+        return tg__fail_int("%s: max_grad_norm must be >= 0 (0: no clipping), got %g", op,
+                            o->max_grad_norm);
+    return 0;
+}
 
-    int64_t *perm = tg__alloc(sizeof *perm * (size_t)N);
-    if (!perm) return -1;
-    for (int64_t i = 0; i < N; i++)
-        perm[i] = i;
-    bool *flags = push_training(m, true);
-    if (!flags) {
+/* Every argument check of fit, before anything runs. */
+static int check_fit_args(const char *op, const tg_model *m, const tg_tensor *X, const tg_tensor *y,
+                          const tg_fit_opts *o) {
+    if (check_fit_opts(op, o) != 0 || check_data(op, m, X, y) != 0) return -1;
+    if (X->shape[0] == 0) return tg__fail_int("%s: X has no rows: %s", op, tg__shp(X));
+    if (!o->val_X) return 0;
+    if (check_data(op, m, o->val_X, o->val_y) != 0) return -1;
+    if (o->val_X->shape[0] == 0 || o->val_X->dtype != X->dtype ||
+        !tg__shape_eq(X->ndim - 1, X->shape + 1, o->val_X->ndim - 1, o->val_X->shape + 1) ||
+        o->val_y->dtype != y->dtype)
+        return tg__fail_int("%s: validation data %s %s, %s %s does not match the training "
+                            "data %s %s, %s %s",
+                            op, tg_dtype_name(o->val_X->dtype), tg__shp(o->val_X),
+                            tg_dtype_name(o->val_y->dtype), tg__shp(o->val_y),
+                            tg_dtype_name(X->dtype), tg__shp(X), tg_dtype_name(y->dtype),
+                            tg__shp(y));
+    return 0;
+}
+
+/* The model's parameters and buffers into t (one block; free t->params). 0 or -1. */
+static int collect_fit_tensors(tg_model *m, fit_tensors *t) {
+    int np = tg_model_params(m, NULL, 0), nb = 0;
+    if (np < 0) return -1;
+    for (int i = 0; i < m->n; i++)
+        nb += m->layers[i]->nstate - m->layers[i]->nparams;
+    t->params = tg__alloc(sizeof *t->params * (size_t)(np + nb + 1));
+    if (!t->params) return -1;
+    t->bufs = t->params + np;
+    t->nparams = tg_model_params(m, t->params, np);
+    t->nbufs = 0;
+    for (int i = 0; i < m->n; i++)
+        for (int k = m->layers[i]->nparams; k < m->layers[i]->nstate; k++)
+            t->bufs[t->nbufs++] = m->layers[i]->state[k];
+    t->rank = 0;
+    t->size = 1;
+    return 0;
+}
+
+/* The start of a distributed fit, collective: checks that every rank passed its own
+ * argument checks (failed: this one did not) and runs the same training (rows, batch
+ * size, epochs, options), then broadcasts from rank 0 the parameters, the buffers and
+ * the optimizer's state, and gives each rank its own dropout stream. */
+static int dist_begin(const char *op, fit_run *f, bool failed) {
+#ifndef TG_HAVE_DIST
+    (void)failed;
+    (void)f;
+    return tg__fail_int("%s: distributed training needs a tapegrad built with MPI "
+                        "(TG_HAVE_DIST is not defined)",
+                        op);
+#else
+    if (tg_dist_size() < 0)
+        return tg__fail_int("%s: distributed training needs tg_dist_init first", op);
+    const tg_fit_opts *o = f->o;
+    tg_optim *opt = o->optim;
+    int nopt = failed ? 0 : tg_optim_num_params(opt);
+    tg_tensor *steps = NULL, *lr = NULL, **list = NULL;
+    if (!failed) {
+        steps = tg_tensor_new(TG_I64, TG_SHAPE(nopt));
+        lr = tg_scalar(TG_F64, tg_optim_get_lr(opt));
+        list = tg__alloc(sizeof *list * (size_t)(f->t.nparams + f->t.nbufs + 3 * nopt + 2));
+        failed = !steps || !lr || !list;
+    }
+    int n = 0;
+    if (!failed) {
+        for (int i = 0; i < f->t.nparams + f->t.nbufs; i++)
+            list[n++] = f->t.params[i]; /* the buffers follow the parameters */
+        for (int i = 0; i < nopt; i++) {
+            const char *names[4];
+            n += tg__optim_slots(opt, i, names, list + n);
+            ((int64_t *)steps->data)[i] = *tg__optim_steps(opt, i);
+        }
+        list[n++] = steps;
+        list[n++] = lr;
+    }
+    const tg_tensor *X = f->X;
+    double clip = o->max_grad_norm;
+    int64_t clip_bits;
+    memcpy(&clip_bits, &clip, sizeof clip_bits);
+    int64_t run[] = {X->shape[0],
+                     o->batch_size,
+                     o->epochs,
+                     o->initial_epoch,
+                     o->shuffle,
+                     (int64_t)o->seed,
+                     X->numel,
+                     X->dtype,
+                     o->val_X ? o->val_X->shape[0] : -1,
+                     o->on_step != NULL,
+                     o->patience,
+                     clip_bits,
+                     f->m->n};
+    int rc = tg__dist_agree(op, "the training run (rows, batch size, epochs, seed, options)", run,
+                            (int)(sizeof run / sizeof *run), failed);
+    if (rc == 0) rc = tg__dist_broadcast(op, list, n, 0);
+    if (rc == 0) {
+        for (int i = 0; i < nopt; i++)
+            *tg__optim_steps(opt, i) = ((int64_t *)steps->data)[i];
+        tg_optim_set_lr(opt, tg_item(lr));
+        f->t.rank = tg_dist_rank();
+        f->t.size = tg_dist_size();
+        tg__rng_stream((uint64_t)f->t.rank);
+    }
+    tg_tensor_free(steps);
+    tg_tensor_free(lr);
+    tg__release(list);
+    return rc;
+#endif
+}
+
+/* Whether this process prints fit's progress: always, but only rank 0 when distributed. */
+static bool fit_prints(const fit_run *f) { return f->t.rank == 0; }
+
+/* A stop decision every rank shares: when distributed, any rank's stop stops them all. */
+static bool fit_stop(const fit_run *f, bool stop) {
+#ifdef TG_HAVE_DIST
+    if (f->o->distributed) return tg__dist_any(stop);
+#endif
+    (void)f;
+    return stop;
+}
+
+static void print_epoch(const tg_fit_progress *p) {
+    printf("epoch %d/%d  train loss %.6f", p->epoch + 1, p->epochs, p->train_loss);
+    if (!isnan(p->train_accuracy)) printf("  train accuracy %.4f", p->train_accuracy);
+    if (!isnan(p->val_loss)) printf("  val loss %.6f", p->val_loss);
+    if (!isnan(p->val_accuracy)) printf("  val accuracy %.4f", p->val_accuracy);
+    printf("  %.2f s\n", p->seconds);
+    fflush(stdout);
+}
+
+int tg_model_fit(tg_model *m, const tg_tensor *X, const tg_tensor *y, const tg_fit_opts *o,
+                 double *epoch_loss) {
+    static const char op[] = "tg_model_fit";
+    if (!m || !X || !y || !o)
+        return tg__fail_soft("%s: model, X, y and options must not be NULL", op), -1;
+    fit_run f = {.m = m, .o = o, .X = X, .y = y, .mark = tg_tape_mark()};
+    int64_t *perm = NULL;
+    bool *flags = NULL;
+    bool bad = check_fit_args(op, m, X, y, o) != 0 || collect_fit_tensors(m, &f.t) != 0 ||
+               !(perm = tg__alloc(sizeof *perm * (size_t)X->shape[0])) ||
+               !(flags = push_training(m, true));
+    /* Distributed, every rank learns here whether all others are ready too. */
+    if (o->distributed && dist_begin(op, &f, bad) != 0) bad = true;
+    if (bad) {
+        if (flags) pop_training(m, flags);
         tg__release(perm);
+        tg__release(f.t.params);
         return -1;
     }
+    const int64_t N = X->shape[0];
+    const int64_t bs = o->batch_size == 0 || o->batch_size > N ? N : o->batch_size;
+    const int64_t steps = (N + bs - 1) / bs;
+    for (int64_t i = 0; i < N; i++)
+        perm[i] = i;
     bool grad_was = tg_set_grad_enabled(true);
     /* Shuffling has its own stream so fit is reproducible whatever else draws from
-     * the tg_seed() generator (dropout masks, initialisers). */
+     * the tg_seed() generator (dropout masks, initialisers). The epochs before
+     * initial_epoch are replayed (shuffles only), so a resumed run sees the same batches. */
     tg_rng rng;
     tg_rng_seed(&rng, o->seed);
-    const size_t mark = tg_tape_mark();
-    int rc = 0;
+    if (o->shuffle)
+        for (int ep = 0; ep < o->initial_epoch; ep++)
+            shuffle_rows(perm, N, &rng);
+    f.perm = perm;
+    f.labels = y->dtype == TG_I64 && y->ndim == 1;
+    tg_fit_progress p = {.epochs = o->epochs, .steps = steps, .best_epoch = -1};
+    double best = INFINITY;
+    int wait = 0, rc = 0;
+    bool stop = false;
 
-    for (int ep = 0; ep < o->epochs && rc == 0; ep++) {
+    for (int ep = o->initial_epoch; ep < o->epochs && rc == 0 && !stop; ep++) {
         double t0 = now_seconds(), loss_sum = 0.0;
         int64_t correct = 0;
-        if (o->shuffle)
-            for (int64_t i = N - 1; i > 0; i--) {
-                int64_t j = (int64_t)tg_rng_below(&rng, (uint64_t)i + 1);
-                int64_t t = perm[i];
-                perm[i] = perm[j];
-                perm[j] = t;
-            }
-        for (int64_t s = 0; s < steps; s++) {
-            int64_t start = s * bs, b = start + bs <= N ? bs : N - start;
-            tg_tensor *xb = gather_rows(X, perm, start, b);
-            tg_tensor *yb = xb ? gather_rows(y, perm, start, b) : NULL;
-            tg_tensor *pred = yb ? tg_model_forward(m, xb) : NULL;
-            tg_tensor *loss = pred ? o->loss(pred, yb) : NULL;
-            if (!loss) {
-                tg__fail_soft("%s: the loss function returned NULL", op);
-                rc = -1;
-            } else if (loss->numel != 1) {
-                rc = tg__fail_int("%s: the loss must have one element, got %s", op, tg__shp(loss));
-            }
-            double lv = rc == 0 ? tg_item(loss) : 0.0;
-            if (rc == 0 && labels && pred->ndim == 2 && pred->shape[0] == b)
-                correct += count_correct(pred, yb->data, b);
-            if (rc == 0) {
-                tg_optim_zero_grad(o->optim);
-                if (tg_backward(loss) != 0 || tg_optim_step(o->optim) != 0) rc = -1;
-            }
-            tg_tape_rewind(mark);
+        bool counted = f.labels;
+        if (o->shuffle) shuffle_rows(perm, N, &rng);
+        p.epoch = ep;
+        p.val_loss = p.val_accuracy = NAN;
+        for (int64_t s = 0; s < steps && !stop; s++) {
+            int64_t start = s * bs, b = start + bs <= N ? bs : N - start, ok = 0;
+            double lv = 0.0;
+            rc = train_step(&f, ep, s, start, b, &lv, &ok);
             if (rc != 0) break;
             loss_sum += lv * (double)b;
-            if (o->verbose >= 2)
+            correct += ok;
+            p.step = s + 1;
+            p.rows = start + b;
+            p.train_loss = loss_sum / (double)p.rows;
+            p.train_accuracy = counted ? (double)correct / (double)p.rows : NAN;
+            p.seconds = now_seconds() - t0;
+            if (o->verbose >= 2 && fit_prints(&f))
                 printf("  epoch %d/%d  step %lld/%lld  loss %.6f\n", ep + 1, o->epochs,
                        (long long)(s + 1), (long long)steps, lv);
+            if (o->on_step) stop = fit_stop(&f, o->on_step(&p, o->callback_ctx) != 0);
         }
         if (rc != 0) break;
-        double mean = loss_sum / (double)N;
-        if (epoch_loss) epoch_loss[ep] = mean;
-        if (o->verbose >= 1) {
-            printf("epoch %d/%d  loss %.6f", ep + 1, o->epochs, mean);
-            if (labels) printf("  accuracy %.4f", (double)correct / (double)N);
-            printf("  %.1f ms\n", 1e3 * (now_seconds() - t0));
-            fflush(stdout);
+        if (epoch_loss) epoch_loss[ep - o->initial_epoch] = p.train_loss;
+        if (o->val_X) {
+            bool failed =
+                eval_pass(op, m, o->val_X, o->val_y, o->loss, &p.val_loss, &p.val_accuracy) != 0;
+            if (fit_stop(&f, failed)) { /* distributed: a failure on any rank stops all */
+                if (!failed) tg__fail("%s: the validation pass failed on another rank", op);
+                rc = -1;
+                break;
+            }
         }
+        double monitored = o->val_X ? p.val_loss : p.train_loss;
+        if (monitored < best - o->min_delta) {
+            best = monitored;
+            p.best_epoch = ep;
+            wait = 0;
+        } else if (o->patience > 0 && ++wait >= o->patience) {
+            stop = true;
+        }
+        p.seconds = now_seconds() - t0;
+        if (o->verbose >= 1 && fit_prints(&f)) print_epoch(&p);
+        if (o->on_epoch && o->on_epoch(&p, o->callback_ctx) != 0) stop = true;
+        stop = fit_stop(&f, stop);
     }
 
     tg_set_grad_enabled(grad_was);
     pop_training(m, flags);
     tg__release(perm);
+    tg__release(f.t.params);
     return rc;
 }
 
@@ -352,9 +683,13 @@ double tg_model_accuracy(tg_model *m, const tg_tensor *X, const tg_tensor *label
 
 /* ---------------- checkpoints ---------------- */
 
+enum { NAME_LEN = 48 };
+
 /* The model's state as parallel arrays of names ("<layer>.<state>") and tensors, from
- * tg__alloc (one block: free *names_out). Returns the count, or -1. */
-static int collect_state(const char *op, const tg_model *m, char ***names_out,
+ * tg__alloc (one block: free *names_out), with room for extra more entries after the
+ * model's (names[i] points to NAME_LEN writable bytes for every i). Returns the
+ * model's count, or -1. */
+static int collect_state(const char *op, const tg_model *m, int extra, char ***names_out,
                          tg_tensor ***tensors_out) {
     int total = 0;
     for (int i = 0; i < m->n; i++) {
@@ -362,14 +697,16 @@ static int collect_state(const char *op, const tg_model *m, char ***names_out,
         if (k < 0) return -1;
         total += k;
     }
-    enum { NAME_LEN = 48 };
+    int room = total + extra;
     size_t nbytes =
-        (size_t)(total > 0 ? total : 1) * (sizeof(char *) + sizeof(tg_tensor *) + NAME_LEN);
+        (size_t)(room > 0 ? room : 1) * (sizeof(char *) + sizeof(tg_tensor *) + NAME_LEN);
     char *block = tg__alloc(nbytes);
     if (!block) return -1;
     char **names = (char **)block;
-    tg_tensor **tensors = (tg_tensor **)(names + total);
-    char *text = (char *)(tensors + total);
+    tg_tensor **tensors = (tg_tensor **)(names + room);
+    char *text = (char *)(tensors + room);
+    for (int i = 0; i < room; i++)
+        names[i] = text + (size_t)i * NAME_LEN;
     int at = 0;
     for (int i = 0; i < m->n; i++) {
         const char *sn[TG__MODULE_MAX_STATE];
@@ -380,7 +717,6 @@ static int collect_state(const char *op, const tg_model *m, char ***names_out,
             return tg__fail_soft("%s: cannot list the state of layer %d", op, i), -1;
         }
         for (int j = 0; j < k; j++, at++) {
-            names[at] = text + (size_t)at * NAME_LEN;
             snprintf(names[at], NAME_LEN, "%d.%s", i, sn[j]);
             tensors[at] = st[j];
         }
@@ -405,7 +741,7 @@ int tg_model_save(const tg_model *m, const char *path) {
     if (!m || !path) return tg__fail_soft("tg_model_save: model and path must not be NULL"), -1;
     char **names;
     tg_tensor **tensors;
-    int n = collect_state("tg_model_save", m, &names, &tensors);
+    int n = collect_state("tg_model_save", m, 0, &names, &tensors);
     if (n < 0) return -1;
     int rc = tg_safetensors_save(path, n, (const char *const *)names, tensors);
     if (rc != 0) relabel_error("tg_model_save", "tg_safetensors_save");
@@ -417,10 +753,116 @@ int tg_model_load(tg_model *m, const char *path) {
     if (!m || !path) return tg__fail_soft("tg_model_load: model and path must not be NULL"), -1;
     char **names;
     tg_tensor **tensors;
-    int n = collect_state("tg_model_load", m, &names, &tensors);
+    int n = collect_state("tg_model_load", m, 0, &names, &tensors);
     if (n < 0) return -1;
     int rc = tg_safetensors_load(path, n, (const char *const *)names, tensors);
     if (rc != 0) relabel_error("tg_model_load", "tg_safetensors_load");
+    tg__release(names);
+    return rc;
+}
+
+/* ---------------- training checkpoints ---------------- */
+
+/* The entries of a training checkpoint (see nn.h): the model's, then the optimizer's
+ * state tensors, its step counts and learning rate (in the scratch tensors *steps and
+ * *lr, made here), then the epoch (*ep, made here). Returns the count, or -1 with
+ * everything freed. */
+static int collect_training(const char *op, const tg_model *m, tg_optim *opt, char ***names,
+                            tg_tensor ***tensors, tg_tensor **steps, tg_tensor **lr,
+                            tg_tensor **ep) {
+    enum { MAX_SLOTS = 3 };
+    int np = opt ? tg_optim_num_params(opt) : 0;
+    int n = collect_state(op, m, np * MAX_SLOTS + 3, names, tensors);
+    if (n < 0) return -1;
+    *steps = *lr = NULL;
+    *ep = tg_tensor_new(TG_I64, TG_SHAPE(1));
+    if (opt) {
+        *steps = tg_tensor_new(TG_I64, TG_SHAPE(np));
+        *lr = tg_tensor_new(TG_F64, TG_SHAPE(1));
+    }
+    if (!*ep || (opt && (!*steps || !*lr))) {
+        tg_tensor_free(*ep);
+        tg_tensor_free(*steps);
+        tg_tensor_free(*lr);
+        tg__release(*names);
+        return -1;
+    }
+    for (int i = 0; i < np; i++) {
+        const char *sn[MAX_SLOTS];
+        tg_tensor *st[MAX_SLOTS];
+        int k = tg__optim_slots(opt, i, sn, st);
+        for (int j = 0; j < k; j++, n++) {
+            snprintf((*names)[n], NAME_LEN, "optim.%d.%s", i, sn[j]);
+            (*tensors)[n] = st[j];
+        }
+    }
+    if (opt) {
+        snprintf((*names)[n], NAME_LEN, "optim.steps");
+        (*tensors)[n++] = *steps;
+        snprintf((*names)[n], NAME_LEN, "optim.lr");
+        (*tensors)[n++] = *lr;
+    }
+    snprintf((*names)[n], NAME_LEN, "epoch");
+    (*tensors)[n++] = *ep;
+    return n;
+}
+
+int tg_model_save_training(const tg_model *m, const tg_optim *opt, int64_t epoch,
+                           const char *path) {
+    static const char op[] = "tg_model_save_training";
+    if (!m || !path) return tg__fail_soft("%s: model and path must not be NULL", op), -1;
+    if (epoch < 0) return tg__fail_int("%s: epoch must be >= 0, got %lld", op, (long long)epoch);
+    char **names;
+    tg_tensor **tensors, *steps, *lr, *ep;
+    /* The optimizer is only read; the collection helper is shared with loading. */
+    int n = collect_training(op, m, (tg_optim *)opt, &names, &tensors, &steps, &lr, &ep);
+    if (n < 0) return -1;
+    ((int64_t *)ep->data)[0] = epoch;
+    if (opt) {
+        for (int i = 0; i < tg_optim_num_params(opt); i++)
+            ((int64_t *)steps->data)[i] = tg_optim_param_steps(opt, i);
+        ((double *)lr->data)[0] = tg_optim_get_lr(opt);
+    }
+    int rc = tg_safetensors_save(path, n, (const char *const *)names, tensors);
+    if (rc != 0) relabel_error(op, "tg_safetensors_save");
+    tg_tensor_free(steps);
+    tg_tensor_free(lr);
+    tg_tensor_free(ep);
+    tg__release(names);
+    return rc;
+}
+
+int tg_model_load_training(tg_model *m, tg_optim *opt, int64_t *epoch, const char *path) {
+    static const char op[] = "tg_model_load_training";
+    if (!m || !path) return tg__fail_soft("%s: model and path must not be NULL", op), -1;
+    char **names;
+    tg_tensor **tensors, *steps, *lr, *ep;
+    int n = collect_training(op, m, opt, &names, &tensors, &steps, &lr, &ep);
+    if (n < 0) return -1;
+    /* The model's and optimizer's tensors are written only when the whole file is good;
+     * then the scratch values are checked and copied. A bad step count or rate means the
+     * file was not written by tg_model_save_training: the tensors already read are then
+     * left loaded, but that needs a hand-made file. */
+    int rc = tg_safetensors_load(path, n, (const char *const *)names, tensors);
+    if (rc != 0) relabel_error(op, "tg_safetensors_load");
+    int64_t e = rc == 0 ? ((int64_t *)ep->data)[0] : 0;
+    if (rc == 0 && e < 0) rc = tg__fail_int("%s: %s: negative epoch %lld", op, path, (long long)e);
+    for (int i = 0; rc == 0 && opt && i < tg_optim_num_params(opt); i++)
+        if (((int64_t *)steps->data)[i] < 0)
+            rc = tg__fail_int("%s: %s: negative step count for parameter %d", op, path, i);
+    if (rc == 0 && opt && !(((double *)lr->data)[0] >= 0.0))
+        rc = tg__fail_int("%s: %s: bad learning rate %g", op, path, ((double *)lr->data)[0]);
+    if (rc == 0) {
+        if (opt) {
+            for (int i = 0; i < tg_optim_num_params(opt); i++)
+                *tg__optim_steps(opt, i) = ((int64_t *)steps->data)[i];
+            tg_optim_set_lr(opt, ((double *)lr->data)[0]);
+        }
+        if (epoch) *epoch = e;
+    }
+    tg_tensor_free(steps);
+    tg_tensor_free(lr);
+    tg_tensor_free(ep);
     tg__release(names);
     return rc;
 }

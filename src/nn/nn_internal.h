@@ -13,6 +13,11 @@
 
 #include "../ops/ops_internal.h"
 #include "tapegrad/nn.h"
+#include "tapegrad/optim.h"
+#include "tapegrad/config.h" /* TG_HAVE_DIST */
+#ifdef TG_HAVE_DIST
+#include "tapegrad/dist.h"
+#endif
 
 #pragma GCC visibility push(hidden) /* internal: not exported (see internal.h) */
 
@@ -73,6 +78,43 @@ tg_module *tg__module_alloc(tg__module_kind kind, const char *name, tg__module_f
  * inverted dropout and DropConnect). p in [0, 1). NULL on allocation failure. */
 tg_tensor *tg__dropout_mask(tg_dtype dt, int ndim, const int64_t *shape, double p);
 
+/* The state slots that parameter i (0 <= i < tg_optim_num_params) of o keeps, in a
+ * fixed order: names[k] (static strings, PyTorch's state keys) and the optimizer's own
+ * tensors state[k] for k < the count returned (at most 3). For checkpoints. */
+int tg__optim_slots(tg_optim *o, int i, const char **names, tg_tensor **state);
+
+/* The step count of parameter i of o (Adam's t), writable: checkpoints restore it. */
+int64_t *tg__optim_steps(tg_optim *o, int i);
+
+#ifdef TG_HAVE_DIST
+/* One combine of data-parallel training (dist.c), collective over all ranks. Every
+ * gradient of params[0..nparams) (NULL counts as zeros and is created; frozen
+ * parameters are skipped) and the data of every tensor of bufs[0..nbufs) become
+ *     sum over ranks r of weight_r * value_r
+ * and sums[0..nsums) (F64) become their plain sum over ranks; every rank receives the
+ * same bytes. A rank whose step failed passes failed = true: then nothing moves and
+ * every rank returns -1 (the failed rank keeps its message, the others name it). The
+ * checks and errors are tg_dist_allreduce_grads's, naming op. */
+typedef struct {
+    tg_tensor *const *params;
+    int nparams;
+    tg_tensor *const *bufs;
+    int nbufs;
+    double weight; /* this rank's weight */
+    double *sums;
+    int nsums;
+    bool failed;
+} tg__dist_reduce_args;
+int tg__dist_reduce(const char *op, const tg__dist_reduce_args *a);
+/* tg_dist_broadcast with errors naming op. */
+int tg__dist_broadcast(const char *op, tg_tensor *const *ts, int n, int root);
+/* The agreement step on its own: 0 when no rank failed and every rank passed the same
+ * values[0..n), else -1 on every rank with tg_error() set ("<op>: ranks disagree on
+ * <what>: ...", or naming the first failed rank; a failed rank keeps its message). */
+int tg__dist_agree(const char *op, const char *what, const int64_t *values, int n, bool failed);
+/* True on every rank when flag is true on any rank (a logical-or allreduce). */
+bool tg__dist_any(bool flag);
+#endif
 #pragma GCC visibility pop
 
 #endif

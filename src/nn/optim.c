@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "../ops/ops_internal.h"
+#include "nn_internal.h"
 #include "tapegrad/optim.h"
 
 typedef enum { KIND_SGD, KIND_ADAM, KIND_RMSPROP } optim_kind;
@@ -196,6 +197,10 @@ static bool check_range(const char *fn, const char *what, double v, double lo, d
     return false;
 }
 
+/* The options rule of optim.h: a +0 field takes its default, a -0 (TG_EXACT_ZERO) or any
+ * other value is kept. */
+static double or_default(double v, double dflt) { return v == 0.0 && !signbit(v) ? dflt : v; }
+
 static bool check_params(const char *fn, int n, tg_tensor *const *params) {
     if (!params) return tg__fail_soft("%s: params is NULL", fn), false;
     if (n < 1) return tg__fail("%s: needs at least one parameter, got n = %d", fn, n), false;
@@ -256,6 +261,7 @@ static tg_optim *optim_new(optim_kind kind, const char *fn, double lr, int n,
 tg_optim *tg_sgd(int n, tg_tensor *const *params, tg_sgd_opts opts) {
     const char *fn = "tg_sgd";
     if (!check_params(fn, n, params)) return NULL;
+    opts.lr = or_default(opts.lr, 1e-3);
     if (!check_range(fn, "lr", opts.lr, 0.0, INFINITY, true) ||
         !check_range(fn, "momentum", opts.momentum, 0.0, 1.0, true) ||
         !check_range(fn, "dampening", opts.dampening, 0.0, 1.0, false) ||
@@ -274,6 +280,10 @@ tg_optim *tg_sgd(int n, tg_tensor *const *params, tg_sgd_opts opts) {
 tg_optim *tg_adam(int n, tg_tensor *const *params, tg_adam_opts opts) {
     const char *fn = "tg_adam";
     if (!check_params(fn, n, params)) return NULL;
+    opts.lr = or_default(opts.lr, 1e-3);
+    opts.beta1 = or_default(opts.beta1, 0.9);
+    opts.beta2 = or_default(opts.beta2, 0.999);
+    opts.eps = or_default(opts.eps, 1e-8);
     if (!check_range(fn, "lr", opts.lr, 0.0, INFINITY, true) ||
         !check_range(fn, "beta1", opts.beta1, 0.0, 1.0, true) ||
         !check_range(fn, "beta2", opts.beta2, 0.0, 1.0, true) ||
@@ -289,6 +299,9 @@ tg_optim *tg_adam(int n, tg_tensor *const *params, tg_adam_opts opts) {
 tg_optim *tg_rmsprop(int n, tg_tensor *const *params, tg_rmsprop_opts opts) {
     const char *fn = "tg_rmsprop";
     if (!check_params(fn, n, params)) return NULL;
+    opts.lr = or_default(opts.lr, 1e-2);
+    opts.alpha = or_default(opts.alpha, 0.99);
+    opts.eps = or_default(opts.eps, 1e-8);
     if (!check_range(fn, "lr", opts.lr, 0.0, INFINITY, true) ||
         !check_range(fn, "alpha", opts.alpha, 0.0, 1.0, true) ||
         !check_range(fn, "eps", opts.eps, 0.0, INFINITY, true) ||
@@ -378,6 +391,18 @@ int64_t tg_optim_param_steps(const tg_optim *o, int i) {
                             o->n);
     return o->slots[i].steps;
 }
+
+int tg__optim_slots(tg_optim *o, int i, const char **names, tg_tensor **state) {
+    int k = 0;
+    for (int s = 0; s < MAX_STATE; s++) {
+        if (!o->slots[i].state[s]) continue;
+        names[k] = state_names[o->kind][s];
+        state[k++] = o->slots[i].state[s];
+    }
+    return k;
+}
+
+int64_t *tg__optim_steps(tg_optim *o, int i) { return &o->slots[i].steps; }
 
 /* ---------------- gradient clipping ---------------- */
 

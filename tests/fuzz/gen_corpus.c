@@ -1,18 +1,20 @@
 /* gen_corpus.c — writes the seed inputs of the fuzz targets into corpus/.
  *
  * Usage: gen_corpus DIR   (writes DIR/safetensors/ *.safetensors, DIR/csv/ *.csv,
- * DIR/check_expr/ *.txt and DIR/ops/ *; the subdirectories must exist). The safetensors
- * seeds are written by tg_safetensors_save / tg_model_save, so they are valid files
- * that fuzz_safetensors loads successfully (ab, ba, model) or that exercise other parts
- * of the reader (empty, mixed); the CSV seeds cover a header, CRLF, blanks and label
+ * DIR/check_expr/ *.txt, DIR/ops/ * and DIR/idx/ *; the subdirectories must exist). The
+ * safetensors seeds are written by tg_safetensors_save / tg_model_save, so they are valid
+ * files that fuzz_safetensors loads successfully (ab, ba, model) or that exercise other
+ * parts of the reader (empty, mixed); the CSV seeds cover a header, CRLF, blanks and label
  * positions; the check_expr seeds every part of tapegrad-check's grammar; the ops seeds are
- * programs for fuzz_ops (layout in fuzz_ops.c), one per family of ops, plus inputs that once found
- * a bug, kept as regression tests.
+ * programs for fuzz_ops (layout in fuzz_ops.c), one per family of ops, plus inputs that once
+ * found a bug, kept as regression tests; the IDX seeds are small valid files of several
+ * element types, plain and gzip-compressed.
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include <tapegrad/io.h>
 #include <tapegrad/nn.h>
@@ -64,6 +66,36 @@ static void ops_seed(const char *name, const uint8_t *bytes, size_t n) {
     snprintf(path, sizeof path, "ops/%s", name);
     FILE *f = fopen(at(path), "wb");
     if (!f || fwrite(bytes, 1, n, f) != n || fclose(f) != 0) {
+        perror(name);
+        exit(1);
+    }
+}
+
+/* An IDX file: 00 00 code ndim, the big-endian dims, then the n element bytes; written
+ * gzip-compressed when gz. */
+static void idx_file(const char *name, int code, int ndim, const unsigned *dims,
+                     const unsigned char *elems, size_t n, int gz) {
+    unsigned char buf[256];
+    size_t len = 0;
+    buf[len++] = 0;
+    buf[len++] = 0;
+    buf[len++] = (unsigned char)code;
+    buf[len++] = (unsigned char)ndim;
+    for (int i = 0; i < ndim; i++)
+        for (int s = 24; s >= 0; s -= 8)
+            buf[len++] = (unsigned char)(dims[i] >> s);
+    memcpy(buf + len, elems, n);
+    len += n;
+    if (gz) {
+        gzFile f = gzopen(at(name), "wb");
+        if (!f || gzwrite(f, buf, (unsigned)len) != (int)len || gzclose(f) != Z_OK) {
+            perror(name);
+            exit(1);
+        }
+        return;
+    }
+    FILE *f = fopen(at(name), "wb");
+    if (!f || fwrite(buf, 1, len, f) != len || fclose(f) != 0) {
         perror(name);
         exit(1);
     }
@@ -240,6 +272,21 @@ int main(int argc, char **argv) {
     text("check_expr/unary.txt", "neg(log(sigmoid(x))) + sqrt(square(cos(y))) + relu(tanh(x))");
     text("check_expr/log_softmax.txt", "sum(log_softmax(A) != A) + (v == v) - (x >= y)");
     text("check_expr/bad.txt", "sin(x + ; x=[1, [2]] y:0x3");
+
+    static const unsigned char px[12] = {0, 17, 34, 51, 68, 85, 102, 119, 136, 153, 170, 255};
+    idx_file("idx/images_3x2x2", 0x08, 3, (unsigned[]){3, 2, 2}, px, 12, 0);
+    idx_file("idx/images_3x2x2.gz", 0x08, 3, (unsigned[]){3, 2, 2}, px, 12, 1);
+    idx_file("idx/labels_3.gz", 0x08, 1, (unsigned[]){3}, (const unsigned char[]){9, 0, 4}, 3, 1);
+    idx_file("idx/sbyte_4", 0x09, 2, (unsigned[]){2, 2}, (const unsigned char[]){0x80, 1, 0xff, 7},
+             4, 0);
+    idx_file("idx/int16_2", 0x0B, 1, (unsigned[]){2}, (const unsigned char[]){0xff, 0xfe, 1, 0}, 4,
+             0);
+    idx_file("idx/int32_1", 0x0C, 1, (unsigned[]){1}, (const unsigned char[]){0, 1, 0x86, 0xa0}, 4,
+             0);
+    idx_file("idx/float32_2.gz", 0x0D, 1, (unsigned[]){2},
+             (const unsigned char[]){0x3f, 0xc0, 0, 0, 0xbe, 0x80, 0, 0}, 8, 1);
+    idx_file("idx/float64_1", 0x0E, 1, (unsigned[]){1},
+             (const unsigned char[]){0x3f, 0xb9, 0x99, 0x99, 0x99, 0x99, 0x99, 0x9a}, 8, 0);
 
     tg_model_free(m);
     tg_tensor_free(a);
