@@ -185,6 +185,7 @@ static int load_split(const options *o, const char *prefix, int64_t limit, tg_te
         fprintf(stderr, "fashion_mnist: %s\n", tg_error());
         fprintf(stderr, "fashion_mnist: install the data with scripts/deps.sh --data, or point "
                         "--data at a folder with the four IDX files\n");
+        tg_clear_error(); /* said above */
         return -1;
     }
     if ((*X)->ndim != 3 || (*X)->shape[1] != SIDE || (*X)->shape[2] != SIDE) {

@@ -14,23 +14,7 @@
 #include "testutil.h"
 
 /* Linear(2,16) -> ReLU -> Linear(16,3), initialised from tg_seed(seed). */
-static tg_model *small_model(uint64_t seed) {
-    tg_seed(seed);
-    tg_model *m = tg_model_new();
-    ck_assert_int_eq(tg_model_add(m, tg_nn_linear(2, 16, TG_F32)), 0);
-    ck_assert_int_eq(tg_model_add(m, tg_nn_relu()), 0);
-    ck_assert_int_eq(tg_model_add(m, tg_nn_linear(16, 3, TG_F32)), 0);
-    return m;
-}
-
-static tg_optim *adam_of(tg_model *m, double lr) {
-    tg_tensor *ps[8];
-    int n = tg_model_params(m, ps, 8);
-    ck_assert_int_eq(n, 4);
-    tg_optim *o = tg_adam(n, ps, (tg_adam_opts){.lr = lr});
-    ck_assert_ptr_nonnull(o);
-    return o;
-}
+static tg_model *small_model(uint64_t seed) { return tgt_mlp(seed, 2, 16, 3); }
 
 static tg_fit_opts base_opts(tg_optim *opt, int epochs) {
     return (tg_fit_opts){.batch_size = 16,
@@ -80,7 +64,7 @@ START_TEST(validation_reported) {
     ck_assert_int_eq(tg_data_spiral(30, 3, 1, &X, &y), 0);
     ck_assert_int_eq(tg_data_spiral(20, 3, 2, &Xv, &yv), 0);
     tg_model *m = small_model(1);
-    tg_optim *opt = adam_of(m, 1e-2);
+    tg_optim *opt = tgt_adam_over(m, 1e-2);
     recorder r = {.stop_at_epoch = -1, .stop_at_step = -1};
     tg_fit_opts fo = base_opts(opt, 3);
     fo.val_X = Xv;
@@ -134,7 +118,7 @@ START_TEST(callbacks_stop_training) {
     tg_tensor *X, *y;
     ck_assert_int_eq(tg_data_spiral(30, 3, 4, &X, &y), 0);
     tg_model *m = small_model(4);
-    tg_optim *opt = adam_of(m, 1e-2);
+    tg_optim *opt = tgt_adam_over(m, 1e-2);
     recorder r = {.stop_at_epoch = 1, .stop_at_step = -1};
     tg_fit_opts fo = base_opts(opt, 10);
     fo.on_epoch = record_epoch;
@@ -180,7 +164,7 @@ START_TEST(early_stopping_with_patience) {
     ck_assert_int_eq(r.epochs_seen, 3); /* epoch 0 is the best; 1 and 2 use up patience */
     ck_assert_int_eq(r.last.best_epoch, 0);
     /* A learning model with a large patience runs every epoch. */
-    tg_optim *opt = adam_of(m, 1e-2);
+    tg_optim *opt = tgt_adam_over(m, 1e-2);
     fo.optim = opt;
     fo.epochs = 5;
     fo.patience = 5;
@@ -202,7 +186,7 @@ START_TEST(non_finite_loss_stops) {
     ck_assert_int_eq(tg_data_spiral(20, 3, 6, &X, &y), 0);
     ((float *)X->data)[2 * 37] = NAN; /* row 37: the third batch of 16, in order */
     tg_model *m = small_model(6), *ref = small_model(6);
-    tg_optim *opt = adam_of(m, 1e-2), *ref_opt = adam_of(ref, 1e-2);
+    tg_optim *opt = tgt_adam_over(m, 1e-2), *ref_opt = tgt_adam_over(ref, 1e-2);
     tg_fit_opts fo = base_opts(opt, 3);
     fo.shuffle = false;
     ck_assert_int_error(tg_model_fit(m, X, y, &fo, NULL), "tg_model_fit", "nan", "epoch 1, step 3");
@@ -242,7 +226,7 @@ START_TEST(bad_fit_options) {
     tg_tensor *X3 = tg_tensor_new(TG_F32, TG_SHAPE(15, 3));
     tg_tensor *Xd = tg_tensor_new(TG_F64, TG_SHAPE(15, 2));
     tg_model *m = small_model(8);
-    tg_optim *opt = adam_of(m, 1e-2);
+    tg_optim *opt = tgt_adam_over(m, 1e-2);
     tg_fit_opts fo = base_opts(opt, 3);
     fo.initial_epoch = 3;
     ck_assert_int_error(tg_model_fit(m, X, y, &fo, NULL), "tg_model_fit", "initial_epoch", "3");
@@ -341,7 +325,7 @@ START_TEST(training_checkpoint_round_trip) {
     tg_tensor *X, *y;
     ck_assert_int_eq(tg_data_spiral(20, 3, 10, &X, &y), 0);
     tg_model *m = small_model(10);
-    tg_optim *opt = adam_of(m, 2e-2);
+    tg_optim *opt = tgt_adam_over(m, 2e-2);
     tg_fit_opts fo = base_opts(opt, 2);
     ck_assert_int_eq(tg_model_fit(m, X, y, &fo, NULL), 0);
     tg_optim_set_lr(opt, 5e-3);
@@ -349,7 +333,7 @@ START_TEST(training_checkpoint_round_trip) {
     ck_assert_int_eq(tg_model_save_training(m, opt, 2, path), 0);
 
     tg_model *m2 = small_model(99);
-    tg_optim *opt2 = adam_of(m2, 1e-3);
+    tg_optim *opt2 = tgt_adam_over(m2, 1e-3);
     int64_t epoch = -1;
     ck_assert_int_eq(tg_model_load_training(m2, opt2, &epoch, path), 0);
     ck_assert_int_eq(epoch, 2);
@@ -421,19 +405,19 @@ END_TEST
  * bits as 4 epochs in one go (shuffled batches, Adam). */
 static void resume_case(tg_model *(*make)(uint64_t), const tg_tensor *X, const tg_tensor *y) {
     tg_model *straight = make(11);
-    tg_optim *so = adam_of(straight, 1e-2);
+    tg_optim *so = tgt_adam_over(straight, 1e-2);
     tg_fit_opts fo = base_opts(so, 4);
     ck_assert_int_eq(tg_model_fit(straight, X, y, &fo, NULL), 0);
 
     tg_model *first = make(11);
-    tg_optim *fo1 = adam_of(first, 1e-2);
+    tg_optim *fo1 = tgt_adam_over(first, 1e-2);
     fo = base_opts(fo1, 2);
     ck_assert_int_eq(tg_model_fit(first, X, y, &fo, NULL), 0);
     const char *path = fresh_path("fit_resume.safetensors");
     ck_assert_int_eq(tg_model_save_training(first, fo1, 2, path), 0);
 
     tg_model *resumed = make(12); /* other initial weights: all must come from the file */
-    tg_optim *ro = adam_of(resumed, 1e-2);
+    tg_optim *ro = tgt_adam_over(resumed, 1e-2);
     int64_t epoch = 0;
     ck_assert_int_eq(tg_model_load_training(resumed, ro, &epoch, path), 0);
     fo = base_opts(ro, 4);

@@ -9,25 +9,7 @@
 #include "testutil.h"
 
 /* Linear(2,100) -> ReLU -> Linear(100,3), initialised from tg_seed(seed). */
-static tg_model *spiral_model(uint64_t seed) {
-    tg_seed(seed);
-    tg_model *m = tg_model_new();
-    ck_assert_int_eq(tg_model_add(m, tg_nn_linear(2, 100, TG_F32)), 0);
-    ck_assert_int_eq(tg_model_add(m, tg_nn_relu()), 0);
-    ck_assert_int_eq(tg_model_add(m, tg_nn_linear(100, 3, TG_F32)), 0);
-    return m;
-}
-
-static tg_optim *adam_over(tg_model *m, double lr) {
-    tg_tensor *ps[8];
-    int n = tg_model_params(m, ps, 8);
-    ck_assert_int_eq(n, 4);
-    tg_adam_opts o = TG_ADAM_DEFAULTS;
-    o.lr = lr;
-    tg_optim *opt = tg_adam(n, ps, o);
-    ck_assert_ptr_nonnull(opt);
-    return opt;
-}
+static tg_model *spiral_model(uint64_t seed) { return tgt_mlp(seed, 2, 100, 3); }
 
 /* The spiral task most tests train on: tg_data_spiral(per_class, 3 classes, seed), the
  * model spiral_model(seed) and Adam with lr 1e-2 over its parameters. */
@@ -41,7 +23,7 @@ static spiral_task spiral_task_new(int per_class, uint64_t seed) {
     spiral_task sp;
     ck_assert_int_eq(tg_data_spiral(per_class, 3, seed, &sp.X, &sp.y), 0);
     sp.m = spiral_model(seed);
-    sp.opt = adam_over(sp.m, 1e-2);
+    sp.opt = tgt_adam_over(sp.m, 1e-2);
     return sp;
 }
 
@@ -95,7 +77,7 @@ START_TEST(fit_spiral) {
 
     /* The same seeds give the same run, bit for bit. */
     tg_model *m2 = spiral_model(0);
-    tg_optim *opt2 = adam_over(m2, 1e-2);
+    tg_optim *opt2 = tgt_adam_over(m2, 1e-2);
     double loss2[200];
     fo.optim = opt2;
     ck_assert_int_eq(tg_model_fit(m2, sp.X, sp.y, &fo, loss2), 0);

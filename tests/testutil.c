@@ -120,3 +120,21 @@ int tgt_run(Suite *s) {
     tg_tape_free();
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
+
+tg_model *tgt_mlp(uint64_t seed, int64_t in, int64_t hidden, int64_t out) {
+    tg_seed(seed);
+    tg_model *m = tg_model_new();
+    ck_assert_int_eq(tg_model_add(m, tg_nn_linear(in, hidden, TG_F32)), 0);
+    ck_assert_int_eq(tg_model_add(m, tg_nn_relu()), 0);
+    ck_assert_int_eq(tg_model_add(m, tg_nn_linear(hidden, out, TG_F32)), 0);
+    return m;
+}
+
+tg_optim *tgt_adam_over(tg_model *m, double lr) {
+    tg_tensor *ps[8];
+    int n = tg_model_params(m, ps, 8);
+    ck_assert_int_eq(n, 4);
+    tg_optim *opt = tg_adam(n, ps, (tg_adam_opts){.lr = lr});
+    ck_assert_ptr_nonnull(opt);
+    return opt;
+}

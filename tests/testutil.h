@@ -76,6 +76,13 @@ void tgt_assert_f32_agrees(tg_fn f, void *ctx, int n, tg_tensor *const *in, cons
 tg_tensor *tgt_rand(tg_dtype dt, int ndim, const int64_t *shape, double lo, double hi);
 void tgt_seed(uint64_t s);
 
+/* Linear(in, hidden) -> ReLU -> Linear(hidden, out), F32, initialised from tg_seed(seed):
+ * the small model the model and fit suites train. */
+tg_model *tgt_mlp(uint64_t seed, int64_t in, int64_t hidden, int64_t out);
+
+/* Adam with lr (other options default) over the 4 parameters of a tgt_mlp model. */
+tg_optim *tgt_adam_over(tg_model *m, double lr);
+
 /* Runs a Check suite with one process (no fork), returns the exit status. */
 int tgt_run(Suite *s);
 
