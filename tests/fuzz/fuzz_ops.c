@@ -225,9 +225,21 @@ static void decode_inputs(reader *r, program *p) {
 }
 
 /* A persistent I64 tensor of the given shape with values from the bytes, each b % m + lo. */
+/* A persistent constant of the given shape. A shape derived from an empty operand can
+ * be too large to make ([2^62+1, 0] with the 0 replaced by 2): then a one-element
+ * [1] constant stands in, which the op will most likely refuse with its own message. */
+static tg_tensor *constant_new(tg_dtype dt, int nd, const int64_t *shape) {
+    tg_tensor *t = tg_tensor_new(dt, nd, shape);
+    if (!t) {
+        tg_clear_error();
+        t = tg_tensor_new(dt, 1, (const int64_t[]){1});
+        if (!t) abort();
+    }
+    return t;
+}
+
 static tg_tensor *int_tensor(reader *r, int nd, const int64_t *shape, int64_t m, int64_t lo) {
-    tg_tensor *t = tg_tensor_new(TG_I64, nd, shape);
-    if (!t) abort();
+    tg_tensor *t = constant_new(TG_I64, nd, shape);
     for (int64_t j = 0; j < t->numel; j++)
         ((int64_t *)t->data)[j] = (m > 0 ? (int64_t)rd(r) % m : 0) + lo;
     return t;
@@ -351,8 +363,7 @@ static void decode_op(reader *r, program *p, fuzz_op *o) {
         for (int d = 0; d < like->ndim; d++)
             shape[d] = ones >> d & 1 ? 1 : like->shape[d];
         tg_dtype dt = ones & 0x80 ? TG_I64 : TG_F64;
-        o->k = tg_tensor_new(dt, like->ndim, shape);
-        if (!o->k) abort();
+        o->k = constant_new(dt, like->ndim, shape);
         for (int64_t j = 0; j < o->k->numel; j++)
             tg_tensor_set(o->k, j, rd(r) & 1);
         break;
