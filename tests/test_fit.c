@@ -273,7 +273,7 @@ START_TEST(clipping_matches_manual_loop) {
     tg_tensor *X, *y;
     ck_assert_int_eq(tg_data_spiral(16, 3, 4, &X, &y), 0);
     tg_model *fitted = small_model(3), *manual = small_model(3), *plain = small_model(3);
-    tg_optim *of = adam_of(fitted, 0.05), *om = adam_of(manual, 0.05), *op = adam_of(plain, 0.05);
+    tg_optim *of = tgt_adam_over(fitted, 0.05), *om = tgt_adam_over(manual, 0.05), *op = tgt_adam_over(plain, 0.05);
     tg_fit_opts fo = {.batch_size = 16,
                       .epochs = 1,
                       .loss = tg_loss_cross_entropy,
