@@ -151,6 +151,9 @@ MAX_INNER_KERNEL(min_inner_f32, float, <)
 MAX_INNER_KERNEL(min_inner_f64, double, <)
 
 static void run(rkind kind, const reduction *r, const tg_tensor *x, void *y, int64_t *idx) {
+    /* An empty result has nothing to compute (the loops would still count through
+     * outer, which an empty shape such as [2^31, 0] makes large). */
+    if (r->outer == 0 || r->inner == 0) return;
     if ((kind == R_MAX || kind == R_MIN) && r->inner > 1 && r->n > 0) {
         bool f64 = x->dtype == TG_F64;
         if (kind == R_MAX)
@@ -188,7 +191,7 @@ static int max_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     int64_t outer = n->i[0], len = n->i[1], inner = n->i[2];
     tg_tensor *mask = tg__tape_zeros(x->dtype, x->ndim, x->shape);
     if (!mask) return -1;
-    for (int64_t o = 0; o < outer; o++)
+    for (int64_t o = 0; o < outer && x->numel > 0; o++)
         for (int64_t k = 0; k < inner; k++)
             tg__set(mask, (o * len + best[o * inner + k]) * inner + k, 1.0);
     return (gin[0] = tg_mul(expand_grad(n, g), tg__derived_constant(mask, 1, n->in))) ? 0 : -1;
