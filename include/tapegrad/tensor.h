@@ -54,12 +54,14 @@ struct tg_tensor {
     int ndim;                   /* 0 <= ndim <= TG_MAX_DIMS; 0 is a scalar */
     int64_t shape[TG_MAX_DIMS]; /* shape[i] >= 0 for i < ndim; unused entries are 1 */
     int64_t numel;              /* product of shape[0..ndim) (1 for a scalar) */
-    void *data;                 /* numel elements, contiguous, row-major, 64-byte aligned */
+    void *data;                 /* numel elements, contiguous, row-major, 64-byte aligned
+                                   (a one-element tape tensor: 16-byte aligned) */
     tg_tensor *grad;            /* accumulated gradient after tg_backward, or NULL */
     bool requires_grad;         /* gradients flow into this tensor */
     /* --- private: maintained by the library --- */
     bool tg__persistent;        /* made by a tg_tensor_* constructor */
     bool tg__view;              /* data belongs to another tensor */
+    uint8_t tg__state;          /* delivery state during tg_backward (backward.c), else 0 */
     int32_t tg__id;             /* tape tensors: creation number on the tape (for printing) */
     uint32_t tg__magic;         /* liveness stamp read by the checked mode (tape.h) */
     struct tg__node *tg__node;  /* node that produced this tensor, or NULL for a leaf */

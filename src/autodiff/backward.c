@@ -249,67 +249,75 @@ int tg__acc_add(tg_tensor *t, tg_tensor *g) { return acc_add(t, g, sweep_scalars
 void tg__sweep_clear(tg__node *last, tg__node *stop, tg_tensor *y) { clear_acc(last, stop, 1, &y); }
 
 /* Delivery of the accumulated gradients into ->grad happens in two phases so that a
- * failed backward changes no ->grad: first everything that can fail (allocating new
- * persistent gradients, summing into existing tape gradients) into a list of pending
- * updates; then, if all of it succeeded, the updates, which cannot fail. */
-typedef struct {
-    tg_tensor *t;     /* the tensor whose ->grad changes */
-    tg_tensor *g;     /* its accumulated gradient (for persistent t) */
-    tg_tensor *fresh; /* persistent t without ->grad: its new gradient tensor */
-    tg_tensor *value; /* tape t: the new ->grad */
-    double v;         /* persistent t whose gradient was a double (g NULL): that double */
-} pending;
+ * failed backward changes no ->grad. Phase 1 (prepare) does everything that can fail:
+ * a persistent tensor without ->grad gets a new zero gradient (tg__state FRESH), and a
+ * tape tensor's new ->grad (its gradient, plus the ->grad it had) is made and left in
+ * tg__acc (tg__state TAKEN). Phase 2 (commit), if all of it succeeded, makes the changes,
+ * which cannot fail; otherwise roll_back frees the new gradients again. Both clear
+ * tg__acc and tg__state. The state lives in the tensors, so the delivery needs no memory
+ * of its own however long the tape. */
+enum { STATE_TAKEN = 1, STATE_FRESH = 2 };
 
-/* Phase 1 for one tensor: appends its update to list (if it has a gradient to take). */
-static int prepare(tg_tensor *t, pending *list, size_t *count) {
+static int prepare(tg_tensor *t) {
     tg_tensor *g = t->tg__acc;
-    if (!g || !t->requires_grad) return 0;
-    bool scalar = g == TG__SACC;
-    t->tg__acc = NULL; /* taken: a tensor seen again later is skipped */
-    pending *u = &list[(*count)++];
-    *u = (pending){t, scalar ? NULL : g, NULL, NULL, t->tg__sacc};
+    if (!g || !t->requires_grad || t->tg__state) return 0;
     if (t->tg__persistent) {
-        if (!t->grad && !(u->fresh = tg_tensor_new(t->dtype, t->ndim, t->shape))) return -1;
-    } else {
-        if (scalar && !(g = tg__tape_full(t->dtype, t->ndim, t->shape, u->v))) return -1;
-        u->value = t->grad ? tg_add(t->grad, g) : g;
-        if (!u->value) return -1;
+        if (t->grad) {
+            t->tg__state = STATE_TAKEN;
+            return 0;
+        }
+        if (!(t->grad = tg_tensor_new(t->dtype, t->ndim, t->shape))) return -1;
+        t->tg__state = STATE_FRESH;
+        return 0;
     }
+    if (g == TG__SACC && !(g = tg__tape_full(t->dtype, t->ndim, t->shape, t->tg__sacc))) return -1;
+    tg_tensor *v = t->grad ? tg_add(t->grad, g) : g;
+    if (!v) return -1;
+    t->tg__acc = v;
+    t->tg__state = STATE_TAKEN;
     return 0;
 }
 
+static void commit(tg_tensor *t) {
+    if (t->tg__state) {
+        if (!t->tg__persistent)
+            t->grad = t->tg__acc;
+        else if (t->tg__acc == TG__SACC)
+            ((double *)t->grad->data)[0] += t->tg__sacc;
+        else
+            tg__accumulate_into(t->grad, t->tg__acc);
+        t->tg__state = 0;
+    }
+    t->tg__acc = NULL;
+}
+
+static void roll_back(tg_tensor *t) {
+    if (t->tg__state == STATE_FRESH) {
+        tg_tensor_free(t->grad);
+        t->grad = NULL;
+    }
+    t->tg__state = 0;
+    t->tg__acc = NULL;
+}
+
+/* Delivers the gradients of the sweep from last (y its output) and clears the sweep's
+ * accumulators. */
 static int deliver_all(const char *op, tg__node *last, tg_tensor *y) {
     tg__op_name = op;
-    size_t cap = 1;
-    for (tg__node *n = last; n; n = n->prev)
-        cap += 1 + (size_t)n->nin;
-    pending *list = tg__arena_alloc(cap * sizeof *list);
-    if (!list) return -1;
-    size_t count = 0;
-    int rc = prepare(y, list, &count);
+    int rc = prepare(y);
     for (tg__node *n = last; n && rc == 0; n = n->prev) {
-        rc = prepare(n->out, list, &count);
+        rc = prepare(n->out);
         for (int i = 0; i < n->nin && rc == 0; i++)
-            rc = prepare(n->in[i], list, &count);
+            rc = prepare(n->in[i]);
     }
-    if (rc != 0) {
-        for (size_t k = 0; k < count; k++)
-            tg_tensor_free(list[k].fresh);
-        return -1;
+    void (*finish)(tg_tensor *) = rc == 0 ? commit : roll_back;
+    finish(y);
+    for (tg__node *n = last; n; n = n->prev) {
+        finish(n->out);
+        for (int i = 0; i < n->nin; i++)
+            finish(n->in[i]);
     }
-    for (size_t k = 0; k < count; k++) {
-        pending *u = &list[k];
-        if (u->t->tg__persistent) {
-            if (u->fresh) u->t->grad = u->fresh;
-            if (u->g)
-                tg__accumulate_into(u->t->grad, u->g);
-            else
-                ((double *)u->t->grad->data)[0] += u->v;
-        } else {
-            u->t->grad = u->value;
-        }
-    }
-    return 0;
+    return rc;
 }
 
 /* tg_backward (dy NULL: a ones seed) and tg_backward_seeded; op names the one called. */
@@ -331,8 +339,10 @@ static int backward(const char *op, tg_tensor *y, const tg_tensor *dy) {
     bool mode = tg_set_grad_enabled(false);
     tg_tensor *dys[1] = {(tg_tensor *)dy};
     int rc = sweep(op, last, NULL, 1, &y, dy ? dys : NULL, false);
-    if (rc == 0) rc = deliver_all(op, last, y);
-    clear_acc(last, NULL, 1, &y);
+    if (rc == 0)
+        rc = deliver_all(op, last, y); /* clears the accumulators */
+    else
+        clear_acc(last, NULL, 1, &y);
     tg_set_grad_enabled(mode);
     return rc;
 }

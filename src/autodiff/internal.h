@@ -32,6 +32,7 @@
 
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
 
 #include "tapegrad/random.h"
 #include "tapegrad/tape.h"
@@ -98,6 +99,8 @@ void tg__release(void *p);
 /* Bump allocation on this thread's tape arena, 64-byte aligned; NULL (tg_error set) on
  * failure. Released by tg_tape_reset/rewind. */
 void *tg__arena_alloc(size_t size);
+/* The same, 16-byte aligned: for small records (nodes, lists of pointers). */
+void *tg__arena_alloc_small(size_t size);
 
 /* A new tape tensor (data uninitialised, grad NULL, requires_grad false), or NULL. */
 tg_tensor *tg__tape_tensor(tg_dtype dt, int ndim, const int64_t *shape);
@@ -127,19 +130,22 @@ typedef void (*tg__scalar_backward_fn)(const tg__node *n, double g, double *gin)
 
 struct tg__node {
     tg__node *prev; /* previous node on the tape (creation order) */
-    size_t pos;     /* arena position before the node was allocated */
     const char *op; /* op name for printing, e.g. "matmul" */
     tg__backward_fn backward;
     tg__scalar_backward_fn scalar_backward; /* or NULL; see tg__scalar_backward_fn */
     tg_tensor *out;                         /* the op's result */
-    int nin;                                /* number of inputs */
     tg_tensor **in;                         /* inputs (points at inline_in when nin <= 3) */
+    int nin;                                /* number of inputs */
+    bool small;                             /* recorded by tg__record_small: no fields below d */
+    size_t pos;                             /* arena position before the node was allocated */
+    double d[2];                            /* scalar arguments */
     tg_tensor *inline_in[TG__NODE_INLINE];
+    /* ---- the end of a small node (TG__NODE_SMALL bytes) ---- */
     const tg_tensor *aux[2]; /* non-differentiable tensor arguments (indices, cond) */
-    double d[2];             /* scalar arguments */
     int64_t i[4];            /* integer arguments (axes, flags, offsets) */
     void *extra;             /* op-specific data on the arena, or NULL */
 };
+#define TG__NODE_SMALL offsetof(tg__node, aux)
 
 /* True when an op with these inputs must record: grad mode on and some input
  * requires a gradient. */
@@ -151,6 +157,11 @@ bool tg__should_record(int nin, tg_tensor *const *in);
 #define TG__RECORD_FAILED ((tg__node *)(uintptr_t)1)
 tg__node *tg__record(const char *op, tg_tensor *y, int nin, tg_tensor *const *in,
                      tg__backward_fn backward);
+/* The same for an op whose node uses in, out and d only (elementwise ops): the node is
+ * allocated without aux, i and extra, which must then not be touched. Scalar code is
+ * made of such ops, and their tape is half nodes. nin <= TG__NODE_INLINE. */
+tg__node *tg__record_small(const char *op, tg_tensor *y, int nin, tg_tensor *const *in,
+                           tg__backward_fn backward);
 
 /* Releases everything made on the tape since mark except y's values: returns a new
  * tape tensor (no history) holding a copy of y, allocated at mark; NULL (error set) on

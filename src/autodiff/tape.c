@@ -16,7 +16,9 @@ typedef struct {
     size_t base;
 } arena_block;
 
-enum { FIRST_BLOCK = 64 * 1024, ALIGN = 64 };
+/* ALIGN: tensor data and most allocations; SMALL_ALIGN: nodes and the tensors of scalar
+ * code (data of at most SMALL_DATA bytes), which would otherwise be mostly padding. */
+enum { FIRST_BLOCK = 64 * 1024, ALIGN = 64, SMALL_ALIGN = 16, SMALL_DATA = 8 };
 
 typedef struct {
     arena_block *blocks;
@@ -77,14 +79,19 @@ static bool add_block(size_t min_size) {
     return true;
 }
 
-void *tg__arena_alloc(size_t size) {
-    size = (size + ALIGN - 1) & ~(size_t)(ALIGN - 1);
-    if (size == 0) size = ALIGN;
+/* Bump allocation of size bytes aligned to align (a power of two, 16 to ALIGN). Sizes are
+ * kept multiples of SMALL_ALIGN, so the offset always is one. */
+static inline void *arena_alloc(size_t size, size_t align) {
+    size = (size + SMALL_ALIGN - 1) & ~(size_t)(SMALL_ALIGN - 1);
+    if (size == 0) size = SMALL_ALIGN;
     for (;;) {
-        if (tape.nblocks && tape.off + size <= tape.blocks[tape.cur].cap) {
-            void *p = tape.blocks[tape.cur].mem + tape.off;
-            tape.off += size;
-            return p;
+        if (tape.nblocks) {
+            size_t off = (tape.off + align - 1) & ~(align - 1);
+            if (off + size <= tape.blocks[tape.cur].cap) {
+                void *p = tape.blocks[tape.cur].mem + off;
+                tape.off = off + size;
+                return p;
+            }
         }
         /* The rest of this block is skipped; positions stay monotonic. */
         if (tape.nblocks && tape.cur + 1 < tape.nblocks) {
@@ -100,12 +107,23 @@ void *tg__arena_alloc(size_t size) {
     }
 }
 
+void *tg__arena_alloc(size_t size) { return arena_alloc(size, ALIGN); }
+
+void *tg__arena_alloc_small(size_t size) { return arena_alloc(size, SMALL_ALIGN); }
+
+/* A tensor header rounded up to SMALL_ALIGN: a small tape tensor's data follows it. */
+#define HDR_SMALL ((sizeof(tg_tensor) + SMALL_ALIGN - 1) & ~(size_t)(SMALL_ALIGN - 1))
 #define HDR_BYTES ((sizeof(tg_tensor) + ALIGN - 1) & ~(size_t)(ALIGN - 1))
 
-/* shape is valid (tg__shape_numel) and has numel elements. */
+/* shape is valid (tg__shape_numel) and has numel elements. Data of at most SMALL_DATA
+ * bytes (one element: scalar code) sits right after a SMALL_ALIGN-aligned
+ * header; larger data is ALIGN-aligned. */
 static tg_tensor *tape_header(tg_dtype dt, int ndim, const int64_t *shape, int64_t numel,
                               size_t data_bytes) {
-    char *mem = tg__arena_alloc(HDR_BYTES + data_bytes);
+    bool small = data_bytes <= SMALL_DATA;
+    size_t hdr = small ? HDR_SMALL : HDR_BYTES;
+    char *mem =
+        small ? arena_alloc(hdr + data_bytes, SMALL_ALIGN) : arena_alloc(hdr + data_bytes, ALIGN);
     if (!mem) return NULL;
     tg_tensor *t = (tg_tensor *)mem;
     t->dtype = dt;
@@ -113,11 +131,12 @@ static tg_tensor *tape_header(tg_dtype dt, int ndim, const int64_t *shape, int64
     for (int i = 0; i < TG_MAX_DIMS; i++)
         t->shape[i] = i < ndim ? shape[i] : 1;
     t->numel = numel;
-    t->data = mem + HDR_BYTES;
+    t->data = mem + hdr;
     t->grad = NULL;
     t->requires_grad = false;
     t->tg__persistent = false;
     t->tg__view = false;
+    t->tg__state = 0;
     t->tg__id = tape.next_id++;
     t->tg__magic = TG__MAGIC_LIVE;
     t->tg__node = NULL;
@@ -199,18 +218,23 @@ static bool anomaly_forward_ok(const char *op, const tg_tensor *y, int nin, tg_t
     return false;
 }
 
-tg__node *tg__record(const char *op, tg_tensor *y, int nin, tg_tensor *const *in,
-                     tg__backward_fn backward) {
+/* Records the node for y = op(in...) once tg__should_record said so; small: allocate
+ * only up to TG__NODE_SMALL (nin <= TG__NODE_INLINE). */
+static inline __attribute__((always_inline)) tg__node *record(const char *op, tg_tensor *y, int nin,
+                                                              tg_tensor *const *in,
+                                                              tg__backward_fn backward,
+                                                              bool small) {
     if (__builtin_expect(tape.anomaly, 0) && !anomaly_forward_ok(op, y, nin, in))
         return TG__RECORD_FAILED;
     if (!tg__should_record(nin, in)) return NULL;
     size_t pos = position();
-    tg__node *n = tg__arena_alloc(sizeof *n);
+    tg__node *n =
+        small ? arena_alloc(TG__NODE_SMALL, SMALL_ALIGN) : arena_alloc(sizeof *n, SMALL_ALIGN);
     if (!n) return TG__RECORD_FAILED;
     if (nin <= TG__NODE_INLINE) {
         n->in = n->inline_in;
     } else {
-        n->in = tg__arena_alloc((size_t)nin * sizeof *n->in);
+        n->in = tg__arena_alloc_small((size_t)nin * sizeof *n->in);
         if (!n->in) return TG__RECORD_FAILED;
     }
     for (int i = 0; i < nin; i++)
@@ -222,15 +246,28 @@ tg__node *tg__record(const char *op, tg_tensor *y, int nin, tg_tensor *const *in
     n->scalar_backward = NULL;
     n->out = y;
     n->nin = nin;
-    n->aux[0] = n->aux[1] = NULL;
+    n->small = small;
     n->d[0] = n->d[1] = 0;
-    n->i[0] = n->i[1] = n->i[2] = n->i[3] = 0;
-    n->extra = NULL;
+    if (!small) {
+        n->aux[0] = n->aux[1] = NULL;
+        n->i[0] = n->i[1] = n->i[2] = n->i[3] = 0;
+        n->extra = NULL;
+    }
     tape.last = n;
     tape.nnodes++;
     y->requires_grad = true;
     y->tg__node = n;
     return n;
+}
+
+tg__node *tg__record(const char *op, tg_tensor *y, int nin, tg_tensor *const *in,
+                     tg__backward_fn backward) {
+    return record(op, y, nin, in, backward, false);
+}
+
+tg__node *tg__record_small(const char *op, tg_tensor *y, int nin, tg_tensor *const *in,
+                           tg__backward_fn backward) {
+    return record(op, y, nin, in, backward, nin <= TG__NODE_INLINE);
 }
 
 tg__node *tg__tape_last(void) { return tape.last; }
@@ -303,8 +340,8 @@ bool tg__check_tape_live(const char *op) {
                 return tg__check_live(op, what, x);
             }
         }
-        refs[0] = n->aux[0];
-        refs[1] = n->aux[1];
+        refs[0] = n->small ? NULL : n->aux[0];
+        refs[1] = n->small ? NULL : n->aux[1];
         for (int i = 0; i < 2; i++)
             if (refs[i] && refs[i]->tg__magic != TG__MAGIC_LIVE) {
                 char what[96];
@@ -320,7 +357,7 @@ bool tg__tape_keep_if_referenced(tg_tensor *t) {
     for (tg__node *n = tape.last; n && !found; n = n->prev) {
         for (int i = 0; i < n->nin && !found; i++)
             found = n->in[i] == t;
-        found = found || n->aux[0] == t || n->aux[1] == t;
+        found = found || (!n->small && (n->aux[0] == t || n->aux[1] == t));
     }
     if (!found) return false;
     if (tape.nkept == tape.cap_kept) {

@@ -132,6 +132,7 @@ static void init_header(tg_tensor *t, tg_dtype dt, int ndim, const int64_t *shap
     t->requires_grad = false;
     t->tg__persistent = false;
     t->tg__view = false;
+    t->tg__state = 0;
     t->tg__id = -1;
     t->tg__magic = TG__MAGIC_LIVE;
     t->tg__node = NULL;

@@ -271,10 +271,10 @@ static int pow_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     return 0;
 }
 
-/* max/min: each input gets g times its share (1, 1/2 on a tie, 0). */
-static int maxmin_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
+/* max/min: each input gets g times its share (1, 1/2 on a tie, 0); lt: minimum. */
+static int maxmin_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin, bool lt) {
     tg_tensor *a = tg_detach(n->in[0]), *b = tg_detach(n->in[1]);
-    binop m = n->i[0] ? B_MASK_LT : B_MASK_GT;
+    binop m = lt ? B_MASK_LT : B_MASK_GT;
     if (n->in[0]->requires_grad &&
         !(gin[0] = reduce_like(tg_mul(g, tg__derived_constant(binary_compute(m, a, b), 2, n->in)),
                                n->in[0])))
@@ -285,6 +285,12 @@ static int maxmin_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
         return -1;
     return 0;
 }
+static int max_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
+    return maxmin_backward(n, g, gin, false);
+}
+static int min_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
+    return maxmin_backward(n, g, gin, true);
+}
 
 static const tg__backward_fn bin_backward[B_COUNT] = {
     [B_ADD] = add_backward,
@@ -292,8 +298,8 @@ static const tg__backward_fn bin_backward[B_COUNT] = {
     [B_MUL] = mul_backward,
     [B_DIV] = div_backward,
     [B_POW] = pow_backward,
-    [B_MAX] = maxmin_backward,
-    [B_MIN] = maxmin_backward,
+    [B_MAX] = max_backward,
+    [B_MIN] = min_backward,
     /* masks are constants and never recorded; relu_grad records itself */
     [B_MASK_GT] = NULL,
     [B_MASK_LT] = NULL,
@@ -329,27 +335,30 @@ static void div_sbackward(const tg__node *n, double g, double *gin) {
     gin[0] = gdiv(g, b);
     gin[1] = -gdiv(gmul(g, out0(n)), b);
 }
-static void maxmin_sbackward(const tg__node *n, double g, double *gin) {
+static void maxmin_sbackward(const tg__node *n, double g, double *gin, bool lt) {
     double a = in0(n), b = in1(n);
-    bool lt = n->i[0] != 0;
     double ma = BIN_EXPR(lt ? B_MASK_LT : B_MASK_GT, a, b, double);
     double mb = BIN_EXPR(lt ? B_MASK_LT : B_MASK_GT, b, a, double);
     gin[0] = g * ma;
     gin[1] = g * mb;
 }
+static void max_sbackward(const tg__node *n, double g, double *gin) {
+    maxmin_sbackward(n, g, gin, false);
+}
+static void min_sbackward(const tg__node *n, double g, double *gin) {
+    maxmin_sbackward(n, g, gin, true);
+}
 static const tg__scalar_backward_fn bin_sbackward[B_COUNT] = {
-    [B_ADD] = add_sbackward, [B_SUB] = sub_sbackward,    [B_MUL] = mul_sbackward,
-    [B_DIV] = div_sbackward, [B_MAX] = maxmin_sbackward, [B_MIN] = maxmin_sbackward};
+    [B_ADD] = add_sbackward, [B_SUB] = sub_sbackward, [B_MUL] = mul_sbackward,
+    [B_DIV] = div_sbackward, [B_MAX] = max_sbackward, [B_MIN] = min_sbackward};
 
 static tg_tensor *binary(binop op, tg_tensor *a, tg_tensor *b) {
     tg_tensor *y = binary_compute(op, a, b);
     if (!y) return NULL;
-    tg__node *n = tg__record(bin_opnames[op], y, 2, (tg_tensor *const[]){a, b}, bin_backward[op]);
+    tg__node *n =
+        tg__record_small(bin_opnames[op], y, 2, (tg_tensor *const[]){a, b}, bin_backward[op]);
     if (n == TG__RECORD_FAILED) return NULL;
-    if (n) {
-        n->i[0] = op == B_MIN;
-        tg__set_scalar_backward(n, bin_sbackward[op]);
-    }
+    tg__set_scalar_backward(n, bin_sbackward[op]);
     return y;
 }
 
@@ -532,7 +541,7 @@ static int relu_grad_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) 
 static tg_tensor *relu_grad(tg_tensor *g, tg_tensor *x) {
     tg_tensor *y = binary_compute(B_RELU_GRAD, g, x);
     if (!y) return NULL;
-    if (tg__record("relu_grad", y, 2, (tg_tensor *const[]){g, x}, relu_grad_backward) ==
+    if (tg__record_small("relu_grad", y, 2, (tg_tensor *const[]){g, x}, relu_grad_backward) ==
         TG__RECORD_FAILED)
         return NULL;
     return y;
@@ -691,7 +700,7 @@ static const tg__scalar_backward_fn un_sbackward[U_COUNT] = {
 static tg_tensor *unary2(unop op, tg_tensor *x, double c, double c2) {
     tg_tensor *y = unary_compute(op, x, c, c2);
     if (!y) return NULL;
-    tg__node *n = tg__record(un_names[op] + 3, y, 1, &x, un_backward[op]);
+    tg__node *n = tg__record_small(un_names[op] + 3, y, 1, &x, un_backward[op]);
     if (n == TG__RECORD_FAILED) return NULL;
     if (n) {
         n->d[0] = c;
