@@ -159,12 +159,123 @@ static inline __attribute__((always_inline)) int run_node(const char *op, tg__no
     return 0;
 }
 
+/* Delivery of the accumulated gradients into ->grad happens in two phases so that a
+ * failed backward changes no ->grad. Phase 1 (prepare) does everything that can fail:
+ * a persistent tensor without ->grad gets a new zero gradient (tg__state FRESH), and a
+ * tape tensor's new ->grad (its gradient, plus the ->grad it had) is made and left in
+ * tg__acc (tg__state TAKEN). Phase 2 (commit), if all of it succeeded, makes the changes,
+ * which cannot fail; otherwise roll_back frees the new gradients again. Both clear
+ * tg__acc and tg__state.
+ *
+ * tg_backward prepares a node's output inside the sweep, as soon as its gradient is
+ * complete (when the sweep reaches its node: every use of it is newer), while its header
+ * is in the cache; the leaves (inputs without a node, complete only at the end) are
+ * listed as the sweep meets them and prepared after it. The commit then walks the
+ * nodes' outputs and the list. The state lives in the tensors, so none of this needs
+ * memory per node. */
+enum { STATE_TAKEN = 1, STATE_FRESH = 2, STATE_LISTED = 4 };
+
+static int prepare(tg_tensor *t) {
+    tg_tensor *g = t->tg__acc;
+    if (!g || !t->requires_grad || (t->tg__state & (STATE_TAKEN | STATE_FRESH))) return 0;
+    if (t->tg__persistent) {
+        if (t->grad) {
+            t->tg__state = STATE_TAKEN;
+            return 0;
+        }
+        if (!(t->grad = tg_tensor_new(t->dtype, t->ndim, t->shape))) return -1;
+        t->tg__state = STATE_FRESH;
+        return 0;
+    }
+    if (g == TG__SACC && !(g = tg__tape_full(t->dtype, t->ndim, t->shape, t->tg__sacc))) return -1;
+    tg_tensor *v = t->grad ? tg_add(t->grad, g) : g;
+    if (!v) return -1;
+    t->tg__acc = v;
+    t->tg__state = STATE_TAKEN;
+    return 0;
+}
+
+static void commit(tg_tensor *t) {
+    if (t->tg__state & (STATE_TAKEN | STATE_FRESH)) {
+        if (!t->tg__persistent)
+            t->grad = t->tg__acc;
+        else if (t->tg__acc == TG__SACC)
+            ((double *)t->grad->data)[0] += t->tg__sacc;
+        else
+            tg__accumulate_into(t->grad, t->tg__acc);
+    }
+    t->tg__state = 0;
+    t->tg__acc = NULL;
+}
+
+static void roll_back(tg_tensor *t) {
+    if (t->tg__state & STATE_FRESH) {
+        tg_tensor_free(t->grad);
+        t->grad = NULL;
+    }
+    t->tg__state = 0;
+    t->tg__acc = NULL;
+}
+
+/* The leaves a delivering sweep met: on the arena, grown by doubling. */
+typedef struct {
+    tg_tensor **t;
+    size_t n, cap;
+} leaf_list;
+
+static int list_leaf(leaf_list *lv, tg_tensor *x) {
+    if (x->tg__state & STATE_LISTED) return 0;
+    if (lv->n == lv->cap) {
+        size_t cap = lv->cap ? 2 * lv->cap : 32;
+        tg_tensor **t = tg__arena_alloc_small(cap * sizeof *t);
+        if (!t) return -1;
+        if (lv->n) memcpy(t, lv->t, lv->n * sizeof *t);
+        lv->t = t;
+        lv->cap = cap;
+    }
+    lv->t[lv->n++] = x;
+    x->tg__state |= STATE_LISTED;
+    return 0;
+}
+
+/* After a successful sweep from last (y its output): phase 1 for y and the leaves, then
+ * phase 2, or the roll-back; clears the sweep's accumulators either way. */
+static int deliver_all(tg__node *last, tg_tensor *y, leaf_list *lv) {
+    int rc = prepare(y);
+    for (size_t k = 0; k < lv->n && rc == 0; k++)
+        rc = prepare(lv->t[k]);
+    if (rc != 0) {
+        roll_back(y);
+        for (tg__node *n = last; n; n = n->prev) {
+            roll_back(n->out);
+            for (int i = 0; i < n->nin; i++)
+                roll_back(n->in[i]);
+        }
+        return -1;
+    }
+    commit(y);
+    for (size_t k = 0; k < lv->n; k++)
+        commit(lv->t[k]);
+    for (tg__node *n = last; n; n = n->prev)
+        commit(n->out);
+    return 0;
+}
+
+/* In a delivering sweep, after node n's backward: prepares n's output (its gradient is
+ * complete) and lists the leaves among its inputs that got a gradient. */
+static inline int delivery_step(tg__node *n, leaf_list *lv) {
+    for (int i = 0; i < n->nin; i++) {
+        tg_tensor *x = n->in[i];
+        if (!x->tg__node && x->tg__acc && list_leaf(lv, x) != 0) return -1;
+    }
+    return prepare(n->out);
+}
+
 /* Seeds ys and sweeps back from `last` to `stop` (exclusive). The caller clears the
  * accumulators. */
-static inline __attribute__((always_inline)) int sweep_nodes(const char *op, tg__node *last,
-                                                             tg__node *stop, int ny,
-                                                             tg_tensor *const *ys,
-                                                             tg_tensor *const *dys, unsigned mode) {
+static inline __attribute__((always_inline)) int
+sweep_nodes(const char *op, tg__node *last, tg__node *stop, int ny, tg_tensor *const *ys,
+            tg_tensor *const *dys, unsigned mode, leaf_list *lv) {
     bool anomaly = mode & TG__SWEEP_ANOMALY, scalars = sweep_scalars;
     for (int i = 0; i < ny; i++) {
         tg_tensor *seed;
@@ -192,6 +303,7 @@ static inline __attribute__((always_inline)) int sweep_nodes(const char *op, tg_
                 for (int i = 0; i < n->nin; i++)
                     if (n->in[i]->requires_grad && acc_add_double(n->in[i], gs[i], true) != 0)
                         return -1;
+                if (lv && delivery_step(n, lv) != 0) return -1;
                 continue;
             }
             if (!(g = acc_tensor(n->out))) return -1;
@@ -206,6 +318,7 @@ static inline __attribute__((always_inline)) int sweep_nodes(const char *op, tg_
             if (!gin) return -1;
         }
         if (run_node(op, n, g, gin, anomaly, scalars, pos) != 0) return -1;
+        if (lv && delivery_step(n, lv) != 0) return -1;
     }
     if (!stop && (mode & TG__SWEEP_HOOKS)) { /* a partial sweep's leaves are not complete yet */
         unsigned id = ++sweep_count;
@@ -225,15 +338,16 @@ static _Thread_local const char *sweep_op;
 const char *tg__sweep_op(void) { return sweep_op ? sweep_op : "tg_backward"; }
 
 /* create: the sweep records (TG_CREATE_GRAPH). */
+/* lv: the sweep of tg_backward, which prepares the delivery as it goes (see above). */
 static int sweep(const char *op, tg__node *last, tg__node *stop, int ny, tg_tensor *const *ys,
-                 tg_tensor *const *dys, bool create) {
+                 tg_tensor *const *dys, bool create, leaf_list *lv) {
     tg__op_name = op;
     const char *outer = sweep_op;
     bool outer_scalars = sweep_scalars;
     sweep_op = op;
     unsigned mode = tg__sweep_begin();
     sweep_scalars = !create && !stop && !(mode & TG__SWEEP_ANOMALY);
-    int rc = sweep_nodes(op, last, stop, ny, ys, dys, mode);
+    int rc = sweep_nodes(op, last, stop, ny, ys, dys, mode, lv);
     tg__sweep_end();
     sweep_op = outer;
     sweep_scalars = outer_scalars;
@@ -241,84 +355,12 @@ static int sweep(const char *op, tg__node *last, tg__node *stop, int ny, tg_tens
 }
 
 int tg__sweep_range(const char *op, tg__node *last, tg__node *stop, tg_tensor *y, tg_tensor *g) {
-    return sweep(op, last, stop, 1, &y, &g, tg_is_grad_enabled());
+    return sweep(op, last, stop, 1, &y, &g, tg_is_grad_enabled(), NULL);
 }
 
 int tg__acc_add(tg_tensor *t, tg_tensor *g) { return acc_add(t, g, sweep_scalars); }
 
 void tg__sweep_clear(tg__node *last, tg__node *stop, tg_tensor *y) { clear_acc(last, stop, 1, &y); }
-
-/* Delivery of the accumulated gradients into ->grad happens in two phases so that a
- * failed backward changes no ->grad. Phase 1 (prepare) does everything that can fail:
- * a persistent tensor without ->grad gets a new zero gradient (tg__state FRESH), and a
- * tape tensor's new ->grad (its gradient, plus the ->grad it had) is made and left in
- * tg__acc (tg__state TAKEN). Phase 2 (commit), if all of it succeeded, makes the changes,
- * which cannot fail; otherwise roll_back frees the new gradients again. Both clear
- * tg__acc and tg__state. The state lives in the tensors, so the delivery needs no memory
- * of its own however long the tape. */
-enum { STATE_TAKEN = 1, STATE_FRESH = 2 };
-
-static int prepare(tg_tensor *t) {
-    tg_tensor *g = t->tg__acc;
-    if (!g || !t->requires_grad || t->tg__state) return 0;
-    if (t->tg__persistent) {
-        if (t->grad) {
-            t->tg__state = STATE_TAKEN;
-            return 0;
-        }
-        if (!(t->grad = tg_tensor_new(t->dtype, t->ndim, t->shape))) return -1;
-        t->tg__state = STATE_FRESH;
-        return 0;
-    }
-    if (g == TG__SACC && !(g = tg__tape_full(t->dtype, t->ndim, t->shape, t->tg__sacc))) return -1;
-    tg_tensor *v = t->grad ? tg_add(t->grad, g) : g;
-    if (!v) return -1;
-    t->tg__acc = v;
-    t->tg__state = STATE_TAKEN;
-    return 0;
-}
-
-static void commit(tg_tensor *t) {
-    if (t->tg__state) {
-        if (!t->tg__persistent)
-            t->grad = t->tg__acc;
-        else if (t->tg__acc == TG__SACC)
-            ((double *)t->grad->data)[0] += t->tg__sacc;
-        else
-            tg__accumulate_into(t->grad, t->tg__acc);
-        t->tg__state = 0;
-    }
-    t->tg__acc = NULL;
-}
-
-static void roll_back(tg_tensor *t) {
-    if (t->tg__state == STATE_FRESH) {
-        tg_tensor_free(t->grad);
-        t->grad = NULL;
-    }
-    t->tg__state = 0;
-    t->tg__acc = NULL;
-}
-
-/* Delivers the gradients of the sweep from last (y its output) and clears the sweep's
- * accumulators. */
-static int deliver_all(const char *op, tg__node *last, tg_tensor *y) {
-    tg__op_name = op;
-    int rc = prepare(y);
-    for (tg__node *n = last; n && rc == 0; n = n->prev) {
-        rc = prepare(n->out);
-        for (int i = 0; i < n->nin && rc == 0; i++)
-            rc = prepare(n->in[i]);
-    }
-    void (*finish)(tg_tensor *) = rc == 0 ? commit : roll_back;
-    finish(y);
-    for (tg__node *n = last; n; n = n->prev) {
-        finish(n->out);
-        for (int i = 0; i < n->nin; i++)
-            finish(n->in[i]);
-    }
-    return rc;
-}
 
 /* tg_backward (dy NULL: a ones seed) and tg_backward_seeded; op names the one called. */
 static int backward(const char *op, tg_tensor *y, const tg_tensor *dy) {
@@ -338,11 +380,19 @@ static int backward(const char *op, tg_tensor *y, const tg_tensor *dy) {
     tg__node *last = tg__tape_last();
     bool mode = tg_set_grad_enabled(false);
     tg_tensor *dys[1] = {(tg_tensor *)dy};
-    int rc = sweep(op, last, NULL, 1, &y, dy ? dys : NULL, false);
-    if (rc == 0)
-        rc = deliver_all(op, last, y); /* clears the accumulators */
-    else
-        clear_acc(last, NULL, 1, &y);
+    leaf_list lv = {NULL, 0, 0};
+    int rc = sweep(op, last, NULL, 1, &y, dy ? dys : NULL, false, &lv);
+    if (rc == 0) {
+        tg__op_name = op;
+        rc = deliver_all(last, y, &lv); /* clears the accumulators */
+    } else {
+        for (tg__node *n = last; n; n = n->prev) { /* frees nothing: only leaves are FRESH */
+            roll_back(n->out);
+            for (int i = 0; i < n->nin; i++)
+                roll_back(n->in[i]);
+        }
+        roll_back(y);
+    }
     tg_set_grad_enabled(mode);
     return rc;
 }
@@ -384,7 +434,7 @@ int tg_grad(int ny, tg_tensor *const *ys, tg_tensor *const *dys, int nx, tg_tens
     }
     tg__node *last = tg__tape_last();
     bool mode = tg_set_grad_enabled((flags & TG_CREATE_GRAPH) != 0);
-    int rc = sweep("tg_grad", last, NULL, ny, ys, dys, (flags & TG_CREATE_GRAPH) != 0);
+    int rc = sweep("tg_grad", last, NULL, ny, ys, dys, (flags & TG_CREATE_GRAPH) != 0, NULL);
     /* Read every result before clearing: xs may repeat or be among ys. */
     for (int j = 0; j < nx && rc == 0; j++)
         if (xs[j]->tg__acc && !(dxs_out[j] = acc_tensor(xs[j]))) rc = -1;
