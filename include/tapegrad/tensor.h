@@ -67,7 +67,7 @@ struct tg_tensor {
     struct tg__node *tg__node;  /* node that produced this tensor, or NULL for a leaf */
     tg_tensor *tg__acc;         /* gradient being accumulated during a backward sweep */
     double tg__sacc;            /* the same as a double (one-element F64, plain sweeps) */
-    char tg__name[24];          /* optional name used by tg_tape_print / tg_tape_dot */
+    char *tg__name;             /* tg_tensor_set_name's copy (NUL-terminated), or NULL */
     struct tg__hook *tg__hooks; /* gradient hooks (tg_register_hook), oldest first, or NULL */
 };
 

@@ -136,16 +136,16 @@ struct tg__node {
     tg_tensor *out;                         /* the op's result */
     tg_tensor **in;                         /* inputs (points at inline_in when nin <= 3) */
     int nin;                                /* number of inputs */
-    bool small;                             /* recorded by tg__record_small: no fields below d */
-    size_t pos;                             /* arena position before the node was allocated */
-    double d[2];                            /* scalar arguments */
-    tg_tensor *inline_in[TG__NODE_INLINE];
-    /* ---- the end of a small node (TG__NODE_SMALL bytes) ---- */
-    const tg_tensor *aux[2]; /* non-differentiable tensor arguments (indices, cond) */
-    int64_t i[4];            /* integer arguments (axes, flags, offsets) */
-    void *extra;             /* op-specific data on the arena, or NULL */
+    bool small;  /* recorded by tg__record_small: TG__NODE_SMALL bytes (no aux, i, extra) */
+    size_t pos;  /* arena position before the node was allocated */
+    double d[2]; /* scalar arguments */
+    tg_tensor *inline_in[TG__NODE_INLINE]; /* a small node ends after inline_in[1] */
+    const tg_tensor *aux[2];               /* non-differentiable tensor arguments (indices, cond) */
+    int64_t i[4];                          /* integer arguments (axes, flags, offsets) */
+    void *extra;                           /* op-specific data on the arena, or NULL */
 };
-#define TG__NODE_SMALL offsetof(tg__node, aux)
+/* The bytes of a small node: up to two inputs, and no aux, i or extra. */
+#define TG__NODE_SMALL (offsetof(tg__node, inline_in) + 2 * sizeof(tg_tensor *))
 
 /* True when an op with these inputs must record: grad mode on and some input
  * requires a gradient. */
@@ -157,9 +157,10 @@ bool tg__should_record(int nin, tg_tensor *const *in);
 #define TG__RECORD_FAILED ((tg__node *)(uintptr_t)1)
 tg__node *tg__record(const char *op, tg_tensor *y, int nin, tg_tensor *const *in,
                      tg__backward_fn backward);
-/* The same for an op whose node uses in, out and d only (elementwise ops): the node is
- * allocated without aux, i and extra, which must then not be touched. Scalar code is
- * made of such ops, and their tape is half nodes. nin <= TG__NODE_INLINE. */
+/* The same for an op whose node uses in, out and d only (elementwise ops): a node with
+ * at most 2 inputs is allocated without aux, i and extra, which must then not be
+ * touched (n->small says so). Scalar code is made of such ops, and a node is a third of
+ * its tape. */
 tg__node *tg__record_small(const char *op, tg_tensor *y, int nin, tg_tensor *const *in,
                            tg__backward_fn backward);
 

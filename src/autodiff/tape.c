@@ -141,7 +141,7 @@ static tg_tensor *tape_header(tg_dtype dt, int ndim, const int64_t *shape, int64
     t->tg__magic = TG__MAGIC_LIVE;
     t->tg__node = NULL;
     t->tg__acc = NULL;
-    t->tg__name[0] = '\0';
+    t->tg__name = NULL;
     t->tg__hooks = NULL;
     return t;
 }
@@ -267,7 +267,7 @@ tg__node *tg__record(const char *op, tg_tensor *y, int nin, tg_tensor *const *in
 
 tg__node *tg__record_small(const char *op, tg_tensor *y, int nin, tg_tensor *const *in,
                            tg__backward_fn backward) {
-    return record(op, y, nin, in, backward, nin <= TG__NODE_INLINE);
+    return record(op, y, nin, in, backward, nin <= 2);
 }
 
 tg__node *tg__tape_last(void) { return tape.last; }
@@ -606,7 +606,7 @@ void tg_clear_hooks(tg_tensor *t) {
 /* ---- printing ---- */
 
 static const char *label(const tg_tensor *t, char *buf, size_t len) {
-    if (t->tg__name[0])
+    if (t->tg__name && t->tg__name[0])
         snprintf(buf, len, "%s", t->tg__name);
     else if (t->tg__persistent)
         snprintf(buf, len, "p%04x", (unsigned)(((uintptr_t)t >> 6) & 0xffff));

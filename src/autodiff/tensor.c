@@ -137,7 +137,7 @@ static void init_header(tg_tensor *t, tg_dtype dt, int ndim, const int64_t *shap
     t->tg__magic = TG__MAGIC_LIVE;
     t->tg__node = NULL;
     t->tg__acc = NULL;
-    t->tg__name[0] = '\0';
+    t->tg__name = NULL;
     t->tg__hooks = NULL;
 }
 
@@ -285,6 +285,7 @@ void tg_tensor_free(tg_tensor *t) {
     if (tg__checks_on() && tg__tape_keep_if_referenced(t)) return;
     tg_tensor_free(t->grad);
     tg_clear_hooks(t);
+    tg__release(t->tg__name);
     t->tg__persistent = false; /* a use after free of the header fails the check above */
     t->tg__magic = TG__MAGIC_FREED;
     tg__release(t);
@@ -338,9 +339,17 @@ int tg_tensor_fill(tg_tensor *t, double value) {
     return 0;
 }
 
+/* Names are kept out of line (most tensors have none): a persistent tensor's on the
+ * heap, freed with it, a tape tensor's on the arena. */
+enum { NAME_BYTES = 24 };
+
 void tg_tensor_set_name(tg_tensor *t, const char *name) {
     if (!t) return;
-    snprintf(t->tg__name, sizeof t->tg__name, "%s", name ? name : "");
+    if (!t->tg__name) {
+        t->tg__name = t->tg__persistent ? tg__alloc(NAME_BYTES) : tg__arena_alloc_small(NAME_BYTES);
+        if (!t->tg__name) return; /* tg_error() says out of memory; the tensor stays unnamed */
+    }
+    snprintf(t->tg__name, NAME_BYTES, "%s", name ? name : "");
 }
 
 void tg__accumulate_into(tg_tensor *dst, const tg_tensor *src) {
