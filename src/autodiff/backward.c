@@ -187,7 +187,14 @@ static int prepare(tg_tensor *t) {
         t->tg__state = STATE_FRESH;
         return 0;
     }
-    if (g == TG__SACC && !(g = tg__tape_full(t->dtype, t->ndim, t->shape, t->tg__sacc))) return -1;
+    if (g == TG__SACC) {
+        if (t->ndim == 0) {
+            if (!(g = tg__tape_scalar(TG_F64))) return -1;
+            *(double *)g->data = t->tg__sacc;
+        } else if (!(g = tg__tape_full(t->dtype, t->ndim, t->shape, t->tg__sacc))) {
+            return -1;
+        }
+    }
     tg_tensor *v = t->grad ? tg_add(t->grad, g) : g;
     if (!v) return -1;
     t->tg__acc = v;

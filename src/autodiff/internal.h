@@ -104,6 +104,9 @@ void *tg__arena_alloc_small(size_t size);
 
 /* A new tape tensor (data uninitialised, grad NULL, requires_grad false), or NULL. */
 tg_tensor *tg__tape_tensor(tg_dtype dt, int ndim, const int64_t *shape);
+/* A new 0-d tape tensor (data uninitialised), or NULL with an out-of-memory error
+ * naming tg__op_name: the one-element results of scalar code, without the shape checks. */
+tg_tensor *tg__tape_scalar(tg_dtype dt);
 /* Same, with data zeroed. */
 tg_tensor *tg__tape_zeros(tg_dtype dt, int ndim, const int64_t *shape);
 /* A tape tensor that shares x's data (for reshape/detach). */

@@ -115,23 +115,16 @@ void *tg__arena_alloc_small(size_t size) { return arena_alloc(size, SMALL_ALIGN)
 #define HDR_SMALL ((sizeof(tg_tensor) + SMALL_ALIGN - 1) & ~(size_t)(SMALL_ALIGN - 1))
 #define HDR_BYTES ((sizeof(tg_tensor) + ALIGN - 1) & ~(size_t)(ALIGN - 1))
 
-/* shape is valid (tg__shape_numel) and has numel elements. Data of at most SMALL_DATA
- * bytes (one element: scalar code) sits right after a SMALL_ALIGN-aligned
- * header; larger data is ALIGN-aligned. */
-static tg_tensor *tape_header(tg_dtype dt, int ndim, const int64_t *shape, int64_t numel,
-                              size_t data_bytes) {
-    bool small = data_bytes <= SMALL_DATA;
-    size_t hdr = small ? HDR_SMALL : HDR_BYTES;
-    char *mem =
-        small ? arena_alloc(hdr + data_bytes, SMALL_ALIGN) : arena_alloc(hdr + data_bytes, ALIGN);
-    if (!mem) return NULL;
-    tg_tensor *t = (tg_tensor *)mem;
+/* Fills in a new tape tensor's header: a 0-d tensor (unused shape entries are 1)
+ * without gradient, node or name. Field by field: a struct copy or memset of the whole
+ * header becomes `rep stos`, slow to start, and scalar code makes a header per op. */
+static inline void init_header(tg_tensor *t, tg_dtype dt, void *data) {
+    static const int64_t ones[TG_MAX_DIMS] = {1, 1, 1, 1, 1, 1, 1, 1};
     t->dtype = dt;
-    t->ndim = ndim;
-    for (int i = 0; i < TG_MAX_DIMS; i++)
-        t->shape[i] = i < ndim ? shape[i] : 1;
-    t->numel = numel;
-    t->data = mem + hdr;
+    t->ndim = 0;
+    memcpy(t->shape, ones, sizeof ones);
+    t->numel = 1;
+    t->data = data;
     t->grad = NULL;
     t->requires_grad = false;
     t->tg__persistent = false;
@@ -143,6 +136,36 @@ static tg_tensor *tape_header(tg_dtype dt, int ndim, const int64_t *shape, int64
     t->tg__acc = NULL;
     t->tg__name = NULL;
     t->tg__hooks = NULL;
+}
+
+/* shape is valid (tg__shape_numel) and has numel elements. Data of at most SMALL_DATA
+ * bytes (one element: scalar code) sits right after a SMALL_ALIGN-aligned
+ * header; larger data is ALIGN-aligned. */
+static tg_tensor *tape_header(tg_dtype dt, int ndim, const int64_t *shape, int64_t numel,
+                              size_t data_bytes) {
+    bool small = data_bytes <= SMALL_DATA;
+    size_t hdr = small ? HDR_SMALL : HDR_BYTES;
+    char *mem =
+        small ? arena_alloc(hdr + data_bytes, SMALL_ALIGN) : arena_alloc(hdr + data_bytes, ALIGN);
+    if (!mem) return NULL;
+    tg_tensor *t = (tg_tensor *)mem;
+    init_header(t, dt, mem + hdr);
+    t->ndim = ndim;
+    for (int i = 0; i < ndim; i++)
+        t->shape[i] = shape[i];
+    t->numel = numel;
+    return t;
+}
+
+tg_tensor *tg__tape_scalar(tg_dtype dt) {
+    char *mem = arena_alloc(HDR_SMALL + SMALL_DATA, SMALL_ALIGN);
+    if (!mem) {
+        tg__fail("%s: out of memory for a [] %s result", tg__op_name ? tg__op_name : "tapegrad",
+                 tg_dtype_name(dt));
+        return NULL;
+    }
+    tg_tensor *t = (tg_tensor *)mem;
+    init_header(t, dt, mem + HDR_SMALL);
     return t;
 }
 

@@ -145,7 +145,22 @@ GRAD_MUL(double)
 BIN_RUN(bin_run_f32, float)
 BIN_RUN(bin_run_f64, double)
 
+/* y = a op b for two 0-d F64 tensors (scalar code): the same kernel, without the shape
+ * work. Checked mode takes the general path, which checks that a and b are live. */
+static inline bool scalar_f64(const tg_tensor *x) {
+    return x && x->ndim == 0 && x->dtype == TG_F64 && !tg__checks_on();
+}
+static tg_tensor *binary_scalar(binop op, tg_tensor *a, tg_tensor *b) {
+    tg__op_name = bin_names[op];
+    tg_tensor *y = tg__tape_scalar(TG_F64);
+    if (!y) return NULL;
+    bin_ctx c = {a->data, b->data, y->data, op};
+    bin_run_f64(1, 0, (const int64_t[]){0, 0}, (const int64_t[]){1, 1}, &c);
+    return y;
+}
+
 static tg_tensor *binary_compute(binop op, tg_tensor *a, tg_tensor *b) {
+    if (scalar_f64(a) && scalar_f64(b)) return binary_scalar(op, a, b);
     const char *name = bin_names[op];
     if (!tg__check_float2(name, a, b)) return NULL;
     int nd;
@@ -492,6 +507,12 @@ UN_KERNEL(un_f32, float, f)
 UN_KERNEL(un_f64, double, )
 
 static tg_tensor *unary_compute(unop op, tg_tensor *x, double c, double c2) {
+    if (scalar_f64(x)) { /* scalar code: the same kernel, without the shape work */
+        tg__op_name = un_names[op];
+        tg_tensor *y = tg__tape_scalar(TG_F64);
+        if (y) un_f64(op, 1, x->data, c, c2, y->data);
+        return y;
+    }
     if (!tg__check_float(un_names[op], x)) return NULL;
     tg_tensor *y = tg__tape_tensor(x->dtype, x->ndim, x->shape);
     if (!y) return NULL;
