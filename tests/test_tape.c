@@ -736,6 +736,56 @@ START_TEST(test_scalar_sweep_matches_tensor_sweep) {
 }
 END_TEST
 
+/* Plain sweeps add slice gradients and third and later contributions into the input's
+ * gradient in place; the values must be those of the create-graph sweep (which takes
+ * the op path: embed and tg_add), the intermediates' ->grad included, and a gradient
+ * that a closure passed on (add's, to both inputs) must not change under another. */
+static tg_tensor *slice_program(tg_tensor *q, tg_tensor **mid) {
+    tg_tensor *q2 = q;
+    for (int s = 0; s < 3; s++) {
+        tg_tensor *lo = tg_slice(q2, 0, 0, 5), *hi = tg_slice(q2, 0, 1, 6);
+        tg_tensor *f = tg_mul_scalar(tg_add(tg_mul(lo, hi), tg_sub(lo, hi)), 0.25);
+        tg_tensor *inner =
+            tg_add(tg_slice(q2, 0, 1, 5), tg_sub(tg_slice(f, 0, 0, 4), tg_slice(f, 0, 1, 5)));
+        tg_tensor *parts[3] = {tg_slice(inner, 0, 3, 4), inner, tg_slice(inner, 0, 0, 1)};
+        q2 = tg_concat(3, parts, 0);
+        if (s == 1) *mid = q2;
+    }
+    /* q2 feeds an add whose gradient goes to both inputs unchanged */
+    return tg_sum(tg_add(tg_square(q2), tg_mul(q2, q2)), TG_ALL, false);
+}
+
+START_TEST(test_in_place_accumulation_matches_op_path) {
+    tg_tensor *q =
+        tg_tensor_from(TG_F64, TG_SHAPE(6), (const double[]){0.3, -1.1, 0.8, 2.0, -0.6, 1.4});
+    tg_requires_grad(q, true);
+    tg_tensor *mid = NULL;
+    tg_tensor *y = slice_program(q, &mid);
+    ck_assert_ptr_nonnull(y);
+    ck_assert_int_eq(tg_backward(y), 0);
+    tg_tensor *g[2];
+    tg_tensor *xs[2] = {q, mid};
+    ck_assert_int_eq(tg_grad(1, &y, NULL, 2, xs, g, TG_CREATE_GRAPH), 0);
+    const tg_tensor *fast[2] = {q->grad, mid->grad};
+    for (int i = 0; i < 2; i++) {
+        ck_assert_ptr_nonnull(fast[i]);
+        for (int64_t e = 0; e < fast[i]->numel; e++) {
+            double a = tg_tensor_get(fast[i], e), b = tg_tensor_get(g[i], e);
+            ck_assert_msg(a == b, "tensor %d element %lld: plain sweep %.17g, op path %.17g", i,
+                          (long long)e, a, b);
+            ck_assert(isfinite(a));
+        }
+    }
+    /* A second backward adds up, in place or not: twice the first. */
+    double first = tg_tensor_get(q->grad, 2);
+    ck_assert(first != 0.0);
+    ck_assert_int_eq(tg_backward(y), 0);
+    ck_assert_double_eq(tg_tensor_get(q->grad, 2), 2 * first);
+    tg_tape_reset();
+    tg_tensor_free(q);
+}
+END_TEST
+
 /* ---- the checked mode: stale pointers ---- */
 
 /* The mode starts as TAPEGRAD_CHECKS says (CI's sanitizer runs set it). */
@@ -1066,6 +1116,7 @@ static Suite *tape_suite(void) {
     tcase_add_test(c, test_backward_errors);
     tcase_add_test(c, test_create_graph_piecewise_constant);
     tcase_add_test(c, test_scalar_sweep_matches_tensor_sweep);
+    tcase_add_test(c, test_in_place_accumulation_matches_op_path);
     tcase_add_test(c, test_checked_mode_stale_tape_tensor);
     tcase_add_test(c, test_checked_mode_freed_persistent);
     suite_add_tcase(s, c);

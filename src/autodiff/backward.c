@@ -54,6 +54,20 @@ static inline int acc_add_double(tg_tensor *t, double v, bool scalars) {
     return 0;
 }
 
+/* Owned accumulators (plain sweeps, the same ones that keep doubles): a gradient tensor
+ * that the accumulator made itself (a sum, or a slice's gradient spread to its input's
+ * shape) and has handed to no one yet carries STATE_OWNED, and later gradients are added
+ * into it in place (the same sums in the same order as tg_add, so the same values). The
+ * mark goes as soon as the tensor leaves the accumulator: to a hook, to its node's
+ * closure (which may pass it on as an input's gradient), to ->grad or to tg_grad. */
+enum { STATE_OWNED = 8 };
+static inline bool owned(const tg_tensor *g) {
+    return g && g != TG__SACC && (g->tg__state & STATE_OWNED);
+}
+static inline void disown(tg_tensor *g) {
+    if (g && g != TG__SACC) g->tg__state &= (uint8_t)~STATE_OWNED;
+}
+
 /* The one place gradients are accumulated. */
 static int acc_add(tg_tensor *t, tg_tensor *g, bool scalars) {
     if (scalar_acc(t, scalars)) return acc_add_double(t, ((const double *)g->data)[0], true);
@@ -61,11 +75,62 @@ static int acc_add(tg_tensor *t, tg_tensor *g, bool scalars) {
         t->tg__acc = g;
         return 0;
     }
+    if (scalars && owned(t->tg__acc)) {
+        tg__accumulate_into(t->tg__acc, g);
+        return 0;
+    }
     tg_tensor *s = tg_add(t->tg__acc, g);
     if (!s) return -1;
+    if (scalars) s->tg__state |= STATE_OWNED;
     t->tg__acc = s;
     return 0;
 }
+
+bool tg__sweep_in_place(void) { return sweep_scalars; }
+
+/* The rows of x's gradient a that the slice covers, plus g's (see tg__acc_add_slice). */
+#define ADD_ROWS(T)                                                                                \
+    for (int64_t o = 0; o < outer; o++) {                                                          \
+        T *d = (T *)a->data + (o * len + start) * inner;                                           \
+        const T *s = (const T *)g->data + o * k * inner;                                           \
+        for (int64_t j = 0; j < k * inner; j++)                                                    \
+            d[j] += s[j];                                                                          \
+    }
+
+/* y = x[.., start:start+k, ..] along axis: adds g (y's gradient) into that part of x's
+ * accumulated gradient, made an owned full-size tensor first if it is not one (zeros
+ * with g copied in, as the adjoint op embed gives, or a copy of what x had). */
+int tg__acc_add_slice(tg_tensor *x, tg_tensor *g, int axis, int64_t start) {
+    int64_t outer = 1, inner = 1, len = x->shape[axis], k = g->shape[axis];
+    for (int i = 0; i < axis; i++)
+        outer *= x->shape[i];
+    for (int i = axis + 1; i < x->ndim; i++)
+        inner *= x->shape[i];
+    size_t es = tg_dtype_size(x->dtype);
+    tg_tensor *a = x->tg__acc;
+    if (!owned(a)) {
+        tg_tensor *z = tg__tape_tensor(x->dtype, x->ndim, x->shape);
+        if (!z) return -1;
+        z->tg__state |= STATE_OWNED;
+        if (!a) { /* zeros, and g copied in */
+            memset(z->data, 0, (size_t)z->numel * es);
+            for (int64_t o = 0; o < outer; o++)
+                memcpy((char *)z->data + (size_t)((o * len + start) * inner) * es,
+                       (const char *)g->data + (size_t)(o * k * inner) * es,
+                       (size_t)(k * inner) * es);
+            x->tg__acc = z;
+            return 0;
+        }
+        memcpy(z->data, a->data, (size_t)z->numel * es);
+        x->tg__acc = a = z;
+    }
+    if (x->dtype == TG_F64)
+        ADD_ROWS(double)
+    else
+        ADD_ROWS(float)
+    return 0;
+}
+#undef ADD_ROWS
 
 /* Clears tg__acc on every tensor a sweep from last down to stop (exclusive) may have
  * touched. */
@@ -95,6 +160,7 @@ static void save_message(char *buf, size_t len) {
 /* Runs t's hooks on its complete gradient t->tg__acc, in registration order. */
 static int run_hooks(const char *op, tg_tensor *t) {
     int k = 0;
+    disown(t->tg__acc);
     for (tg__hook *h = t->tg__hooks; h; h = h->next, k++) {
         tg_clear_error();
         tg_tensor *g = h->fn(t->tg__acc, h->ctx);
@@ -204,6 +270,7 @@ static int prepare(tg_tensor *t) {
 
 static void commit(tg_tensor *t) {
     if (t->tg__state & (STATE_TAKEN | STATE_FRESH)) {
+        disown(t->tg__acc);
         if (!t->tg__persistent)
             t->grad = t->tg__acc;
         else if (t->tg__acc == TG__SACC)
@@ -319,6 +386,7 @@ sweep_nodes(const char *op, tg__node *last, tg__node *stop, int ny, tg_tensor *c
             if (run_hooks(op, n->out) != 0) return -1;
             g = n->out->tg__acc;
         }
+        disown(g);
         tg_tensor **gin = local;
         if (n->nin > 8) {
             gin = tg__arena_alloc((size_t)n->nin * sizeof *gin);
@@ -444,7 +512,10 @@ int tg_grad(int ny, tg_tensor *const *ys, tg_tensor *const *dys, int nx, tg_tens
     int rc = sweep("tg_grad", last, NULL, ny, ys, dys, (flags & TG_CREATE_GRAPH) != 0, NULL);
     /* Read every result before clearing: xs may repeat or be among ys. */
     for (int j = 0; j < nx && rc == 0; j++)
-        if (xs[j]->tg__acc && !(dxs_out[j] = acc_tensor(xs[j]))) rc = -1;
+        if (xs[j]->tg__acc && !(dxs_out[j] = acc_tensor(xs[j])))
+            rc = -1;
+        else
+            disown(dxs_out[j]);
     clear_acc(last, NULL, ny, ys);
     for (int j = 0; j < nx && rc == 0; j++) {
         if (!dxs_out[j]) {

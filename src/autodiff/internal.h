@@ -198,6 +198,14 @@ void tg__sweep_clear(tg__node *last, tg__node *stop, tg_tensor *y);
 const char *tg__sweep_op(void);
 /* Adds g to t's gradient of the sweep in progress (the one place gradients add up). */
 int tg__acc_add(tg_tensor *t, tg_tensor *g);
+/* True in a plain sweep (no TG_CREATE_GRAPH, no anomaly mode, a full sweep), whose
+ * gradients are never differentiated: a closure may then add into its input's gradient
+ * in place through tg__acc_add_slice instead of returning a full-size gradient. */
+bool tg__sweep_in_place(void);
+/* In such a sweep, for y = tg_slice(x, axis, start, start + k) (x of more than one
+ * element, requiring a gradient): adds g, y's gradient, into x's gradient at the
+ * slice's place; the closure then leaves gin[0] NULL. 0, or -1 (out of memory). */
+int tg__acc_add_slice(tg_tensor *x, tg_tensor *g, int axis, int64_t start);
 
 /* ---- gradient hooks and anomaly mode (tape.h) ---- */
 

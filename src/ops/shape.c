@@ -145,6 +145,9 @@ static tg_tensor *embed(tg_tensor *g, int axis, int64_t start, int64_t len);
 static int slice_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     tg_tensor *x = n->in[0];
     int axis = (int)n->i[0];
+    /* A plain sweep adds g into x's gradient where it belongs, without a full-size copy. */
+    if (tg__sweep_in_place() && x->numel > 1)
+        return x->requires_grad ? tg__acc_add_slice(x, g, axis, n->i[1]) : 0;
     return (gin[0] = embed(g, axis, n->i[1], x->shape[axis])) ? 0 : -1;
 }
 
