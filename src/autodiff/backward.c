@@ -291,11 +291,33 @@ static void roll_back(tg_tensor *t) {
     t->tg__acc = NULL;
 }
 
-/* The leaves a delivering sweep met: on the arena, grown by doubling. */
+/* The outputs a delivering sweep prepared, for the commit to visit without walking the
+ * tape again (a walk from node to node waits on every load); in chunks on the arena. */
+enum { CHUNK = 510 };
+typedef struct out_chunk {
+    struct out_chunk *prev;
+    size_t n;
+    tg_tensor *t[CHUNK];
+} out_chunk;
+
+/* The leaves a delivering sweep met (on the arena, grown by doubling), and its outputs. */
 typedef struct {
     tg_tensor **t;
     size_t n, cap;
+    out_chunk *outs;
 } leaf_list;
+
+static int list_out(leaf_list *lv, tg_tensor *t) {
+    out_chunk *c = lv->outs;
+    if (!c || c->n == CHUNK) {
+        if (!(c = tg__arena_alloc(sizeof *c))) return -1;
+        c->prev = lv->outs;
+        c->n = 0;
+        lv->outs = c;
+    }
+    c->t[c->n++] = t;
+    return 0;
+}
 
 static int list_leaf(leaf_list *lv, tg_tensor *x) {
     if (x->tg__state & STATE_LISTED) return 0;
@@ -330,8 +352,11 @@ static int deliver_all(tg__node *last, tg_tensor *y, leaf_list *lv) {
     commit(y);
     for (size_t k = 0; k < lv->n; k++)
         commit(lv->t[k]);
-    for (tg__node *n = last; n; n = n->prev)
-        commit(n->out);
+    for (out_chunk *c = lv->outs; c; c = c->prev)
+        for (size_t k = 0; k < c->n; k++) {
+            if (k + 8 < c->n) __builtin_prefetch(c->t[k + 8], 1);
+            commit(c->t[k]);
+        }
     return 0;
 }
 
@@ -342,7 +367,8 @@ static inline int delivery_step(tg__node *n, leaf_list *lv) {
         tg_tensor *x = n->in[i];
         if (!x->tg__node && x->tg__acc && list_leaf(lv, x) != 0) return -1;
     }
-    return prepare(n->out);
+    if (prepare(n->out) != 0) return -1;
+    return n->out->tg__state ? list_out(lv, n->out) : 0;
 }
 
 /* Seeds ys and sweeps back from `last` to `stop` (exclusive). The caller clears the
@@ -368,6 +394,14 @@ sweep_nodes(const char *op, tg__node *last, tg__node *stop, int ny, tg_tensor *c
     tg_tensor *local[8];
     size_t pos = anomaly && last == tg__tape_last() ? tg_tape_size() : 0; /* for messages */
     for (tg__node *n = last; n && n != stop; n = n->prev, pos--) {
+        /* The walk waits on each node and output header it reaches; ask for the next
+         * node's output and the one after it while this one works. (Scalar code's
+         * nodes are small and close together: the hardware's prefetch does it.) */
+        tg__node *p = n->prev;
+        if (p && !n->scalar_backward) {
+            __builtin_prefetch(p->prev);
+            __builtin_prefetch(p->out);
+        }
         tg_tensor *g = n->out->tg__acc;
         if (!g) continue;
         if (g == TG__SACC) {
@@ -455,7 +489,7 @@ static int backward(const char *op, tg_tensor *y, const tg_tensor *dy) {
     tg__node *last = tg__tape_last();
     bool mode = tg_set_grad_enabled(false);
     tg_tensor *dys[1] = {(tg_tensor *)dy};
-    leaf_list lv = {NULL, 0, 0};
+    leaf_list lv = {NULL, 0, 0, NULL};
     int rc = sweep(op, last, NULL, 1, &y, dy ? dys : NULL, false, &lv);
     if (rc == 0) {
         tg__op_name = op;
