@@ -28,14 +28,23 @@ bench_peer() {
 
 # bench_in <dir> <command...>: runs the command in dir (ADOL-C writes a tape that
 # outgrows its buffers to files in the working directory).
-bench_in() { (cd "$1" && shift && "$@"); }
+bench_in() { (cd "$1" && shift && "${bench_pin[@]}" "$@"); }
 
 # bench_run <title> <command...>: prints the title and the command's output, and keeps
 # the output for bench_best and bench_values. A failing command stops the script
 # (set -e). bench_run_suffix <suffix> <title> <command...> does the same but renames the
 # sides of the RESULT lines it keeps to <side><suffix> (a second build of the same
 # program, e.g. against the static library).
+#
+# Every program runs pinned to one CPU, BENCH_CPU (default 0; "none": not pinned), with
+# taskset when it is installed: the two virtual CPUs of the machines these numbers come
+# from ran the same one-threaded program at speeds 1.7x apart, so an unpinned run
+# measured whichever CPU the scheduler picked.
 bench_results=""
+bench_pin=()
+if [[ "${BENCH_CPU:-0}" != none ]] && command -v taskset >/dev/null; then
+    bench_pin=(taskset -c "${BENCH_CPU:-0}")
+fi
 bench_run() {
     bench_run_suffix "" "$@"
 }
@@ -43,7 +52,11 @@ bench_run_suffix() {
     local suffix=$1 out
     echo "== $2"
     shift 2
-    out=$("$@")
+    if declare -F "$1" >/dev/null; then # bench_in pins what it runs
+        out=$("$@")
+    else
+        out=$("${bench_pin[@]}" "$@")
+    fi
     echo "$out"
     bench_results+=$(printf '%s\n' "$out" | awk -v s="$suffix" '$1 == "RESULT" { $2 = $2 s } 1')
     bench_results+=$'\n'
