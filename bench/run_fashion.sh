@@ -12,7 +12,8 @@
 # all seeds of the training time per epoch, as process CPU seconds and as wall-clock
 # seconds (the training loop only; the per-epoch test evaluation is not counted). Both
 # programs are one-threaded, so on a shared, loaded machine the CPU seconds are the
-# steadier comparison. The load average is printed before and after.
+# steadier comparison. The load average is printed before and after. Both programs run
+# pinned to the CPU BENCH_CPU (default 0; "none": not pinned), as in bench/lib.sh.
 #
 # Environment: MODELS ("mlp cnn"; also mlp64 = 784-64-10), SEEDS ("0 1 2"), EPOCHS (10),
 # BATCH (64), LIMIT (0: all 60,000 training images), DATA (the package's folder),
@@ -30,6 +31,8 @@ batch=${BATCH:-64}
 limit=${LIMIT:-0}
 data=${DATA:-/usr/share/datasets/fashion-mnist}
 export OPENBLAS_NUM_THREADS=1
+# shellcheck source=bench/lib.sh
+. "$root/bench/lib.sh"
 
 logs=$build/logs
 if [[ "${SUMMARY_ONLY:-0}" != 1 ]]; then
@@ -46,11 +49,11 @@ if [[ "${SUMMARY_ONLY:-0}" != 1 ]]; then
             tg=$logs/$model-tapegrad-seed$seed.log
             pt=$logs/$model-torch-seed$seed.log
             echo "== $model seed $seed: tapegrad"
-            "$build/examples/fashion_mnist" --model "$model" --seed "$seed" --out "$build/out-$model" \
+            "${bench_pin[@]}" "$build/examples/fashion_mnist" --model "$model" --seed "$seed" --out "$build/out-$model" \
                 "${common[@]}" >"$tg"
             tail -n 3 "$tg"
             echo "== $model seed $seed: PyTorch eager"
-            "$python" "$root/bench/fashion_peer.py" --model "$model" --seed "$seed" "${common[@]}" \
+            "${bench_pin[@]}" "$python" "$root/bench/fashion_peer.py" --model "$model" --seed "$seed" "${common[@]}" \
                 >"$pt"
             tail -n 3 "$pt"
         done

@@ -566,8 +566,12 @@ int tg_grad(int ny, tg_tensor *const *ys, tg_tensor *const *dys, int nx, tg_tens
 
 void tg_zero_grad(tg_tensor *t) {
     if (!t || !t->grad) return;
-    if (t->grad->tg__persistent)
-        memset(t->grad->data, 0, (size_t)t->grad->numel * tg_dtype_size(t->grad->dtype));
-    else
+    tg_tensor *g = t->grad;
+    if (g->tg__persistent) {
+        if (g->numel == 1 && g->dtype == TG_F64) /* scalar code zeroes a gradient per step */
+            *(double *)g->data = 0.0;
+        else
+            memset(g->data, 0, (size_t)g->numel * tg_dtype_size(g->dtype));
+    } else
         t->grad = NULL;
 }

@@ -344,7 +344,7 @@ static tg_tensor *softmax_op(const char *op, bool log_form, tg_tensor *x, int ax
     if (axis < 0) axis += x->ndim;
     tg_tensor *y = tg__tape_tensor(x->dtype, x->ndim, x->shape);
     if (!y) return NULL;
-    if (r.n > 0) {
+    if (y->numel > 0) { /* an empty x's loops could still count through a huge outer */
         if (x->dtype == TG_F64)
             softmax_f64(log_form, &r, x->data, y->data);
         else

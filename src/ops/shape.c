@@ -309,7 +309,7 @@ tg_tensor *tg_index_select(tg_tensor *x, int axis, const tg_tensor *index) {
     const int64_t *idx = index->data;
     const char *src = x->data;
     char *dst = y->data;
-    if (inner > 0)
+    if (y->numel > 0) /* an empty result's loops could still count through a huge outer */
         for (int64_t o = 0; o < outer; o++)
             for (int64_t j = 0; j < k; j++)
                 memcpy(dst + (size_t)((o * k + j) * inner) * es,
@@ -344,7 +344,9 @@ static tg_tensor *index_add(tg_tensor *g, int axis, const tg_tensor *index, int6
     tg_tensor *z = adjoint_zeros("tg_index_select (backward)", g, axis, len, &outer, &inner);
     if (!z) return NULL;
     int64_t k = g->shape[axis];
-    if (g->dtype == TG_F64)
+    if (g->numel == 0) /* nothing to add; the loops could still count through a huge outer */
+        ;
+    else if (g->dtype == TG_F64)
         index_add_f64(outer, k, len, inner, index->data, g->data, z->data);
     else
         index_add_f32(outer, k, len, inner, index->data, g->data, z->data);
@@ -384,7 +386,9 @@ tg_tensor *tg_gather(tg_tensor *x, int axis, const tg_tensor *index) {
     const int64_t *idx = index->data;
     const char *src = x->data;
     char *dst = y->data;
-    for (int64_t o = 0; o < outer; o++)
+    /* Nothing to copy into an empty result; its loops could still count through a huge
+     * outer or k (an index [2^31, 2, 0]). */
+    for (int64_t o = 0; o < outer && y->numel > 0; o++)
         for (int64_t j = 0; j < k; j++)
             for (int64_t i = 0; i < inner; i++) {
                 int64_t p = (o * k + j) * inner + i;
@@ -419,7 +423,9 @@ static tg_tensor *scatter_add(tg_tensor *g, int axis, const tg_tensor *index, in
     tg_tensor *z = adjoint_zeros("tg_gather (backward)", g, axis, len, &outer, &inner);
     if (!z) return NULL;
     int64_t k = g->shape[axis];
-    if (g->dtype == TG_F64)
+    if (g->numel == 0) /* nothing to add; the loops could still count through a huge outer */
+        ;
+    else if (g->dtype == TG_F64)
         scatter_add_f64(outer, k, len, inner, index->data, g->data, z->data);
     else
         scatter_add_f32(outer, k, len, inner, index->data, g->data, z->data);
