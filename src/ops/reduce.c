@@ -323,8 +323,18 @@ tg_tensor *tg_argmax(tg_tensor *x, int axis) {
 SOFTMAX_KERNEL(softmax_f32, float, f, expsum_f32)
 SOFTMAX_KERNEL(softmax_f64, double, , expsum_f64)
 
+/* The gradient of an empty softmax or log_softmax is g itself (empty too). The formulas
+ * below would first build their sum over the empty axis, which for x [2^31, 0] is a
+ * [2^31, 1] tensor of zeros: 16 GiB for nothing. */
+static bool empty_softmax_grad(tg_tensor *g, tg_tensor **gin) {
+    if (g->numel > 0) return false;
+    gin[0] = g;
+    return true;
+}
+
 /* d softmax: gin = y * (g - sum(g * y)) */
 static int softmax_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
+    if (empty_softmax_grad(g, gin)) return 0;
     int axis = (int)n->i[0];
     tg_tensor *y = n->out;
     return (gin[0] = tg_mul(y, tg_sub(g, tg_sum(tg_mul(g, y), axis, true)))) ? 0 : -1;
@@ -332,6 +342,7 @@ static int softmax_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
 
 /* d log_softmax: gin = g - e^y * sum(g) */
 static int log_softmax_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
+    if (empty_softmax_grad(g, gin)) return 0;
     int axis = (int)n->i[0];
     return (gin[0] = tg_sub(g, tg_mul(tg_exp(n->out), tg_sum(g, axis, true)))) ? 0 : -1;
 }
