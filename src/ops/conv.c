@@ -8,8 +8,11 @@
  *
  * The backward of unfold is fold and the backward of fold is unfold, so the pair is
  * differentiable any number of times. Convolution is a matmul with the unfolded input
- * and pooling a max or mean over the unfolded window; neither has a backward of its
- * own: the tape differentiates the composition. */
+ * and average pooling a mean over the unfolded window; neither has a backward of its
+ * own: the tape differentiates the composition. Max pooling is an op of its own: it
+ * reads the windows of x in place and keeps the argmax, and its gradient is a pair of
+ * ops (scatter by the argmax, whose adjoint is the gather), so it too is differentiable
+ * any number of times without an unfolded copy or a one-hot mask. */
 #include <limits.h>
 #include <math.h>
 #include <string.h>
@@ -245,28 +248,199 @@ tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, int stride, int padding) {
     return tg_reshape(y, 4, (const int64_t[]){g.n, o, g.oh, g.ow});
 }
 
-/* ---- pooling ---- */
+/* ---- max pooling: its own op, with the argmax kept for the backward ---- */
 
-/* Each channel pooled on its own: [N*C, 1, H, W] unfolded to [N*C, k*k, L], reduced over
- * the window axis, reshaped to [N, C, OH, OW]. */
-static tg_tensor *pool(const char *op, bool is_max, tg_tensor *x, int k, int stride, int padding) {
-    if (!tg__check_float(op, x)) return NULL;
-    geom g;
-    if (!plan(op, x->ndim, x->shape, k, k, stride, padding, &g)) return NULL;
-    if (padding > k / 2)
-        return tg__fail("%s: padding %d must be at most half the kernel size %d (input %s)", op,
-                        padding, k, tg__shp(x));
-    tg_tensor *x1 = tg_reshape(x, 4, (const int64_t[]){g.n * g.c, 1, g.h, g.w});
-    tg_tensor *cols = unfold_op(op, x1, k, k, stride, padding, is_max ? -INFINITY : 0.0);
-    tg_tensor *r = is_max ? tg_max(cols, 1, false) : tg_mean(cols, 1, false);
-    if (!r) return NULL;
-    return tg_reshape(r, 4, (const int64_t[]){g.n, g.c, g.oh, g.ow});
+/* y[nc][oh][ow] = the maximum of x[nc] over the window's positions inside x, and
+ * idx[nc][oh][ow] (when idx is not NULL) = the flat index into x of the first maximal
+ * element in row-major window order; NaN wins and the first NaN stays (tg_max's rule).
+ * The padding is never chosen: a window of -inf values takes its first element inside
+ * x, and a window with no position inside x (possible only for an empty input) gives
+ * -inf and index -1. Each output row is built by one pass per window offset (i, j) over
+ * the row's valid columns, the comparison as a select. */
+#define MAXPOOL_KERNEL(NAME, T)                                                                    \
+    static void NAME(const geom *g, const T *x, T *y, int64_t *idx) {                              \
+        const int64_t hw = g->h * g->w;                                                            \
+        for (int64_t nc = 0; nc < g->n * g->c; nc++) {                                             \
+            const T *xp = x + nc * hw;                                                             \
+            for (int64_t r = 0; r < g->oh; r++) {                                                  \
+                T *m = y + (nc * g->oh + r) * g->ow;                                               \
+                int64_t *b = idx ? idx + (nc * g->oh + r) * g->ow : NULL;                          \
+                for (int64_t q = 0; q < g->ow; q++)                                                \
+                    m[q] = (T)-INFINITY;                                                           \
+                if (b)                                                                             \
+                    for (int64_t q = 0; q < g->ow; q++)                                            \
+                        b[q] = -1;                                                                 \
+                for (int64_t i = 0; i < g->kh; i++) {                                              \
+                    int64_t hh = r * g->stride - g->pad + i;                                       \
+                    if (hh < 0 || hh >= g->h) continue;                                            \
+                    const T *in = xp + hh * g->w;                                                  \
+                    for (int64_t j = 0; j < g->kw; j++) {                                          \
+                        int64_t lo, hi, off = j - g->pad; /* column of q: q * stride + off */      \
+                        valid_cols(g, j, &lo, &hi);                                                \
+                        if (b) {                                                                   \
+                            int64_t base = nc * hw + hh * g->w + off;                              \
+                            for (int64_t q = lo; q < hi; q++) {                                    \
+                                T v = in[q * g->stride + off], c = m[q];                           \
+                                int take = (v > c) | ((v != v) & (c == c));                        \
+                                m[q] = take ? v : c;                                               \
+                                b[q] = take ? base + q * g->stride : b[q];                         \
+                            }                                                                      \
+                        } else {                                                                   \
+                            for (int64_t q = lo; q < hi; q++) {                                    \
+                                T v = in[q * g->stride + off], c = m[q];                           \
+                                m[q] = (v > c) | ((v != v) & (c == c)) ? v : c;                    \
+                            }                                                                      \
+                        }                                                                          \
+                    }                                                                              \
+                }                                                                                  \
+                /* A window whose values are all -inf: its first position inside x. */             \
+                for (int64_t q = 0; b && q < g->ow; q++)                                           \
+                    if (b[q] < 0) b[q] = first_inside(g, nc, r, q);                                \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+/* The flat index into x of the first position of window (r, q) of plane nc that lies
+ * inside x, or -1 when there is none. */
+static int64_t first_inside(const geom *g, int64_t nc, int64_t r, int64_t q) {
+    int64_t hh = r * g->stride - g->pad, ww = q * g->stride - g->pad;
+    if (hh < 0) hh = 0;
+    if (ww < 0) ww = 0;
+    if (hh >= g->h || hh > r * g->stride - g->pad + g->kh - 1 || ww >= g->w ||
+        ww > q * g->stride - g->pad + g->kw - 1)
+        return -1;
+    return (nc * g->h + hh) * g->w + ww;
+}
+
+MAXPOOL_KERNEL(maxpool_f32, float)
+MAXPOOL_KERNEL(maxpool_f64, double)
+
+/* The gradient's scatter and its adjoint, the gather, over the kept argmax idx (an I64
+ * tensor of the pooled shape; -1 marks a window with nothing to take):
+ *     scatter: dx[idx[o]] += g[o]         (dx zero elsewhere; overlapping windows add)
+ *     gather:  y[o] = gg[idx[o]]          (0 where idx[o] = -1) */
+#define SCATTER_KERNEL(NAME, T)                                                                    \
+    static void NAME(int64_t n, const int64_t *idx, const T *g, T *dx) {                           \
+        for (int64_t o = 0; o < n; o++)                                                            \
+            if (idx[o] >= 0) dx[idx[o]] += g[o];                                                   \
+    }
+SCATTER_KERNEL(scatter_f32, float)
+SCATTER_KERNEL(scatter_f64, double)
+
+#define GATHER_KERNEL(NAME, T)                                                                     \
+    static void NAME(int64_t n, const int64_t *idx, const T *gg, T *y) {                           \
+        for (int64_t o = 0; o < n; o++)                                                            \
+            y[o] = idx[o] >= 0 ? gg[idx[o]] : 0;                                                   \
+    }
+GATHER_KERNEL(gather_f32, float)
+GATHER_KERNEL(gather_f64, double)
+
+static tg_tensor *pool_scatter(tg_tensor *g, tg_tensor *x, const tg_tensor *idx);
+static tg_tensor *pool_gather(tg_tensor *gg, const tg_tensor *idx);
+
+/* node of max_pool2d: in[0] = x, aux[0] = idx. */
+static int max_pool_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
+    return (gin[0] = pool_scatter(g, n->in[0], n->aux[0])) ? 0 : -1;
+}
+
+/* node of max_pool2d_backward: in[0] = g, in[1] = x (for its shape; the scatter does not
+ * depend on x's values, which it takes through idx as a constant: a zero derivative, as
+ * tg_max's mask), aux[0] = idx. */
+static int pool_scatter_backward(const tg__node *n, tg_tensor *gg, tg_tensor **gin) {
+    tg_tensor *g = n->in[0], *x = n->in[1];
+    if (g->requires_grad && !(gin[0] = pool_gather(gg, n->aux[0]))) return -1;
+    if (x->requires_grad && !(gin[1] = tg__tape_zeros(x->dtype, x->ndim, x->shape))) return -1;
+    return 0;
+}
+
+/* node of max_pool2d_gather: in[0] = gg, aux[0] = idx. */
+static int pool_gather_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
+    return (gin[0] = pool_scatter(g, n->in[0], n->aux[0])) ? 0 : -1;
+}
+
+/* dx of x's shape with g [pooled shape] added at idx: max_pool2d's gradient, an op (with
+ * inputs g and x) so that a TG_CREATE_GRAPH sweep can differentiate it again. Only
+ * reached from the backward closures above, with the shapes the forward produced; the
+ * checks guard that invariant. */
+static tg_tensor *pool_scatter(tg_tensor *g, tg_tensor *x, const tg_tensor *idx) {
+    const char *op = "tg_max_pool2d";
+    if (!tg__check_float2(op, g, x)) return NULL;
+    if (!tg_same_shape(g, idx))
+        return tg__fail("%s: gradient %s does not match the pooled shape %s", op, tg__shp(g),
+                        tg__shp(idx));
+    tg_tensor *dx = tg__tape_zeros(x->dtype, x->ndim, x->shape);
+    if (!dx) return NULL;
+    if (x->dtype == TG_F64)
+        scatter_f64(g->numel, idx->data, g->data, dx->data);
+    else
+        scatter_f32(g->numel, idx->data, g->data, dx->data);
+    tg__node *n =
+        tg__record("max_pool2d_backward", dx, 2, (tg_tensor *const[]){g, x}, pool_scatter_backward);
+    if (n == TG__RECORD_FAILED) return NULL;
+    if (n) n->aux[0] = idx;
+    return dx;
+}
+
+/* y [pooled shape] = gg at idx: the adjoint of pool_scatter, and so its backward. */
+static tg_tensor *pool_gather(tg_tensor *gg, const tg_tensor *idx) {
+    const char *op = "tg_max_pool2d";
+    if (!tg__check_float(op, gg)) return NULL;
+    tg_tensor *y = tg__tape_tensor(gg->dtype, idx->ndim, idx->shape);
+    if (!y) return NULL;
+    if (gg->dtype == TG_F64)
+        gather_f64(y->numel, idx->data, gg->data, y->data);
+    else
+        gather_f32(y->numel, idx->data, gg->data, y->data);
+    tg__node *n = tg__record("max_pool2d_gather", y, 1, &gg, pool_gather_backward);
+    if (n == TG__RECORD_FAILED) return NULL;
+    if (n) n->aux[0] = idx;
+    return y;
+}
+
+/* The checks both poolings share: a float 4-D input, the window (plan) and PyTorch's
+ * padding <= k / 2. */
+static bool pool_plan(const char *op, tg_tensor *x, int k, int stride, int padding, geom *g) {
+    if (!tg__check_float(op, x)) return false;
+    if (!plan(op, x->ndim, x->shape, k, k, stride, padding, g)) return false;
+    if (padding > k / 2) {
+        tg__fail("%s: padding %d must be at most half the kernel size %d (input %s)", op, padding,
+                 k, tg__shp(x));
+        return false;
+    }
+    return true;
 }
 
 tg_tensor *tg_max_pool2d(tg_tensor *x, int k, int stride, int padding) {
-    return pool("tg_max_pool2d", true, x, k, stride, padding);
+    const char *op = "tg_max_pool2d";
+    geom g;
+    if (!pool_plan(op, x, k, stride, padding, &g)) return NULL;
+    const int64_t shape[4] = {g.n, g.c, g.oh, g.ow};
+    tg_tensor *y = tg__tape_tensor(x->dtype, 4, shape);
+    if (!y) return NULL;
+    tg_tensor *idx = NULL;
+    if (tg__should_record(1, &x) && !(idx = tg__tape_tensor(TG_I64, 4, shape))) return NULL;
+    int64_t *ip = idx ? idx->data : NULL;
+    if (x->dtype == TG_F64)
+        maxpool_f64(&g, x->data, y->data, ip);
+    else
+        maxpool_f32(&g, x->data, y->data, ip);
+    tg__node *n = tg__record("max_pool2d", y, 1, &x, max_pool_backward);
+    if (n == TG__RECORD_FAILED) return NULL;
+    if (n) n->aux[0] = idx;
+    return y;
 }
 
+/* ---- average pooling ---- */
+
+/* Each channel pooled on its own: [N*C, 1, H, W] unfolded to [N*C, k*k, L], averaged
+ * over the window axis, reshaped to [N, C, OH, OW]. */
 tg_tensor *tg_avg_pool2d(tg_tensor *x, int k, int stride, int padding) {
-    return pool("tg_avg_pool2d", false, x, k, stride, padding);
+    const char *op = "tg_avg_pool2d";
+    geom g;
+    if (!pool_plan(op, x, k, stride, padding, &g)) return NULL;
+    tg_tensor *x1 = tg_reshape(x, 4, (const int64_t[]){g.n * g.c, 1, g.h, g.w});
+    tg_tensor *cols = unfold_op(op, x1, k, k, stride, padding, 0.0);
+    tg_tensor *r = tg_mean(cols, 1, false);
+    if (!r) return NULL;
+    return tg_reshape(r, 4, (const int64_t[]){g.n, g.c, g.oh, g.ow});
 }
