@@ -4,6 +4,7 @@
  * against F64, the max tie rule and the -inf padding of max pooling, every way an input
  * can be wrong, and a small convolutional network trained end to end. */
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "autodiff/internal.h"
@@ -440,6 +441,69 @@ START_TEST(test_pool_padding) {
 }
 END_TEST
 
+/* Every path of the max pooling kernel (the 2 x 2 windows inside x at stride 2 and at
+ * other strides, and the general one with padding) against the definition, on inputs
+ * full of ties (small integers), with NaN and -inf sprinkled in, F32 and F64: the values,
+ * and the gradient of sum(y * G), which shows which element each window chose. */
+START_TEST(test_max_pool_paths_against_definition) {
+    static const struct {
+        int64_t x[4];
+        int k, s, p;
+    } cases[] = {
+        {{2, 3, 6, 8}, 2, 2, 0}, {{1, 2, 7, 9}, 2, 2, 0}, {{2, 1, 5, 6}, 2, 1, 0},
+        {{1, 2, 7, 7}, 2, 3, 0}, {{2, 2, 6, 5}, 3, 1, 1}, {{1, 3, 7, 6}, 3, 2, 1},
+        {{1, 1, 4, 5}, 2, 1, 1}, {{2, 1, 6, 6}, 1, 2, 0}, {{1, 2, 8, 9}, 4, 3, 2},
+    };
+    tgt_seed(1450);
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
+        for (int d = 0; d < 2; d++) {
+            tg_dtype dt = d ? TG_F64 : TG_F32;
+            int k = cases[c].k, st = cases[c].s, p = cases[c].p;
+            tg_tensor *x = tg_tensor_new(dt, 4, cases[c].x);
+            tg_tensor *r = tgt_rand(TG_F64, 1, (int64_t[]){x->numel}, 0, 1);
+            for (int64_t i = 0; i < x->numel; i++) {
+                double u = tg_tensor_get(r, i);
+                double v = u < 0.03 ? NAN : u < 0.08 ? -INFINITY : floor(u * 4);
+                tg_tensor_set(x, i, v);
+            }
+            tg_requires_grad(x, true);
+            tg_tensor *y = tg_max_pool2d(x, k, st, p);
+            ck_assert_ptr_nonnull(y);
+            tg_tensor *g = tgt_rand(dt, y->ndim, y->shape, 0.5, 1.5);
+            ck_assert_int_eq(tg_backward_seeded(y, g), 0);
+            int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
+            int64_t OH = out_size(H, k, st, p), OW = out_size(W, k, st, p);
+            double *want = calloc((size_t)x->numel, sizeof *want);
+            for (int64_t nc = 0; nc < N * C; nc++)
+                for (int64_t oh = 0; oh < OH; oh++)
+                    for (int64_t ow = 0; ow < OW; ow++) {
+                        int64_t best = -1;
+                        double m = -INFINITY;
+                        for (int i = 0; i < k; i++)
+                            for (int j = 0; j < k; j++) {
+                                int64_t h = oh * st - p + i, w = ow * st - p + j;
+                                if (h < 0 || h >= H || w < 0 || w >= W) continue;
+                                int64_t at = (nc * H + h) * W + w;
+                                double v = tg_tensor_get(x, at);
+                                if (best < 0 || v > m || (isnan(v) && !isnan(m))) best = at, m = v;
+                            }
+                        int64_t o = (nc * OH + oh) * OW + ow;
+                        double got = tg_tensor_get(y, o);
+                        ck_assert_msg(isnan(m) ? isnan(got) : got == m,
+                                      "case %zu dtype %d output %lld: %g, want %g", c, d,
+                                      (long long)o, got, m);
+                        want[best] += tg_tensor_get(g, o);
+                    }
+            tgt_assert_tensor(x->grad, want, d ? 1e-15 : 1e-6);
+            free(want);
+            tg_tape_reset();
+            tg_tensor_free(x);
+            tg_tensor_free(r);
+            tg_tensor_free(g);
+        }
+}
+END_TEST
+
 /* A window whose values are all -inf takes the gradient at its first position inside x,
  * never at the padding (the -inf padding does not win a tie with a -inf value). */
 START_TEST(test_max_pool_all_neg_inf) {
@@ -639,6 +703,7 @@ static Suite *conv_suite(void) {
     tcase_add_test(tf, test_max_pool_nan);
     tcase_add_test(tf, test_pool_padding);
     tcase_add_test(tf, test_max_pool_all_neg_inf);
+    tcase_add_test(tf, test_max_pool_paths_against_definition);
     tcase_add_test(tf, test_max_pool_window_in_padding);
     tcase_add_test(tf, test_recording);
     suite_add_tcase(s, tf);

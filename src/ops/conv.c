@@ -250,16 +250,96 @@ tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, int stride, int padding) {
 
 /* ---- max pooling: its own op, with the argmax kept for the backward ---- */
 
+/* Max pooling is computed in two steps, each a loop the compiler vectorises (a select
+ * with a branch would be mispredicted half the time on real data):
+ *   1. the maximum m, visiting the window in row-major order with tg_max's rule
+ *      MAX_STEP: v replaces m when larger, or when it is the first NaN (a NaN m stays);
+ *   2. where it is: the first element of the window that MATCHes m (equals it, or is a
+ *      NaN when m is), found by visiting the window backwards and keeping the last match.
+ * The first maximal element is the first one equal to the maximum (a later equal one
+ * never replaces it under MAX_STEP), so the two steps give tg_max's index. The padding
+ * is never visited: a window of -inf values takes its first element inside x. */
+#define MAX_STEP(v, m) ((m) != (m) ? (m) : (v) <= (m) ? (m) : (v))
+#define MATCH(v, m) ((v) == (m) || ((v) != (v) && (m) != (m)))
+
+/* Step 1 for one window offset over n outputs of a row: in[q * s] is the element of
+ * output q's window at that offset. Inlined with s a constant 1 or 2 (the common
+ * strides) so that the strided loads vectorise. */
+#define MAXPOOL_MAX_PASS(NAME, T)                                                                  \
+    static inline __attribute__((always_inline)) void NAME(const T *in, int64_t s, int64_t n,      \
+                                                           T *m) {                                 \
+        for (int64_t q = 0; q < n; q++)                                                            \
+            m[q] = MAX_STEP(in[q * s], m[q]);                                                      \
+    }
+/* Step 2 for one window offset: b[q] = at (the offset's place in the window, i * W + j)
+ * where the element matches m[q]. */
+#define MAXPOOL_ARG_PASS(NAME, T)                                                                  \
+    static inline __attribute__((always_inline)) void NAME(const T *in, int64_t s, int64_t n,      \
+                                                           int64_t at, const T *m, int64_t *b) {   \
+        for (int64_t q = 0; q < n; q++)                                                            \
+            b[q] = MATCH(in[q * s], m[q]) ? at : b[q];                                             \
+    }
+MAXPOOL_MAX_PASS(max_pass_f32, float)
+MAXPOOL_MAX_PASS(max_pass_f64, double)
+MAXPOOL_ARG_PASS(arg_pass_f32, float)
+MAXPOOL_ARG_PASS(arg_pass_f64, double)
+
+/* The common 2 x 2 window with every window inside x (no padding): both steps in one
+ * pass over an output row, whose windows start at p0[q * S] (their first row) and
+ * p1[q * S] (their second); origin is the flat index of p0[0], w the row length of x.
+ * Not inlined, and p1 a parameter rather than p0 + w: the compiler then vectorises the
+ * loop (it does not when it sees the two rows as one array at an unknown distance); S is
+ * the constant 2, the common stride, or the parameter s. */
+#define MAXPOOL2_ROW(NAME, T, S)                                                                   \
+    static __attribute__((noinline)) void NAME(const T *p0, const T *p1, int64_t s, int64_t n,     \
+                                               int64_t w, int64_t origin, T *y, int64_t *b) {      \
+        (void)s;                                                                                   \
+        if (!b) {                                                                                  \
+            for (int64_t q = 0; q < n; q++)                                                        \
+                y[q] = MAX_STEP(p1[q * S + 1],                                                     \
+                                MAX_STEP(p1[q * S], MAX_STEP(p0[q * S + 1], p0[q * S])));          \
+            return;                                                                                \
+        }                                                                                          \
+        for (int64_t q = 0; q < n; q++) {                                                          \
+            T a = p0[q * S], c = p0[q * S + 1], d = p1[q * S], e = p1[q * S + 1];                  \
+            T m = MAX_STEP(e, MAX_STEP(d, MAX_STEP(c, a)));                                        \
+            int at = (int)w + 1;                                                                   \
+            at = MATCH(d, m) ? (int)w : at;                                                        \
+            at = MATCH(c, m) ? 1 : at;                                                             \
+            at = MATCH(a, m) ? 0 : at;                                                             \
+            y[q] = m;                                                                              \
+            b[q] = origin + q * S + at;                                                            \
+        }                                                                                          \
+    }
+MAXPOOL2_ROW(maxpool2_row_f32, float, 2)
+MAXPOOL2_ROW(maxpool2_row_f64, double, 2)
+MAXPOOL2_ROW(maxpool2_row_s_f32, float, s)
+MAXPOOL2_ROW(maxpool2_row_s_f64, double, s)
+
 /* y[nc][oh][ow] = the maximum of x[nc] over the window's positions inside x, and
  * idx[nc][oh][ow] (when idx is not NULL) = the flat index into x of the first maximal
- * element in row-major window order; NaN wins and the first NaN stays (tg_max's rule).
- * The padding is never chosen: a window of -inf values takes its first element inside
- * x, and a window with no position inside x (possible only for an empty input) gives
- * -inf and index -1. Each output row is built by one pass per window offset (i, j) over
- * the row's valid columns, the comparison as a select. */
-#define MAXPOOL_KERNEL(NAME, T)                                                                    \
+ * element in row-major window order (the two steps above). A window with no position
+ * inside x (possible only for an empty input) gives -inf and index -1. In general one
+ * pass per window offset (i, j) over the row's valid columns; idx first holds the
+ * winning offset's i * W + j, made a flat index at the end of the row. */
+enum { MAXPOOL_COLS = 16 };
+#define MAXPOOL_KERNEL(NAME, T, MAXP, ARGP, ROW2, ROW2S)                                           \
     static void NAME(const geom *g, const T *x, T *y, int64_t *idx) {                              \
-        const int64_t hw = g->h * g->w;                                                            \
+        const int64_t hw = g->h * g->w, s = g->stride;                                             \
+        if (g->kh == 2 && g->kw == 2 && g->pad == 0 && g->w <= INT_MAX - 1) {                      \
+            for (int64_t nc = 0; nc < g->n * g->c; nc++)                                           \
+                for (int64_t r = 0; r < g->oh; r++) {                                              \
+                    int64_t o = (nc * g->oh + r) * g->ow, origin = nc * hw + r * s * g->w;         \
+                    int64_t *b = idx ? idx + o : NULL;                                             \
+                    const T *p0 = x + origin, *p1 = p0 + g->w;                                     \
+                    (s == 2 ? ROW2 : ROW2S)(p0, p1, s, g->ow, g->w, origin, y + o, b);             \
+                }                                                                                  \
+            return;                                                                                \
+        }                                                                                          \
+        /* valid_cols of the first columns of the window, worked out once (it divides) */          \
+        int64_t clo[MAXPOOL_COLS], chi[MAXPOOL_COLS];                                              \
+        for (int64_t j = 0; j < g->kw && j < MAXPOOL_COLS; j++)                                    \
+            valid_cols(g, j, &clo[j], &chi[j]);                                                    \
         for (int64_t nc = 0; nc < g->n * g->c; nc++) {                                             \
             const T *xp = x + nc * hw;                                                             \
             for (int64_t r = 0; r < g->oh; r++) {                                                  \
@@ -267,53 +347,44 @@ tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, int stride, int padding) {
                 int64_t *b = idx ? idx + (nc * g->oh + r) * g->ow : NULL;                          \
                 for (int64_t q = 0; q < g->ow; q++)                                                \
                     m[q] = (T)-INFINITY;                                                           \
-                if (b)                                                                             \
-                    for (int64_t q = 0; q < g->ow; q++)                                            \
-                        b[q] = -1;                                                                 \
-                for (int64_t i = 0; i < g->kh; i++) {                                              \
-                    int64_t hh = r * g->stride - g->pad + i;                                       \
-                    if (hh < 0 || hh >= g->h) continue;                                            \
-                    const T *in = xp + hh * g->w;                                                  \
-                    for (int64_t j = 0; j < g->kw; j++) {                                          \
-                        int64_t lo, hi, off = j - g->pad; /* column of q: q * stride + off */      \
-                        valid_cols(g, j, &lo, &hi);                                                \
-                        if (b) {                                                                   \
-                            int64_t base = nc * hw + hh * g->w + off;                              \
-                            for (int64_t q = lo; q < hi; q++) {                                    \
-                                T v = in[q * g->stride + off], c = m[q];                           \
-                                int take = (v > c) | ((v != v) & (c == c));                        \
-                                m[q] = take ? v : c;                                               \
-                                b[q] = take ? base + q * g->stride : b[q];                         \
-                            }                                                                      \
-                        } else {                                                                   \
-                            for (int64_t q = lo; q < hi; q++) {                                    \
-                                T v = in[q * g->stride + off], c = m[q];                           \
-                                m[q] = (v > c) | ((v != v) & (c == c)) ? v : c;                    \
-                            }                                                                      \
-                        }                                                                          \
+                for (int step = 0; step < (b ? 2 : 1); step++) {                                   \
+                    if (step == 1)                                                                 \
+                        for (int64_t q = 0; q < g->ow; q++)                                        \
+                            b[q] = -1;                                                             \
+                    for (int64_t k = 0; k < g->kh * g->kw; k++) {                                  \
+                        /* step 1 visits the window forwards, step 2 backwards */                  \
+                        int64_t e = step == 0 ? k : g->kh * g->kw - 1 - k;                         \
+                        int64_t i = e / g->kw, j = e % g->kw;                                      \
+                        int64_t hh = r * s - g->pad + i;                                           \
+                        if (hh < 0 || hh >= g->h) continue;                                        \
+                        int64_t lo, hi;                                                            \
+                        if (j < MAXPOOL_COLS)                                                      \
+                            lo = clo[j], hi = chi[j];                                              \
+                        else                                                                       \
+                            valid_cols(g, j, &lo, &hi);                                            \
+                        if (lo >= hi) continue;                                                    \
+                        const T *in = xp + hh * g->w + lo * s + j - g->pad;                        \
+                        int64_t n = hi - lo;                                                       \
+                        if (step == 0 && s == 1)                                                   \
+                            MAXP(in, 1, n, m + lo);                                                \
+                        else if (step == 0 && s == 2)                                              \
+                            MAXP(in, 2, n, m + lo);                                                \
+                        else if (step == 0)                                                        \
+                            MAXP(in, s, n, m + lo);                                                \
+                        else                                                                       \
+                            ARGP(in, s, n, i * g->w + j, m + lo, b + lo);                          \
                     }                                                                              \
                 }                                                                                  \
-                /* A window whose values are all -inf: its first position inside x. */             \
+                /* the window's origin (possibly in the padding) plus the offset */                \
+                int64_t origin = nc * hw + (r * s - g->pad) * g->w - g->pad;                       \
                 for (int64_t q = 0; b && q < g->ow; q++)                                           \
-                    if (b[q] < 0) b[q] = first_inside(g, nc, r, q);                                \
+                    b[q] = b[q] < 0 ? -1 : origin + q * s + b[q];                                  \
             }                                                                                      \
         }                                                                                          \
     }
-
-/* The flat index into x of the first position of window (r, q) of plane nc that lies
- * inside x, or -1 when there is none. */
-static int64_t first_inside(const geom *g, int64_t nc, int64_t r, int64_t q) {
-    int64_t hh = r * g->stride - g->pad, ww = q * g->stride - g->pad;
-    if (hh < 0) hh = 0;
-    if (ww < 0) ww = 0;
-    if (hh >= g->h || hh > r * g->stride - g->pad + g->kh - 1 || ww >= g->w ||
-        ww > q * g->stride - g->pad + g->kw - 1)
-        return -1;
-    return (nc * g->h + hh) * g->w + ww;
-}
-
-MAXPOOL_KERNEL(maxpool_f32, float)
-MAXPOOL_KERNEL(maxpool_f64, double)
+MAXPOOL_KERNEL(maxpool_f32, float, max_pass_f32, arg_pass_f32, maxpool2_row_f32, maxpool2_row_s_f32)
+MAXPOOL_KERNEL(maxpool_f64, double, max_pass_f64, arg_pass_f64, maxpool2_row_f64,
+               maxpool2_row_s_f64)
 
 /* The gradient's scatter and its adjoint, the gather, over the kept argmax idx (an I64
  * tensor of the pooled shape; -1 marks a window with nothing to take):
