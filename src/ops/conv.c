@@ -21,17 +21,21 @@
 
 /* The geometry shared by unfold and fold: x [n, c, h, w], a kh x kw window moved by
  * stride over x padded by pad on every side, giving oh x ow windows. */
+enum { GEOM_COLS = 16 };
 typedef struct {
     int64_t n, c, h, w;
     int64_t kh, kw, stride, pad;
     int64_t oh, ow;
+    /* valid_cols of the window's first GEOM_COLS columns, worked out once by plan: the
+     * kernels ask for them once per row of x or of the output, and they divide */
+    int64_t lo[GEOM_COLS], hi[GEOM_COLS];
 } geom;
 
 /* ---- kernels: plain loops over contiguous row-major memory, no allocation ---- */
 
 /* The output columns q of one row whose input column q*stride - pad + j lies inside
  * the image: [*lo, *hi). Outside it the row reads padding. */
-static void valid_cols(const geom *g, int64_t j, int64_t *lo, int64_t *hi) {
+static void cols_inside(const geom *g, int64_t j, int64_t *lo, int64_t *hi) {
     int64_t a = g->pad - j; /* q * stride >= a */
     int64_t l = a <= 0 ? 0 : (a + g->stride - 1) / g->stride;
     int64_t b = g->w - 1 + g->pad - j; /* q * stride <= b */
@@ -40,6 +44,15 @@ static void valid_cols(const geom *g, int64_t j, int64_t *lo, int64_t *hi) {
     if (l > h) l = h;
     *lo = l;
     *hi = h;
+}
+
+static inline void valid_cols(const geom *g, int64_t j, int64_t *lo, int64_t *hi) {
+    if (j < GEOM_COLS) {
+        *lo = g->lo[j];
+        *hi = g->hi[j];
+    } else {
+        cols_inside(g, j, lo, hi);
+    }
 }
 
 /* cols[n][(c*kh + i)*kw + j][oh*OW + ow] = x[n][c][oh*s - p + i][ow*s - p + j], or padval
@@ -118,7 +131,7 @@ FOLD_KERNEL(fold_f64, double)
  * than the padded input. */
 static bool plan(const char *op, int ndim, const int64_t *shape, int kh, int kw, int stride,
                  int padding, geom *g) {
-    const char *xs = tg__shp_raw(ndim, shape);
+#define xs tg__shp_raw(ndim, shape) /* formatted only for a message */
     if (ndim != 4) return tg__fail("%s: input must be 4-D [N, C, H, W], got %s", op, xs), false;
     if (kh < 1 || kw < 1 || stride < 1 || padding < 0)
         return tg__fail("%s: needs kernel >= 1, stride >= 1 and padding >= 0, got kernel %dx%d, "
@@ -147,6 +160,9 @@ static bool plan(const char *op, int ndim, const int64_t *shape, int kh, int kw,
                         "windows",
                         op, kh, kw, stride, padding, xs),
                false;
+#undef xs
+    for (int64_t j = 0; j < g->kw && j < GEOM_COLS; j++)
+        cols_inside(g, j, &g->lo[j], &g->hi[j]);
     return true;
 }
 
@@ -322,7 +338,6 @@ MAXPOOL2_ROW(maxpool2_row_s_f64, double, s)
  * inside x (possible only for an empty input) gives -inf and index -1. In general one
  * pass per window offset (i, j) over the row's valid columns; idx first holds the
  * winning offset's i * W + j, made a flat index at the end of the row. */
-enum { MAXPOOL_COLS = 16 };
 #define MAXPOOL_KERNEL(NAME, T, MAXP, ARGP, ROW2, ROW2S)                                           \
     static void NAME(const geom *g, const T *x, T *y, int64_t *idx) {                              \
         const int64_t hw = g->h * g->w, s = g->stride;                                             \
@@ -336,10 +351,6 @@ enum { MAXPOOL_COLS = 16 };
                 }                                                                                  \
             return;                                                                                \
         }                                                                                          \
-        /* valid_cols of the first columns of the window, worked out once (it divides) */          \
-        int64_t clo[MAXPOOL_COLS], chi[MAXPOOL_COLS];                                              \
-        for (int64_t j = 0; j < g->kw && j < MAXPOOL_COLS; j++)                                    \
-            valid_cols(g, j, &clo[j], &chi[j]);                                                    \
         for (int64_t nc = 0; nc < g->n * g->c; nc++) {                                             \
             const T *xp = x + nc * hw;                                                             \
             for (int64_t r = 0; r < g->oh; r++) {                                                  \
@@ -358,10 +369,7 @@ enum { MAXPOOL_COLS = 16 };
                         int64_t hh = r * s - g->pad + i;                                           \
                         if (hh < 0 || hh >= g->h) continue;                                        \
                         int64_t lo, hi;                                                            \
-                        if (j < MAXPOOL_COLS)                                                      \
-                            lo = clo[j], hi = chi[j];                                              \
-                        else                                                                       \
-                            valid_cols(g, j, &lo, &hi);                                            \
+                        valid_cols(g, j, &lo, &hi);                                                \
                         if (lo >= hi) continue;                                                    \
                         const T *in = xp + hh * g->w + lo * s + j - g->pad;                        \
                         int64_t n = hi - lo;                                                       \
