@@ -4,6 +4,7 @@
  * against F64, the max tie rule and the -inf padding of max pooling, every way an input
  * can be wrong, and a small convolutional network trained end to end. */
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "autodiff/internal.h"
@@ -345,6 +346,48 @@ START_TEST(test_double_backward_closed_form) {
 }
 END_TEST
 
+/* max_pool2d's backward is an op (a scatter by the kept argmax) whose backward is a
+ * gather, and the gather's is the scatter: second and third derivatives through max
+ * pooling. With y = max_pool2d(x), L = sum y^2 and count[i] = the number of windows whose
+ * maximum is x[i] (the gradient of sum y):
+ *     dL/dx = scatter(2 y),  d/dx sum(dL/dx * v) = 2 count v,  d/dv sum(that * u) = 2 count u,
+ * and gradcheck / gradgradcheck of y^2 against finite differences. */
+static tg_tensor *f_maxpool_square(tg_tensor *const *in, void *ctx) {
+    (void)ctx;
+    return tg_square(tg_max_pool2d(in[0], 3, 1, 1));
+}
+
+START_TEST(test_max_pool_higher_order) {
+    tg_tensor *x = untied_input(1400);
+    tgt_assert_grads(f_maxpool_square, NULL, 1, &x, NULL, "max_pool2d squared");
+    tgt_assert_f32_agrees(f_maxpool_square, NULL, 1, &x, "max_pool2d squared");
+    tgt_seed(1401);
+    tg_tensor *v = rand_req(TG_SHAPE(2, 2, 5, 5), -1, 1),
+              *u = rand_req(TG_SHAPE(2, 2, 5, 5), -1, 1);
+    tg_tensor *count = NULL;
+    tg_tensor *y = tg_max_pool2d(x, 3, 1, 1);
+    tg_tensor *s1 = tg_sum(y, TG_ALL, false);
+    ck_assert_int_eq(tg_grad(1, &s1, NULL, 1, &x, &count, 0), 0);
+    tg_tensor *L = tg_sum(tg_square(y), TG_ALL, false), *dx = NULL, *hv = NULL, *hu = NULL;
+    ck_assert_int_eq(tg_grad(1, &L, NULL, 1, &x, &dx, TG_CREATE_GRAPH), 0);
+    tg_tensor *s2 = tg_sum(tg_mul(dx, v), TG_ALL, false);
+    ck_assert_int_eq(tg_grad(1, &s2, NULL, 1, &x, &hv, TG_CREATE_GRAPH), 0);
+    tg_tensor *s3 = tg_sum(tg_mul(hv, u), TG_ALL, false);
+    ck_assert_int_eq(tg_grad(1, &s3, NULL, 1, &v, &hu, 0), 0);
+    double want_v[100], want_u[100];
+    for (int i = 0; i < 100; i++) {
+        want_v[i] = 2 * tg_tensor_get(count, i) * tg_tensor_get(v, i);
+        want_u[i] = 2 * tg_tensor_get(count, i) * tg_tensor_get(u, i);
+    }
+    tgt_assert_tensor(hv, want_v, 1e-14);
+    tgt_assert_tensor(hu, want_u, 1e-14);
+    tg_tape_reset();
+    tg_tensor_free(x);
+    tg_tensor_free(v);
+    tg_tensor_free(u);
+}
+END_TEST
+
 /* ================= pooling rules ================= */
 
 /* The gradient of a max pooling window with a tie goes to its first maximal element in
@@ -398,6 +441,103 @@ START_TEST(test_pool_padding) {
 }
 END_TEST
 
+/* Every path of the max pooling kernel (the 2 x 2 windows inside x at stride 2 and at
+ * other strides, and the general one with padding) against the definition, on inputs
+ * full of ties (small integers), with NaN and -inf sprinkled in, F32 and F64: the values,
+ * and the gradient of sum(y * G), which shows which element each window chose. */
+START_TEST(test_max_pool_paths_against_definition) {
+    static const struct {
+        int64_t x[4];
+        int k, s, p;
+    } cases[] = {
+        {{2, 3, 6, 8}, 2, 2, 0}, {{1, 2, 7, 9}, 2, 2, 0}, {{2, 1, 5, 6}, 2, 1, 0},
+        {{1, 2, 7, 7}, 2, 3, 0}, {{2, 2, 6, 5}, 3, 1, 1}, {{1, 3, 7, 6}, 3, 2, 1},
+        {{1, 1, 4, 5}, 2, 1, 1}, {{2, 1, 6, 6}, 1, 2, 0}, {{1, 2, 8, 9}, 4, 3, 2},
+    };
+    tgt_seed(1450);
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
+        for (int d = 0; d < 2; d++) {
+            tg_dtype dt = d ? TG_F64 : TG_F32;
+            int k = cases[c].k, st = cases[c].s, p = cases[c].p;
+            tg_tensor *x = tg_tensor_new(dt, 4, cases[c].x);
+            tg_tensor *r = tgt_rand(TG_F64, 1, (int64_t[]){x->numel}, 0, 1);
+            for (int64_t i = 0; i < x->numel; i++) {
+                double u = tg_tensor_get(r, i);
+                double v = u < 0.03 ? NAN : u < 0.08 ? -INFINITY : floor(u * 4);
+                tg_tensor_set(x, i, v);
+            }
+            tg_requires_grad(x, true);
+            tg_tensor *y = tg_max_pool2d(x, k, st, p);
+            ck_assert_ptr_nonnull(y);
+            tg_tensor *g = tgt_rand(dt, y->ndim, y->shape, 0.5, 1.5);
+            ck_assert_int_eq(tg_backward_seeded(y, g), 0);
+            int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
+            int64_t OH = out_size(H, k, st, p), OW = out_size(W, k, st, p);
+            double *want = calloc((size_t)x->numel, sizeof *want);
+            for (int64_t nc = 0; nc < N * C; nc++)
+                for (int64_t oh = 0; oh < OH; oh++)
+                    for (int64_t ow = 0; ow < OW; ow++) {
+                        int64_t best = -1;
+                        double m = -INFINITY;
+                        for (int i = 0; i < k; i++)
+                            for (int j = 0; j < k; j++) {
+                                int64_t h = oh * st - p + i, w = ow * st - p + j;
+                                if (h < 0 || h >= H || w < 0 || w >= W) continue;
+                                int64_t at = (nc * H + h) * W + w;
+                                double v = tg_tensor_get(x, at);
+                                if (best < 0 || v > m || (isnan(v) && !isnan(m))) best = at, m = v;
+                            }
+                        int64_t o = (nc * OH + oh) * OW + ow;
+                        double got = tg_tensor_get(y, o);
+                        ck_assert_msg(isnan(m) ? isnan(got) : got == m,
+                                      "case %zu dtype %d output %lld: %g, want %g", c, d,
+                                      (long long)o, got, m);
+                        want[best] += tg_tensor_get(g, o);
+                    }
+            tgt_assert_tensor(x->grad, want, d ? 1e-15 : 1e-6);
+            free(want);
+            tg_tape_reset();
+            tg_tensor_free(x);
+            tg_tensor_free(r);
+            tg_tensor_free(g);
+        }
+}
+END_TEST
+
+/* A window whose values are all -inf takes the gradient at its first position inside x,
+ * never at the padding (the -inf padding does not win a tie with a -inf value). */
+START_TEST(test_max_pool_all_neg_inf) {
+    tg_tensor *x = tg_tensor_full(TG_F64, TG_SHAPE(1, 1, 2, 2), -INFINITY);
+    tg_requires_grad(x, true);
+    tg_tensor *y = tg_max_pool2d(x, 2, 1, 1);
+    for (int i = 0; i < 9; i++)
+        ck_assert(isinf(tg_tensor_get(y, i)) && tg_tensor_get(y, i) < 0);
+    tg_tensor *g = tg_tensor_full(TG_F64, TG_SHAPE(1, 1, 3, 3), 1.0);
+    ck_assert_int_eq(tg_backward_seeded(y, g), 0);
+    tgt_assert_tensor(x->grad, (double[]){4, 2, 2, 1}, 0);
+    tg_tape_reset();
+    tg_tensor_free(x);
+    tg_tensor_free(g);
+}
+END_TEST
+
+/* An empty input whose padding still holds a window: the window has no position inside
+ * x, so it gives -inf, and the gradient is empty. */
+START_TEST(test_max_pool_window_in_padding) {
+    tg_tensor *x = tg_tensor_new(TG_F64, TG_SHAPE(1, 1, 0, 3));
+    tg_requires_grad(x, true);
+    tg_tensor *y = tg_max_pool2d(x, 2, 2, 1);
+    tgt_assert_shape(y, 4, (int64_t[]){1, 1, 1, 2});
+    ck_assert(isinf(tg_tensor_get(y, 0)) && tg_tensor_get(y, 1) < 0);
+    tg_tensor *g = tg_tensor_full(TG_F64, TG_SHAPE(1, 1, 1, 2), 1.0);
+    ck_assert_int_eq(tg_backward_seeded(y, g), 0);
+    tgt_assert_shape(x->grad, 4, (int64_t[]){1, 1, 0, 3});
+    tg_tape_reset();
+    tg_tensor_free(x);
+    tg_tensor_free(g);
+}
+END_TEST
+
 /* True when the tape holds a node of op `name`. */
 static bool tape_has(const char *name) {
     for (const tg__node *n = tg__tape_last(); n; n = n->prev)
@@ -421,7 +561,7 @@ START_TEST(test_recording) {
     ck_assert(tape_has("matmul") && !tape_has("unfold"));
     tg_requires_grad(x, true);
     ck_assert(tg_max_pool2d(x, 2, 2, 0)->requires_grad);
-    ck_assert(tape_has("unfold") && tape_has("max"));
+    ck_assert(tape_has("max_pool2d") && !tape_has("unfold") && !tape_has("max"));
     tg_tape_reset();
     bool was = tg_set_grad_enabled(false);
     ck_assert(!tg_conv2d(x, w, 1, 1)->requires_grad);
@@ -562,12 +702,16 @@ static Suite *conv_suite(void) {
     tcase_add_test(tf, test_max_pool_ties);
     tcase_add_test(tf, test_max_pool_nan);
     tcase_add_test(tf, test_pool_padding);
+    tcase_add_test(tf, test_max_pool_all_neg_inf);
+    tcase_add_test(tf, test_max_pool_paths_against_definition);
+    tcase_add_test(tf, test_max_pool_window_in_padding);
     tcase_add_test(tf, test_recording);
     suite_add_tcase(s, tf);
     TCase *tg = tcase_create("derivatives");
     tcase_add_loop_test(tg, test_grads, 0, NGRAD);
     tcase_add_test(tg, test_broadcast_input);
     tcase_add_test(tg, test_double_backward_closed_form);
+    tcase_add_test(tg, test_max_pool_higher_order);
     suite_add_tcase(s, tg);
     TCase *te = tcase_create("errors");
     tcase_add_test(te, test_errors);

@@ -88,6 +88,8 @@ static const mm_case cases[] = {
     {2, {3, 2}, 3, {2, 2, 4}},       /* matrix @ batch */
     {2, {1, 1}, 2, {1, 1}},          /* 1x1 */
     {2, {2, 1}, 2, {1, 3}},          /* k = 1: an outer product */
+    {2, {3, 2}, 4, {2, 2, 2, 3}},    /* matrix @ two batch dims (dA: matmul_sum) */
+    {4, {2, 1, 2, 3}, 2, {3, 2}},    /* two batch dims @ matrix */
 };
 enum { NCASES = sizeof cases / sizeof cases[0] };
 
@@ -363,6 +365,55 @@ START_TEST(test_matmul_backward_values) {
 }
 END_TEST
 
+/* The gradient of a matrix broadcast over a batch (a convolution's weight) is the sum
+ * over the batch of the per-matrix gradients, accumulated into one matrix by a
+ * matmul_sum node; against that sum made by hand, for all four transpose flags, and the
+ * node recorded by a TG_CREATE_GRAPH sweep. The same for a batch @ matrix product with A
+ * transposed (without the flag its batch folds into one product). */
+START_TEST(test_matmul_batch_sum_gradient) {
+    tgt_seed(5);
+    for (int side = 0; side < 2; side++)
+        for (int fl = 0; fl < 4; fl++) {
+            bool ta = fl & 1, tb = fl & 2;
+            if (side == 1 && !ta) continue;
+            const int64_t mat[2] = {3, 4}, bat[3] = {5, 4, 2}, bat_a[3] = {5, 2, 3},
+                          mat_b[2] = {3, 4};
+            tg_tensor *a = side == 0 ? operand(TG_F64, 2, mat, ta, -1, 1)
+                                     : operand(TG_F64, 3, bat_a, ta, -1, 1);
+            tg_tensor *b = side == 0 ? operand(TG_F64, 3, bat, tb, -1, 1)
+                                     : operand(TG_F64, 2, mat_b, tb, -1, 1);
+            tg_tensor *w = side == 0 ? a : b, *batched = side == 0 ? b : a;
+            tg_requires_grad(w, true);
+            tg_requires_grad(batched, true); /* so that the sweep records its products */
+            tg_tensor *y = tg_matmul_t(a, b, ta, tb);
+            tg_tensor *seed = tgt_rand(TG_F64, y->ndim, y->shape, -1, 1);
+            tg_tensor *loss = tg_sum(tg_mul(y, seed), TG_ALL, false), *dw = NULL;
+            ck_assert_int_eq(tg_grad(1, &loss, NULL, 1, &w, &dw, TG_CREATE_GRAPH), 0);
+            bool found = false;
+            for (const tg__node *n = tg__tape_last(); n; n = n->prev)
+                found |= strcmp(n->op, "matmul_sum") == 0;
+            ck_assert_msg(found, "side %d flags %d: no matmul_sum node", side, fl);
+            /* The sum over the batch of the gradients of each matrix product alone. */
+            double want[12] = {0};
+            for (int64_t i = 0; i < 5; i++) {
+                tg_tensor *bi = tg_reshape(tg_slice(batched, 0, i, i + 1), 2, batched->shape + 1);
+                tg_tensor *yi = side == 0 ? tg_matmul_t(a, bi, ta, tb) : tg_matmul_t(bi, b, ta, tb);
+                tg_tensor *si = tg_reshape(tg_slice(seed, 0, i, i + 1), 2, seed->shape + 1),
+                          *gi = NULL;
+                tg_tensor *li = tg_sum(tg_mul(yi, si), TG_ALL, false);
+                ck_assert_int_eq(tg_grad(1, &li, NULL, 1, &w, &gi, 0), 0);
+                for (int64_t j = 0; j < w->numel; j++)
+                    want[j] += tg_tensor_get(gi, j);
+            }
+            tgt_assert_tensor(dw, want, 1e-13);
+            tg_tape_reset();
+            tg_tensor_free(a);
+            tg_tensor_free(b);
+            tg_tensor_free(seed);
+        }
+}
+END_TEST
+
 /* All cases x all four transpose combinations, first and second derivatives. */
 START_TEST(test_matmul_gradcheck) {
     tgt_seed(3);
@@ -607,6 +658,7 @@ static Suite *matmul_suite(void) {
     tc = tcase_create("gradients");
     tcase_add_test(tc, test_matmul_backward_values);
     tcase_add_test(tc, test_matmul_gradcheck);
+    tcase_add_test(tc, test_matmul_batch_sum_gradient);
     tcase_add_test(tc, test_matmul_gradcheck_nonlinear);
     suite_add_tcase(s, tc);
     tc = tcase_create("errors");

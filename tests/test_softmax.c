@@ -96,6 +96,37 @@ START_TEST(test_softmax_broadcast_grads) {
 }
 END_TEST
 
+/* Empty tensors (an empty batch, or an empty softmax axis): an empty result of the same
+ * shape, and first and second derivatives that are empty too (no element is read or
+ * written; run under the sanitizers and valgrind). */
+START_TEST(test_softmax_empty) {
+    static const struct {
+        int nd;
+        int64_t shape[3];
+        int axis;
+    } cases[] = {{2, {0, 3}, 1}, {2, {0, 3}, 0},    {2, {3, 0}, 1},
+                 {2, {3, 0}, 0}, {3, {2, 0, 4}, 1}, {3, {2, 0, 4}, -1}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
+        for (int lf = 0; lf < 2; lf++) {
+            tg_tensor *x = tg_tensor_new(TG_F64, cases[c].nd, cases[c].shape);
+            tg_requires_grad(x, true);
+            tg_tensor *y = lf ? tg_log_softmax(x, cases[c].axis) : tg_softmax(x, cases[c].axis);
+            ck_assert_msg(y != NULL, "case %zu: %s", c, tg_error());
+            ck_assert(tg_same_shape(y, x));
+            tg_tensor *loss = tg_sum(tg_square(y), TG_ALL, false), *dx = NULL, *ddx = NULL;
+            ck_assert_int_eq(tg_grad(1, &loss, NULL, 1, &x, &dx, TG_CREATE_GRAPH), 0);
+            ck_assert(tg_same_shape(dx, x));
+            tg_tensor *s = tg_sum(dx, TG_ALL, false);
+            ck_assert_int_eq(tg_grad(1, &s, NULL, 1, &x, &ddx, 0), 0);
+            ck_assert(tg_same_shape(ddx, x));
+            ck_assert_int_eq(tg_backward(loss), 0);
+            ck_assert(tg_same_shape(x->grad, x));
+            tg_tape_reset();
+            tg_tensor_free(x);
+        }
+}
+END_TEST
+
 START_TEST(test_softmax_errors) {
     tg_tensor *x = tg_tensor_new(TG_F64, TG_SHAPE(2, 3));
     tg_tensor *i = tg_tensor_new(TG_I64, TG_SHAPE(2, 3));
@@ -310,6 +341,7 @@ static Suite *softmax_suite(void) {
     tcase_add_test(tc, test_softmax_values);
     tcase_add_test(tc, test_softmax_grads);
     tcase_add_test(tc, test_softmax_broadcast_grads);
+    tcase_add_test(tc, test_softmax_empty);
     tcase_add_test(tc, test_softmax_errors);
     tcase_add_test(tc, test_xent_values_and_grads);
     tcase_add_test(tc, test_xent_shapes);

@@ -214,8 +214,9 @@ tg_tensor *tg_argmax(tg_tensor *x, int axis);
  *     OH = (H + 2 padding - kh) / stride + 1,   OW = (W + 2 padding - kw) / stride + 1
  * (floor division, as PyTorch's default). Errors (NULL and tg_error() naming the op
  * and the shapes): x not 4-D, kernel or stride < 1, padding < 0, a window larger than
- * the padded input, NULL, a non-float dtype. All three ops below are compositions of
- * tg_unfold with tg_matmul, tg_max or tg_mean, so they are differentiable twice. */
+ * the padded input, NULL, a non-float dtype. Convolution and average pooling are
+ * compositions of tg_unfold with tg_matmul or tg_mean; max pooling is an op whose
+ * gradient is itself an op; all are differentiable twice (and more). */
 
 /* im2col (torch.nn.functional.unfold): cols [N, C*kh*kw, OH*OW] with, for s = stride
  * and p = padding,

@@ -8,8 +8,11 @@
  *
  * The backward of unfold is fold and the backward of fold is unfold, so the pair is
  * differentiable any number of times. Convolution is a matmul with the unfolded input
- * and pooling a max or mean over the unfolded window; neither has a backward of its
- * own: the tape differentiates the composition. */
+ * and average pooling a mean over the unfolded window; neither has a backward of its
+ * own: the tape differentiates the composition. Max pooling is an op of its own: it
+ * reads the windows of x in place and keeps the argmax, and its gradient is a pair of
+ * ops (scatter by the argmax, whose adjoint is the gather), so it too is differentiable
+ * any number of times without an unfolded copy or a one-hot mask. */
 #include <limits.h>
 #include <math.h>
 #include <string.h>
@@ -18,17 +21,21 @@
 
 /* The geometry shared by unfold and fold: x [n, c, h, w], a kh x kw window moved by
  * stride over x padded by pad on every side, giving oh x ow windows. */
+enum { GEOM_COLS = 16 };
 typedef struct {
     int64_t n, c, h, w;
     int64_t kh, kw, stride, pad;
     int64_t oh, ow;
+    /* valid_cols of the window's first GEOM_COLS columns, worked out once by plan: the
+     * kernels ask for them once per row of x or of the output, and they divide */
+    int64_t lo[GEOM_COLS], hi[GEOM_COLS];
 } geom;
 
 /* ---- kernels: plain loops over contiguous row-major memory, no allocation ---- */
 
 /* The output columns q of one row whose input column q*stride - pad + j lies inside
  * the image: [*lo, *hi). Outside it the row reads padding. */
-static void valid_cols(const geom *g, int64_t j, int64_t *lo, int64_t *hi) {
+static void cols_inside(const geom *g, int64_t j, int64_t *lo, int64_t *hi) {
     int64_t a = g->pad - j; /* q * stride >= a */
     int64_t l = a <= 0 ? 0 : (a + g->stride - 1) / g->stride;
     int64_t b = g->w - 1 + g->pad - j; /* q * stride <= b */
@@ -37,6 +44,15 @@ static void valid_cols(const geom *g, int64_t j, int64_t *lo, int64_t *hi) {
     if (l > h) l = h;
     *lo = l;
     *hi = h;
+}
+
+static inline void valid_cols(const geom *g, int64_t j, int64_t *lo, int64_t *hi) {
+    if (j < GEOM_COLS) {
+        *lo = g->lo[j];
+        *hi = g->hi[j];
+    } else {
+        cols_inside(g, j, lo, hi);
+    }
 }
 
 /* cols[n][(c*kh + i)*kw + j][oh*OW + ow] = x[n][c][oh*s - p + i][ow*s - p + j], or padval
@@ -115,7 +131,7 @@ FOLD_KERNEL(fold_f64, double)
  * than the padded input. */
 static bool plan(const char *op, int ndim, const int64_t *shape, int kh, int kw, int stride,
                  int padding, geom *g) {
-    const char *xs = tg__shp_raw(ndim, shape);
+#define xs tg__shp_raw(ndim, shape) /* formatted only for a message */
     if (ndim != 4) return tg__fail("%s: input must be 4-D [N, C, H, W], got %s", op, xs), false;
     if (kh < 1 || kw < 1 || stride < 1 || padding < 0)
         return tg__fail("%s: needs kernel >= 1, stride >= 1 and padding >= 0, got kernel %dx%d, "
@@ -144,6 +160,9 @@ static bool plan(const char *op, int ndim, const int64_t *shape, int kh, int kw,
                         "windows",
                         op, kh, kw, stride, padding, xs),
                false;
+#undef xs
+    for (int64_t j = 0; j < g->kw && j < GEOM_COLS; j++)
+        cols_inside(g, j, &g->lo[j], &g->hi[j]);
     return true;
 }
 
@@ -245,28 +264,262 @@ tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, int stride, int padding) {
     return tg_reshape(y, 4, (const int64_t[]){g.n, o, g.oh, g.ow});
 }
 
-/* ---- pooling ---- */
+/* ---- max pooling: its own op, with the argmax kept for the backward ---- */
 
-/* Each channel pooled on its own: [N*C, 1, H, W] unfolded to [N*C, k*k, L], reduced over
- * the window axis, reshaped to [N, C, OH, OW]. */
-static tg_tensor *pool(const char *op, bool is_max, tg_tensor *x, int k, int stride, int padding) {
-    if (!tg__check_float(op, x)) return NULL;
-    geom g;
-    if (!plan(op, x->ndim, x->shape, k, k, stride, padding, &g)) return NULL;
-    if (padding > k / 2)
-        return tg__fail("%s: padding %d must be at most half the kernel size %d (input %s)", op,
-                        padding, k, tg__shp(x));
-    tg_tensor *x1 = tg_reshape(x, 4, (const int64_t[]){g.n * g.c, 1, g.h, g.w});
-    tg_tensor *cols = unfold_op(op, x1, k, k, stride, padding, is_max ? -INFINITY : 0.0);
-    tg_tensor *r = is_max ? tg_max(cols, 1, false) : tg_mean(cols, 1, false);
-    if (!r) return NULL;
-    return tg_reshape(r, 4, (const int64_t[]){g.n, g.c, g.oh, g.ow});
+/* Max pooling is computed in two steps, each a loop the compiler vectorises (a select
+ * with a branch would be mispredicted half the time on real data):
+ *   1. the maximum m, visiting the window in row-major order with tg_max's rule
+ *      MAX_STEP: v replaces m when larger, or when it is the first NaN (a NaN m stays);
+ *   2. where it is: the first element of the window that MATCHes m (equals it, or is a
+ *      NaN when m is), found by visiting the window backwards and keeping the last match.
+ * The first maximal element is the first one equal to the maximum (a later equal one
+ * never replaces it under MAX_STEP), so the two steps give tg_max's index. The padding
+ * is never visited: a window of -inf values takes its first element inside x. */
+#define MAX_STEP(v, m) ((m) != (m) ? (m) : (v) <= (m) ? (m) : (v))
+#define MATCH(v, m) ((v) == (m) || ((v) != (v) && (m) != (m)))
+
+/* Step 1 for one window offset over n outputs of a row: in[q * s] is the element of
+ * output q's window at that offset. Inlined with s a constant 1 or 2 (the common
+ * strides) so that the strided loads vectorise. */
+#define MAXPOOL_MAX_PASS(NAME, T)                                                                  \
+    static inline __attribute__((always_inline)) void NAME(const T *in, int64_t s, int64_t n,      \
+                                                           T *m) {                                 \
+        for (int64_t q = 0; q < n; q++)                                                            \
+            m[q] = MAX_STEP(in[q * s], m[q]);                                                      \
+    }
+/* Step 2 for one window offset: b[q] = at (the offset's place in the window, i * W + j)
+ * where the element matches m[q]. */
+#define MAXPOOL_ARG_PASS(NAME, T)                                                                  \
+    static inline __attribute__((always_inline)) void NAME(const T *in, int64_t s, int64_t n,      \
+                                                           int64_t at, const T *m, int64_t *b) {   \
+        for (int64_t q = 0; q < n; q++)                                                            \
+            b[q] = MATCH(in[q * s], m[q]) ? at : b[q];                                             \
+    }
+MAXPOOL_MAX_PASS(max_pass_f32, float)
+MAXPOOL_MAX_PASS(max_pass_f64, double)
+MAXPOOL_ARG_PASS(arg_pass_f32, float)
+MAXPOOL_ARG_PASS(arg_pass_f64, double)
+
+/* The common 2 x 2 window with every window inside x (no padding): both steps in one
+ * pass over an output row, whose windows start at p0[q * S] (their first row) and
+ * p1[q * S] (their second); origin is the flat index of p0[0], w the row length of x.
+ * Not inlined, and p1 a parameter rather than p0 + w: the compiler then vectorises the
+ * loop (it does not when it sees the two rows as one array at an unknown distance); S is
+ * the constant 2, the common stride, or the parameter s. */
+#define MAXPOOL2_ROW(NAME, T, S)                                                                   \
+    static __attribute__((noinline)) void NAME(const T *p0, const T *p1, int64_t s, int64_t n,     \
+                                               int64_t w, int64_t origin, T *y, int64_t *b) {      \
+        (void)s;                                                                                   \
+        if (!b) {                                                                                  \
+            for (int64_t q = 0; q < n; q++)                                                        \
+                y[q] = MAX_STEP(p1[q * S + 1],                                                     \
+                                MAX_STEP(p1[q * S], MAX_STEP(p0[q * S + 1], p0[q * S])));          \
+            return;                                                                                \
+        }                                                                                          \
+        for (int64_t q = 0; q < n; q++) {                                                          \
+            T a = p0[q * S], c = p0[q * S + 1], d = p1[q * S], e = p1[q * S + 1];                  \
+            T m = MAX_STEP(e, MAX_STEP(d, MAX_STEP(c, a)));                                        \
+            int at = (int)w + 1;                                                                   \
+            at = MATCH(d, m) ? (int)w : at;                                                        \
+            at = MATCH(c, m) ? 1 : at;                                                             \
+            at = MATCH(a, m) ? 0 : at;                                                             \
+            y[q] = m;                                                                              \
+            b[q] = origin + q * S + at;                                                            \
+        }                                                                                          \
+    }
+MAXPOOL2_ROW(maxpool2_row_f32, float, 2)
+MAXPOOL2_ROW(maxpool2_row_f64, double, 2)
+MAXPOOL2_ROW(maxpool2_row_s_f32, float, s)
+MAXPOOL2_ROW(maxpool2_row_s_f64, double, s)
+
+/* y[nc][oh][ow] = the maximum of x[nc] over the window's positions inside x, and
+ * idx[nc][oh][ow] (when idx is not NULL) = the flat index into x of the first maximal
+ * element in row-major window order (the two steps above). A window with no position
+ * inside x (possible only for an empty input) gives -inf and index -1. In general one
+ * pass per window offset (i, j) over the row's valid columns; idx first holds the
+ * winning offset's i * W + j, made a flat index at the end of the row. */
+#define MAXPOOL_KERNEL(NAME, T, MAXP, ARGP, ROW2, ROW2S)                                           \
+    static void NAME(const geom *g, const T *x, T *y, int64_t *idx) {                              \
+        const int64_t hw = g->h * g->w, s = g->stride;                                             \
+        if (g->kh == 2 && g->kw == 2 && g->pad == 0 && g->w <= INT_MAX - 1) {                      \
+            for (int64_t nc = 0; nc < g->n * g->c; nc++)                                           \
+                for (int64_t r = 0; r < g->oh; r++) {                                              \
+                    int64_t o = (nc * g->oh + r) * g->ow, origin = nc * hw + r * s * g->w;         \
+                    int64_t *b = idx ? idx + o : NULL;                                             \
+                    const T *p0 = x + origin, *p1 = p0 + g->w;                                     \
+                    (s == 2 ? ROW2 : ROW2S)(p0, p1, s, g->ow, g->w, origin, y + o, b);             \
+                }                                                                                  \
+            return;                                                                                \
+        }                                                                                          \
+        for (int64_t nc = 0; nc < g->n * g->c; nc++) {                                             \
+            const T *xp = x + nc * hw;                                                             \
+            for (int64_t r = 0; r < g->oh; r++) {                                                  \
+                T *m = y + (nc * g->oh + r) * g->ow;                                               \
+                int64_t *b = idx ? idx + (nc * g->oh + r) * g->ow : NULL;                          \
+                for (int64_t q = 0; q < g->ow; q++)                                                \
+                    m[q] = (T)-INFINITY;                                                           \
+                for (int step = 0; step < (b ? 2 : 1); step++) {                                   \
+                    if (step == 1)                                                                 \
+                        for (int64_t q = 0; q < g->ow; q++)                                        \
+                            b[q] = -1;                                                             \
+                    for (int64_t k = 0; k < g->kh * g->kw; k++) {                                  \
+                        /* step 1 visits the window forwards, step 2 backwards */                  \
+                        int64_t e = step == 0 ? k : g->kh * g->kw - 1 - k;                         \
+                        int64_t i = e / g->kw, j = e % g->kw;                                      \
+                        int64_t hh = r * s - g->pad + i;                                           \
+                        if (hh < 0 || hh >= g->h) continue;                                        \
+                        int64_t lo, hi;                                                            \
+                        valid_cols(g, j, &lo, &hi);                                                \
+                        if (lo >= hi) continue;                                                    \
+                        const T *in = xp + hh * g->w + lo * s + j - g->pad;                        \
+                        int64_t n = hi - lo;                                                       \
+                        if (step == 0 && s == 1)                                                   \
+                            MAXP(in, 1, n, m + lo);                                                \
+                        else if (step == 0 && s == 2)                                              \
+                            MAXP(in, 2, n, m + lo);                                                \
+                        else if (step == 0)                                                        \
+                            MAXP(in, s, n, m + lo);                                                \
+                        else                                                                       \
+                            ARGP(in, s, n, i * g->w + j, m + lo, b + lo);                          \
+                    }                                                                              \
+                }                                                                                  \
+                /* the window's origin (possibly in the padding) plus the offset */                \
+                int64_t origin = nc * hw + (r * s - g->pad) * g->w - g->pad;                       \
+                for (int64_t q = 0; b && q < g->ow; q++)                                           \
+                    b[q] = b[q] < 0 ? -1 : origin + q * s + b[q];                                  \
+            }                                                                                      \
+        }                                                                                          \
+    }
+MAXPOOL_KERNEL(maxpool_f32, float, max_pass_f32, arg_pass_f32, maxpool2_row_f32, maxpool2_row_s_f32)
+MAXPOOL_KERNEL(maxpool_f64, double, max_pass_f64, arg_pass_f64, maxpool2_row_f64,
+               maxpool2_row_s_f64)
+
+/* The gradient's scatter and its adjoint, the gather, over the kept argmax idx (an I64
+ * tensor of the pooled shape; -1 marks a window with nothing to take):
+ *     scatter: dx[idx[o]] += g[o]         (dx zero elsewhere; overlapping windows add)
+ *     gather:  y[o] = gg[idx[o]]          (0 where idx[o] = -1) */
+#define SCATTER_KERNEL(NAME, T)                                                                    \
+    static void NAME(int64_t n, const int64_t *idx, const T *g, T *dx) {                           \
+        for (int64_t o = 0; o < n; o++)                                                            \
+            if (idx[o] >= 0) dx[idx[o]] += g[o];                                                   \
+    }
+SCATTER_KERNEL(scatter_f32, float)
+SCATTER_KERNEL(scatter_f64, double)
+
+#define GATHER_KERNEL(NAME, T)                                                                     \
+    static void NAME(int64_t n, const int64_t *idx, const T *gg, T *y) {                           \
+        for (int64_t o = 0; o < n; o++)                                                            \
+            y[o] = idx[o] >= 0 ? gg[idx[o]] : 0;                                                   \
+    }
+GATHER_KERNEL(gather_f32, float)
+GATHER_KERNEL(gather_f64, double)
+
+static tg_tensor *pool_scatter(tg_tensor *g, tg_tensor *x, const tg_tensor *idx);
+static tg_tensor *pool_gather(tg_tensor *gg, const tg_tensor *idx);
+
+/* node of max_pool2d: in[0] = x, aux[0] = idx. */
+static int max_pool_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
+    return (gin[0] = pool_scatter(g, n->in[0], n->aux[0])) ? 0 : -1;
+}
+
+/* node of max_pool2d_backward: in[0] = g, in[1] = x (for its shape; the scatter does not
+ * depend on x's values, which it takes through idx as a constant: a zero derivative, as
+ * tg_max's mask), aux[0] = idx. */
+static int pool_scatter_backward(const tg__node *n, tg_tensor *gg, tg_tensor **gin) {
+    tg_tensor *g = n->in[0], *x = n->in[1];
+    if (g->requires_grad && !(gin[0] = pool_gather(gg, n->aux[0]))) return -1;
+    if (x->requires_grad && !(gin[1] = tg__tape_zeros(x->dtype, x->ndim, x->shape))) return -1;
+    return 0;
+}
+
+/* node of max_pool2d_gather: in[0] = gg, aux[0] = idx. */
+static int pool_gather_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
+    return (gin[0] = pool_scatter(g, n->in[0], n->aux[0])) ? 0 : -1;
+}
+
+/* dx of x's shape with g [pooled shape] added at idx: max_pool2d's gradient, an op (with
+ * inputs g and x) so that a TG_CREATE_GRAPH sweep can differentiate it again. Only
+ * reached from the backward closures above, with the shapes the forward produced; the
+ * checks guard that invariant. */
+static tg_tensor *pool_scatter(tg_tensor *g, tg_tensor *x, const tg_tensor *idx) {
+    const char *op = "tg_max_pool2d";
+    if (!tg__check_float2(op, g, x)) return NULL;
+    if (!tg_same_shape(g, idx))
+        return tg__fail("%s: gradient %s does not match the pooled shape %s", op, tg__shp(g),
+                        tg__shp(idx));
+    tg_tensor *dx = tg__tape_zeros(x->dtype, x->ndim, x->shape);
+    if (!dx) return NULL;
+    if (x->dtype == TG_F64)
+        scatter_f64(g->numel, idx->data, g->data, dx->data);
+    else
+        scatter_f32(g->numel, idx->data, g->data, dx->data);
+    tg__node *n =
+        tg__record("max_pool2d_backward", dx, 2, (tg_tensor *const[]){g, x}, pool_scatter_backward);
+    if (n == TG__RECORD_FAILED) return NULL;
+    if (n) n->aux[0] = idx;
+    return dx;
+}
+
+/* y [pooled shape] = gg at idx: the adjoint of pool_scatter, and so its backward. */
+static tg_tensor *pool_gather(tg_tensor *gg, const tg_tensor *idx) {
+    const char *op = "tg_max_pool2d";
+    if (!tg__check_float(op, gg)) return NULL;
+    tg_tensor *y = tg__tape_tensor(gg->dtype, idx->ndim, idx->shape);
+    if (!y) return NULL;
+    if (gg->dtype == TG_F64)
+        gather_f64(y->numel, idx->data, gg->data, y->data);
+    else
+        gather_f32(y->numel, idx->data, gg->data, y->data);
+    tg__node *n = tg__record("max_pool2d_gather", y, 1, &gg, pool_gather_backward);
+    if (n == TG__RECORD_FAILED) return NULL;
+    if (n) n->aux[0] = idx;
+    return y;
+}
+
+/* The checks both poolings share: a float 4-D input, the window (plan) and PyTorch's
+ * padding <= k / 2. */
+static bool pool_plan(const char *op, tg_tensor *x, int k, int stride, int padding, geom *g) {
+    if (!tg__check_float(op, x)) return false;
+    if (!plan(op, x->ndim, x->shape, k, k, stride, padding, g)) return false;
+    if (padding > k / 2) {
+        tg__fail("%s: padding %d must be at most half the kernel size %d (input %s)", op, padding,
+                 k, tg__shp(x));
+        return false;
+    }
+    return true;
 }
 
 tg_tensor *tg_max_pool2d(tg_tensor *x, int k, int stride, int padding) {
-    return pool("tg_max_pool2d", true, x, k, stride, padding);
+    const char *op = "tg_max_pool2d";
+    geom g;
+    if (!pool_plan(op, x, k, stride, padding, &g)) return NULL;
+    const int64_t shape[4] = {g.n, g.c, g.oh, g.ow};
+    tg_tensor *y = tg__tape_tensor(x->dtype, 4, shape);
+    if (!y) return NULL;
+    tg_tensor *idx = NULL;
+    if (tg__should_record(1, &x) && !(idx = tg__tape_tensor(TG_I64, 4, shape))) return NULL;
+    int64_t *ip = idx ? idx->data : NULL;
+    if (x->dtype == TG_F64)
+        maxpool_f64(&g, x->data, y->data, ip);
+    else
+        maxpool_f32(&g, x->data, y->data, ip);
+    tg__node *n = tg__record("max_pool2d", y, 1, &x, max_pool_backward);
+    if (n == TG__RECORD_FAILED) return NULL;
+    if (n) n->aux[0] = idx;
+    return y;
 }
 
+/* ---- average pooling ---- */
+
+/* Each channel pooled on its own: [N*C, 1, H, W] unfolded to [N*C, k*k, L], averaged
+ * over the window axis, reshaped to [N, C, OH, OW]. */
 tg_tensor *tg_avg_pool2d(tg_tensor *x, int k, int stride, int padding) {
-    return pool("tg_avg_pool2d", false, x, k, stride, padding);
+    const char *op = "tg_avg_pool2d";
+    geom g;
+    if (!pool_plan(op, x, k, stride, padding, &g)) return NULL;
+    tg_tensor *x1 = tg_reshape(x, 4, (const int64_t[]){g.n * g.c, 1, g.h, g.w});
+    tg_tensor *cols = unfold_op(op, x1, k, k, stride, padding, 0.0);
+    tg_tensor *r = tg_mean(cols, 1, false);
+    if (!r) return NULL;
+    return tg_reshape(r, 4, (const int64_t[]){g.n, g.c, g.oh, g.ow});
 }

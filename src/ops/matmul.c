@@ -27,16 +27,22 @@ typedef struct {
     void *c;
 } gemm_plan;
 
-/* C = op(A) op(B) for one M x N x K product, row-major. Every size is >= 1 here. */
-static void gemm_one(const gemm_plan *p, int64_t m, const void *a, const void *b, void *c) {
+/* C = op(A) op(B) + beta C for one M x N x K product, row-major (beta 0 or 1). Every
+ * size is >= 1 here. */
+static void gemm_beta(const gemm_plan *p, int64_t m, const void *a, const void *b, void *c,
+                      double beta) {
     enum CBLAS_TRANSPOSE ta = p->ta ? CblasTrans : CblasNoTrans;
     enum CBLAS_TRANSPOSE tb = p->tb ? CblasTrans : CblasNoTrans;
     if (p->dt == TG_F64)
         cblas_dgemm(CblasRowMajor, ta, tb, (blasint)m, (blasint)p->n, (blasint)p->k, 1.0, a,
-                    (blasint)p->lda, b, (blasint)p->ldb, 0.0, c, (blasint)p->n);
+                    (blasint)p->lda, b, (blasint)p->ldb, beta, c, (blasint)p->n);
     else
         cblas_sgemm(CblasRowMajor, ta, tb, (blasint)m, (blasint)p->n, (blasint)p->k, 1.0f, a,
-                    (blasint)p->lda, b, (blasint)p->ldb, 0.0f, c, (blasint)p->n);
+                    (blasint)p->lda, b, (blasint)p->ldb, (float)beta, c, (blasint)p->n);
+}
+
+static void gemm_one(const gemm_plan *p, int64_t m, const void *a, const void *b, void *c) {
+    gemm_beta(p, m, a, b, c, 0.0);
 }
 
 /* A run of the batch walker: n consecutive output matrices; st[0], st[1] are how far
@@ -57,39 +63,119 @@ static void gemm_run(int64_t n, int64_t off_c, const int64_t *off, const int64_t
 
 static bool fits_blas(int64_t v) { return (int64_t)(blasint)v == v; }
 
+/* A product of two operands with transpose flags: tg_matmul_t, or matmul_sum. */
+typedef tg_tensor *(*product_fn)(tg_tensor *a, tg_tensor *b, bool ta, bool tb);
+
+static tg_tensor *matmul_sum(tg_tensor *a, tg_tensor *b, bool ta, bool tb);
+
 /* y = op(A) op(B); g = dL/dy. With the four flag combinations (batch dims aside):
  *   ta=0 tb=0: dA = G B^T      dB = A^T G
  *   ta=0 tb=1: dA = G B        dB = G^T A
  *   ta=1 tb=0: dA = B G^T      dB = A G
  *   ta=1 tb=1: dA = B^T G^T    dB = G^T A^T
- * Each is one matmul_t with flags, so the backward is differentiable and copy-free.
- * Over broadcast batch dimensions the result is summed back to the input's shape. */
+ * Each is one product with flags (mul), so the backward is differentiable and copy-free. */
+static tg_tensor *grad_a(product_fn mul, tg_tensor *b, tg_tensor *g, bool ta, bool tb) {
+    return !ta ? (!tb ? mul(g, b, false, true) : mul(g, b, false, false))
+               : (!tb ? mul(b, g, false, true) : mul(b, g, true, true));
+}
+
+static tg_tensor *grad_b(product_fn mul, tg_tensor *a, tg_tensor *g, bool ta, bool tb) {
+    return !ta ? (!tb ? mul(a, g, true, false) : mul(g, a, true, false))
+               : (!tb ? mul(a, g, false, false) : mul(g, a, true, true));
+}
+
+/* The backward of a matmul: the table above, each product a tg_matmul_t. Over broadcast
+ * batch dimensions the result is summed back to the input's shape: an operand without
+ * batch dimensions (the weight of a convolution, broadcast over the images) gets the sum
+ * over the batch of the per-matrix products from matmul_sum, which accumulates them in
+ * one gemm after another into one matrix instead of making all of them. */
 static int matmul_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     tg_tensor *a = n->in[0], *b = n->in[1];
     bool ta = n->i[0] != 0, tb = n->i[1] != 0;
     if (a->requires_grad) {
-        tg_tensor *da =
-            !ta ? (!tb ? tg_matmul_t(g, b, false, true) : tg_matmul_t(g, b, false, false))
-                : (!tb ? tg_matmul_t(b, g, false, true) : tg_matmul_t(b, g, true, true));
+        /* A without batch dims: G and B have the output's batch dims, B's own. */
+        bool summed = a->ndim == 2 && b->ndim > 2;
+        tg_tensor *da = grad_a(summed ? matmul_sum : tg_matmul_t, b, g, ta, tb);
         if (da && !tg_same_shape(da, a)) da = tg_sum_to(da, a->ndim, a->shape);
         if (!(gin[0] = da)) return -1;
     }
     if (b->requires_grad) {
         tg_tensor *aa = a, *gg = g;
-        /* B without batch dims, A batched and not transposed: the sum over the batch of
-         * A_i^T G_i is one product of A and G with the batch folded into their rows. */
-        if (b->ndim == 2 && a->ndim > 2 && !ta) {
-            int64_t rows = tg__numel(a->ndim - 1, a->shape);
-            aa = tg_reshape(a, 2, (const int64_t[]){rows, a->shape[a->ndim - 1]});
-            gg = tg_reshape(g, 2, (const int64_t[]){rows, g->shape[g->ndim - 1]});
+        product_fn mul = tg_matmul_t;
+        if (b->ndim == 2 && a->ndim > 2) {
+            if (!ta) {
+                /* A batched and not transposed: the sum over the batch of A_i^T G_i is one
+                 * product of A and G with the batch folded into their rows. */
+                int64_t rows = tg__numel(a->ndim - 1, a->shape);
+                aa = tg_reshape(a, 2, (const int64_t[]){rows, a->shape[a->ndim - 1]});
+                gg = tg_reshape(g, 2, (const int64_t[]){rows, g->shape[g->ndim - 1]});
+            } else {
+                mul = matmul_sum;
+            }
         }
-        tg_tensor *db =
-            !ta ? (!tb ? tg_matmul_t(aa, gg, true, false) : tg_matmul_t(gg, aa, true, false))
-                : (!tb ? tg_matmul_t(aa, gg, false, false) : tg_matmul_t(gg, aa, true, true));
+        tg_tensor *db = grad_b(mul, aa, gg, ta, tb);
         if (db && !tg_same_shape(db, b)) db = tg_sum_to(db, b->ndim, b->shape);
         if (!(gin[1] = db)) return -1;
     }
     return 0;
+}
+
+/* matmul_sum: C = sum_i op(A_i) op(B_i) [m, n] over the batch entries i of A and B, whose
+ * batch dimensions are equal. Its gradients are those of the matmul with G broadcast
+ * over the batch: the same table, each product a tg_matmul_t of the 2-D G with a batched
+ * operand, which gives the batched operand's shape. */
+static int matmul_sum_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
+    tg_tensor *a = n->in[0], *b = n->in[1];
+    bool ta = n->i[0] != 0, tb = n->i[1] != 0;
+    if (a->requires_grad && !(gin[0] = grad_a(tg_matmul_t, b, g, ta, tb))) return -1;
+    if (b->requires_grad && !(gin[1] = grad_b(tg_matmul_t, a, g, ta, tb))) return -1;
+    return 0;
+}
+
+/* Only reached from matmul_backward, with operands of equal batch dimensions (at least
+ * one); the check guards that invariant. Errors name tg_matmul, the public function. */
+static tg_tensor *matmul_sum(tg_tensor *a, tg_tensor *b, bool ta, bool tb) {
+    const char *op = "tg_matmul";
+    if (!tg__check_float2(op, a, b)) return NULL;
+    int na = a->ndim, nb = b->ndim;
+    if (na != nb || na < 3 || !tg__shape_eq(na - 2, a->shape, nb - 2, b->shape))
+        return tg__fail("%s: a sum over the batch needs equal batch dimensions: %s%s @ %s%s", op,
+                        tg__shp(a), T_(ta), tg__shp(b), T_(tb));
+    int64_t m = a->shape[na - (ta ? 1 : 2)], k = a->shape[na - (ta ? 2 : 1)];
+    int64_t kb = b->shape[nb - (tb ? 1 : 2)], n = b->shape[nb - (tb ? 2 : 1)];
+    if (k != kb)
+        return tg__fail("%s: inner dimensions differ: %s%s @ %s%s", op, tg__shp(a), T_(ta),
+                        tg__shp(b), T_(tb));
+    if (!fits_blas(m) || !fits_blas(n) || !fits_blas(k) || !fits_blas(a->shape[na - 1]) ||
+        !fits_blas(b->shape[nb - 1]))
+        return tg__fail("%s: dimensions too large for BLAS: %s @ %s", op, tg__shp(a), tg__shp(b));
+    int64_t batch = tg__numel(na - 2, a->shape);
+    bool empty = batch == 0 || k == 0;
+    tg_tensor *y = empty ? tg__tape_zeros(a->dtype, 2, (const int64_t[]){m, n})
+                         : tg__tape_tensor(a->dtype, 2, (const int64_t[]){m, n});
+    if (!y) return NULL;
+    if (y->numel > 0 && !empty) {
+        gemm_plan p = {.dt = a->dtype,
+                       .ta = ta,
+                       .tb = tb,
+                       .m = m,
+                       .n = n,
+                       .k = k,
+                       .lda = a->shape[na - 1],
+                       .ldb = b->shape[nb - 1]};
+        size_t es = tg_dtype_size(a->dtype);
+        const char *ap = a->data, *bp = b->data;
+        for (int64_t i = 0; i < batch; i++)
+            gemm_beta(&p, m, ap + (size_t)(i * m * k) * es, bp + (size_t)(i * k * n) * es, y->data,
+                      i == 0 ? 0.0 : 1.0);
+    }
+    tg__node *nd = tg__record("matmul_sum", y, 2, (tg_tensor *const[]){a, b}, matmul_sum_backward);
+    if (nd == TG__RECORD_FAILED) return NULL;
+    if (nd) {
+        nd->i[0] = ta;
+        nd->i[1] = tb;
+    }
+    return y;
 }
 
 static tg_tensor *matmul_impl(const char *op, tg_tensor *a, tg_tensor *b, bool ta, bool tb) {

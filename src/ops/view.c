@@ -136,9 +136,17 @@ tg_tensor *tg_broadcast_to(tg_tensor *x, int ndim, const int64_t *shape) {
             for (int64_t i = 0; i < n; i++)                                                        \
                 y[i] += x[i];                                                                      \
         } else {                                                                                   \
-            double s = 0;                                                                          \
-            for (int64_t i = 0; i < n; i++)                                                        \
+            /* eight partial sums: independent adds the compiler vectorises, where one             \
+             * running sum waits for each add to finish */                                         \
+            double acc[8] = {0}, s = 0;                                                            \
+            int64_t i = 0;                                                                         \
+            for (; i + 8 <= n; i += 8)                                                             \
+                for (int l = 0; l < 8; l++)                                                        \
+                    acc[l] += x[i + l];                                                            \
+            for (; i < n; i++)                                                                     \
                 s += x[i];                                                                         \
+            s +=                                                                                   \
+                ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])); \
             y[0] += (T)s;                                                                          \
         }                                                                                          \
     }
