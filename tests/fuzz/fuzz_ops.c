@@ -36,7 +36,10 @@
  *      also skipped, explicitly, where a value is not finite or over 1e4 in size, or
  *      where log, sqrt, a divisor or the base of a power comes within 0.05 of its
  *      singularity at 0. A mismatch is only reported when it persists at eps 1e-7 as
- *      well as 1e-6, with an absolute tolerance that allows for rounding in y.
+ *      well as 1e-6, with an absolute tolerance that allows for rounding in y, and does
+ *      not shrink 100-fold from one to the other as the truncation error of a strongly
+ *      curved program does (the extrapolation of the two must then match the analytic
+ *      value: truncation_only).
  *
  * The library runs in its checked mode (tg_set_checked_mode), so a stale tape pointer is
  * an error rather than a silent read of released memory.
@@ -118,16 +121,17 @@ typedef struct {
 
 static struct {
     long programs, ops_ok, ops_failed, null_args, gradchecks, skip_kink, skip_unsafe, skip_big,
-        create_graph;
+        create_graph, curved;
 } stats;
 
 static void print_stats(void) {
     fprintf(stderr,
             "fuzz_ops: %ld programs, %ld ops succeeded, %ld failed, %ld NULL-operand calls, "
-            "%ld create-graph comparisons, %ld gradchecks (skipped: %ld across a branch, %ld "
-            "near a singularity or not finite, %ld too large or not all F64)\n",
+            "%ld create-graph comparisons, %ld gradchecks (%ld of them within tolerance only "
+            "once extrapolated; skipped: %ld across a branch, %ld near a singularity or not "
+            "finite, %ld too large or not all F64)\n",
             stats.programs, stats.ops_ok, stats.ops_failed, stats.null_args, stats.create_graph,
-            stats.gradchecks, stats.skip_kink, stats.skip_unsafe, stats.skip_big);
+            stats.gradchecks, stats.curved, stats.skip_kink, stats.skip_unsafe, stats.skip_big);
 }
 
 static void print_tensor_shape(const tg_tensor *t) {
@@ -873,6 +877,21 @@ static void check_create_graph(program *p, tg_tensor *y) {
     stats.create_graph++;
 }
 
+/* Whether two failed gradchecks, at eps 1e-6 (a) and 1e-7 (b), are explained by the
+ * truncation error of the central difference, eps^2 f^(3) / 6, which is 100 times
+ * smaller at the second eps, where a wrong derivative would be off by the same amount
+ * at both: true when both name the same element, the difference shrank at least 30-fold,
+ * and the extrapolation (100 b - a) / 99, which cancels the eps^2 term, agrees with the
+ * analytic value. (sin((x^x)^(x^x)) near x = 2.13 has a third derivative near 1e14.) */
+static bool truncation_only(const tg_gradcheck_report *a, const tg_gradcheck_report *b,
+                            double atol) {
+    if (a->input != b->input || a->index != b->index || a->index < 0) return false;
+    double da = fabs(a->numeric - a->analytic), db = fabs(b->numeric - b->analytic);
+    if (!(db * 30 <= da)) return false;
+    double r = (100 * b->numeric - a->numeric) / 99;
+    return fabs(r - b->analytic) <= atol + 1e-3 * fabs(r);
+}
+
 /* Check 5. */
 static void check_gradients(program *p) {
     int64_t n = 0;
@@ -900,6 +919,11 @@ static void check_gradients(program *p) {
     if (!ok && !p->crossed) {
         opts = (tg_gradcheck_opts){.eps = 1e-7, .atol = 1e-5 + 1e-6 * p->y_l1, .rtol = 1e-3};
         bool ok2 = tg_gradcheck(replay, p, p->nin, p->in, &opts, &rep2);
+        if (!ok2 && !p->crossed && truncation_only(&rep, &rep2, opts.atol)) {
+            stats.curved++;
+            stats.gradchecks++;
+            return;
+        }
         if (!ok2 && !p->crossed)
             fail(p, "gradcheck failed at eps 1e-6 (%s) and at eps 1e-7 (%s)", rep.message,
                  rep2.message);
