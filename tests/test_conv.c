@@ -612,6 +612,14 @@ START_TEST(test_errors) {
     ck_assert_op_error(tg_conv2d(x, w, 0, 0), "tg_conv2d", "stride 0", "[2,3,5,5]");
     ck_assert_op_error(tg_conv2d(x, w, 1, -2), "tg_conv2d", "padding -2", "[2,3,5,5]");
     ck_assert_op_error(tg_conv2d(x, wbig, 1, 1), "tg_conv2d", "kernel 8x3 is larger", "[2,3,5,5]");
+    /* 2^31 output channels (an empty weight): more than a BLAS int, refused under this
+     * op's name, not the tg_matmul it is built on. */
+    tg_tensor *x0 = tg_tensor_new(TG_F64, TG_SHAPE(1, 0, 3, 3));
+    tg_tensor *whuge = tg_tensor_new(TG_F64, TG_SHAPE((int64_t)1 << 31, 0, 3, 3));
+    ck_assert_op_error(tg_conv2d(x0, whuge, 1, 0), "tg_conv2d", "too large for BLAS", "[1,0,3,3]",
+                       "[2147483648,0,3,3]");
+    tg_tensor_free(x0);
+    tg_tensor_free(whuge);
     /* pooling */
     const char *names[2] = {"tg_max_pool2d", "tg_avg_pool2d"};
     tg_tensor *(*pools[2])(tg_tensor *, int, int, int) = {tg_max_pool2d, tg_avg_pool2d};

@@ -13,6 +13,7 @@
  * reads the windows of x in place and keeps the argmax, and its gradient is a pair of
  * ops (scatter by the argmax, whose adjoint is the gather), so it too is differentiable
  * any number of times without an unfolded copy or a one-hot mask. */
+#include <cblas.h>
 #include <limits.h>
 #include <math.h>
 #include <string.h>
@@ -256,8 +257,14 @@ tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, int stride, int padding) {
     geom g;
     if (!plan(op, x->ndim, x->shape, kh, kw, stride, padding, &g)) return NULL;
     int64_t o = w->shape[0];
+    /* The product's dimensions are BLAS ints: checked here so that the error names this
+     * op (tg_matmul would refuse them under its own name). */
+    int64_t k = g.c * g.kh * g.kw, l = g.oh * g.ow;
+    if ((int64_t)(blasint)o != o || (int64_t)(blasint)k != k || (int64_t)(blasint)l != l)
+        return tg__fail("%s: dimensions too large for BLAS: input %s, weight %s", op, tg__shp(x),
+                        tg__shp(w));
     /* [O, C*kh*kw] @ [N, C*kh*kw, L] -> [N, O, L]: the weight broadcasts over the batch. */
-    tg_tensor *w2 = tg_reshape(w, 2, (const int64_t[]){o, g.c * g.kh * g.kw});
+    tg_tensor *w2 = tg_reshape(w, 2, (const int64_t[]){o, k});
     tg_tensor *cols = unfold_op(op, x, kh, kw, stride, padding, 0.0);
     tg_tensor *y = tg_matmul(w2, cols);
     if (!y) return NULL;
