@@ -321,8 +321,8 @@ START_TEST(test_broadcast_input) {
 END_TEST
 
 /* A second derivative that is not zero: d/dx of |d conv(x, w)^2 / dw|^2 goes through
- * unfold's backward (fold) and fold's backward (unfold); against finite differences
- * of the first derivative by gradgradcheck above, and here through tg_grad twice with
+ * the unfold that w's gradient makes in a recording sweep and its backward (fold); against finite
+ * differences of the first derivative by gradgradcheck above, and here through tg_grad twice with
  * the closed form for a 1x1 kernel: y = w x, L = sum y^2, dL/dw = 2 w sum x^2,
  * d/dx sum(dL/dw) = 4 w x. */
 START_TEST(test_double_backward_closed_form) {
@@ -340,6 +340,33 @@ START_TEST(test_double_backward_closed_form) {
     for (int i = 0; i < 12; i++)
         want[i] = 4 * 0.75 * tg_tensor_get(x, i);
     tgt_assert_tensor(dx, want, 1e-14);
+    tg_tape_reset();
+    tg_tensor_free(x);
+    tg_tensor_free(w);
+}
+END_TEST
+
+/* The input gradient of a convolution is an op of its own (conv2d_input_grad) whose
+ * backward is again a convolution and a weight gradient: with the closed form for a 1x1
+ * kernel, y = w x, L = sum y^2, dL/dx = 2 w^2 x and d/dw sum(dL/dx) = 4 w sum x. */
+START_TEST(test_input_grad_double_backward_closed_form) {
+    tgt_seed(1101);
+    tg_tensor *x = rand_req(TG_SHAPE(2, 1, 3, 4), -1, 1);
+    tg_tensor *w = tg_tensor_from(TG_F64, TG_SHAPE(1, 1, 1, 1), (double[]){0.75});
+    tg_requires_grad(w, true);
+    tg_tensor *y = tg_conv2d(x, w, 1, 0);
+    tg_tensor *loss = tg_sum(tg_square(y), TG_ALL, false);
+    tg_tensor *dx = NULL, *dw = NULL;
+    ck_assert_int_eq(tg_grad(1, &loss, NULL, 1, &x, &dx, TG_CREATE_GRAPH), 0);
+    double want[24], sum = 0;
+    for (int i = 0; i < 24; i++) {
+        want[i] = 2 * 0.75 * 0.75 * tg_tensor_get(x, i);
+        sum += tg_tensor_get(x, i);
+    }
+    tgt_assert_tensor(dx, want, 1e-14);
+    tg_tensor *s = tg_sum(dx, TG_ALL, false);
+    ck_assert_int_eq(tg_grad(1, &s, NULL, 1, &w, &dw, 0), 0);
+    tgt_assert_tensor(dw, (double[]){4 * 0.75 * sum}, 1e-13);
     tg_tape_reset();
     tg_tensor_free(x);
     tg_tensor_free(w);
@@ -546,7 +573,8 @@ static bool tape_has(const char *name) {
 }
 
 /* Nodes are recorded only for inputs that require a gradient, and only in grad mode:
- * with a constant x the unfold records nothing; with both constant nothing at all. */
+ * a convolution records one conv2d node (no unfold or matmul); with both constant
+ * nothing at all. */
 START_TEST(test_recording) {
     tgt_seed(1200);
     tg_tensor *x = tgt_rand(TG_F64, TG_SHAPE(1, 2, 4, 4), -1, 1);
@@ -558,7 +586,7 @@ START_TEST(test_recording) {
     ck_assert_ptr_null(tg__tape_last());
     tg_requires_grad(w, true);
     ck_assert(tg_conv2d(x, w, 1, 1)->requires_grad);
-    ck_assert(tape_has("matmul") && !tape_has("unfold"));
+    ck_assert(tape_has("conv2d") && !tape_has("matmul") && !tape_has("unfold"));
     tg_requires_grad(x, true);
     ck_assert(tg_max_pool2d(x, 2, 2, 0)->requires_grad);
     ck_assert(tape_has("max_pool2d") && !tape_has("unfold") && !tape_has("max"));
@@ -719,6 +747,7 @@ static Suite *conv_suite(void) {
     tcase_add_loop_test(tg, test_grads, 0, NGRAD);
     tcase_add_test(tg, test_broadcast_input);
     tcase_add_test(tg, test_double_backward_closed_form);
+    tcase_add_test(tg, test_input_grad_double_backward_closed_form);
     tcase_add_test(tg, test_max_pool_higher_order);
     suite_add_tcase(s, tg);
     TCase *te = tcase_create("errors");

@@ -7,9 +7,10 @@
  *                  position it was read from; entries read from the padding are dropped.
  *
  * The backward of unfold is fold and the backward of fold is unfold, so the pair is
- * differentiable any number of times. Convolution is a matmul with the unfolded input
- * and average pooling a mean over the unfolded window; neither has a backward of its
- * own: the tape differentiates the composition. Max pooling is an op of its own: it
+ * differentiable any number of times. Convolution is a matmul with the unfolded input,
+ * recorded as one op whose input gradient folds image by image (below); average pooling
+ * is a mean over the unfolded window, with no backward of its own: the tape
+ * differentiates the composition. Max pooling is an op of its own: it
  * reads the windows of x in place and keeps the argmax, and its gradient is a pair of
  * ops (scatter by the argmax, whose adjoint is the gather), so it too is differentiable
  * any number of times without an unfolded copy or a one-hot mask. */
@@ -240,35 +241,217 @@ tg_tensor *tg_unfold(tg_tensor *x, int kh, int kw, int stride, int padding) {
     return unfold_op("tg_unfold", x, kh, kw, stride, padding, 0.0);
 }
 
-/* ---- convolution ---- */
+/* ---- convolution ----
+ *
+ *     conv2d:      y[n] = W2 @ unfold(x)[n] (+ bias[o] on row o)     W2 = w as [O, C*kh*kw]
+ *     input grad:  dx[n] = fold(W2^T @ G[n])                          G = dy as [N, O, L]
+ *
+ * Convolution is one op rather than unfold followed by a matmul so that its backward
+ * can give x's gradient without the unfolded [N, C*kh*kw, L] gradient: the input
+ * gradient is an op of its own that makes W2^T @ G[n] for one image at a time in a
+ * scratch matrix that stays in cache and folds it straight into dx. Its backward is
+ * written with convolution and tg__matmul_sum, so the pair is differentiable any
+ * number of times. The bias, where the nn layer has one, is written into y before the
+ * product (gemm with beta = 1) instead of a zero fill and a separate add. */
 
-tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, int stride, int padding) {
-    const char *op = "tg_conv2d";
-    if (!tg__check_float2(op, x, w)) return NULL;
+/* Checks x [N, C, H, W] and w [O, C, kh, kw] (and bias [O] when not NULL) and fills g;
+ * false with an error naming op. */
+static bool conv_plan(const char *op, tg_tensor *x, tg_tensor *w, tg_tensor *bias, int stride,
+                      int padding, geom *g) {
+    if (!tg__check_float2(op, x, w)) return false;
     if (x->ndim != 4 || w->ndim != 4)
         return tg__fail("%s: needs input [N, C, H, W] and weight [O, C, kh, kw], got %s and %s", op,
-                        tg__shp(x), tg__shp(w));
+                        tg__shp(x), tg__shp(w)),
+               false;
     if (x->shape[1] != w->shape[1])
         return tg__fail("%s: input %s has %lld channels but weight %s expects %lld", op, tg__shp(x),
-                        (long long)x->shape[1], tg__shp(w), (long long)w->shape[1]);
+                        (long long)x->shape[1], tg__shp(w), (long long)w->shape[1]),
+               false;
+    if (bias &&
+        (!tg__check_float2(op, w, bias) || bias->ndim != 1 || bias->shape[0] != w->shape[0])) {
+        if (bias->dtype == w->dtype)
+            tg__fail("%s: bias %s does not match the %lld output channels of weight %s", op,
+                     tg__shp(bias), (long long)w->shape[0], tg__shp(w));
+        return false;
+    }
     if (w->shape[2] > INT_MAX || w->shape[3] > INT_MAX)
-        return tg__fail("%s: kernel of weight %s is too large", op, tg__shp(w));
-    int kh = (int)w->shape[2], kw = (int)w->shape[3];
-    geom g;
-    if (!plan(op, x->ndim, x->shape, kh, kw, stride, padding, &g)) return NULL;
-    int64_t o = w->shape[0];
-    /* The product's dimensions are BLAS ints: checked here so that the error names this
-     * op (tg_matmul would refuse them under its own name). */
-    int64_t k = g.c * g.kh * g.kw, l = g.oh * g.ow;
+        return tg__fail("%s: kernel of weight %s is too large", op, tg__shp(w)), false;
+    if (!plan(op, x->ndim, x->shape, (int)w->shape[2], (int)w->shape[3], stride, padding, g))
+        return false;
+    /* The products' dimensions are BLAS ints: checked here so that the error names this
+     * op (the gemm would refuse them). */
+    int64_t o = w->shape[0], k = g->c * g->kh * g->kw, l = g->oh * g->ow;
     if ((int64_t)(blasint)o != o || (int64_t)(blasint)k != k || (int64_t)(blasint)l != l)
         return tg__fail("%s: dimensions too large for BLAS: input %s, weight %s", op, tg__shp(x),
-                        tg__shp(w));
-    /* [O, C*kh*kw] @ [N, C*kh*kw, L] -> [N, O, L]: the weight broadcasts over the batch. */
-    tg_tensor *w2 = tg_reshape(w, 2, (const int64_t[]){o, k});
-    tg_tensor *cols = unfold_op(op, x, kh, kw, stride, padding, 0.0);
-    tg_tensor *y = tg_matmul(w2, cols);
+                        tg__shp(w)),
+               false;
+    return true;
+}
+
+/* C [m, n] = op(A) @ B + beta C, row-major, with A [k, m] when ta else [m, k]; every size
+ * >= 1. */
+static void conv_gemm(tg_dtype dt, bool ta, int64_t m, int64_t n, int64_t k, const void *a,
+                      const void *b, double beta, void *c) {
+    enum CBLAS_TRANSPOSE t = ta ? CblasTrans : CblasNoTrans;
+    blasint lda = (blasint)(ta ? m : k);
+    if (dt == TG_F64)
+        cblas_dgemm(CblasRowMajor, t, CblasNoTrans, (blasint)m, (blasint)n, (blasint)k, 1.0, a, lda,
+                    b, (blasint)n, beta, c, (blasint)n);
+    else
+        cblas_sgemm(CblasRowMajor, t, CblasNoTrans, (blasint)m, (blasint)n, (blasint)k, 1.0f, a,
+                    lda, b, (blasint)n, (float)beta, c, (blasint)n);
+}
+
+/* y [N, O, L]: each row o of each image filled with bias[o] (bias may be NULL: zeros). */
+#define BIAS_FILL_KERNEL(NAME, T)                                                                  \
+    static void NAME(int64_t n, int64_t o, int64_t l, const T *bias, T *y) {                       \
+        for (int64_t i = 0; i < n * o; i++) {                                                      \
+            T v = bias ? bias[i % o] : 0;                                                          \
+            for (int64_t q = 0; q < l; q++)                                                        \
+                y[i * l + q] = v;                                                                  \
+        }                                                                                          \
+    }
+BIAS_FILL_KERNEL(bias_fill_f32, float)
+BIAS_FILL_KERNEL(bias_fill_f64, double)
+
+static tg_tensor *conv_op(const char *op, tg_tensor *x, tg_tensor *w, tg_tensor *bias, int stride,
+                          int padding);
+static tg_tensor *conv_input_grad(const char *op, tg_tensor *g3, tg_tensor *w,
+                                  const int64_t *xshape, int stride, int padding);
+
+/* The gradient of w from G [N, O, L] and the unfolded input cols [N, K, L]:
+ * dW2 = sum_n G[n] @ cols[n]^T, reshaped to w's shape. */
+static tg_tensor *conv_weight_grad(const char *op, tg_tensor *g3, tg_tensor *cols, tg_tensor *w) {
+    return tg_reshape(tg__matmul_sum(op, g3, cols, false, true), w->ndim, w->shape);
+}
+
+/* node of conv2d: in[0] = x, in[1] = w, in[2] = bias (nin 3 when there is one);
+ * aux[0] = unfold(x), kept for w's gradient; i[0] = stride, i[1] = padding. */
+static int conv_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
+    const char *op = "tg_conv2d";
+    tg_tensor *x = n->in[0], *w = n->in[1];
+    int stride = (int)n->i[0], padding = (int)n->i[1];
+    int64_t o = w->shape[0], l = g->shape[2] * g->shape[3];
+    tg_tensor *g3 = tg_reshape(g, 3, (const int64_t[]){g->shape[0], o, l});
+    if (!g3) return -1;
+    if (x->requires_grad && !(gin[0] = conv_input_grad(op, g3, w, x->shape, stride, padding)))
+        return -1;
+    if (w->requires_grad) {
+        /* A sweep that records (TG_CREATE_GRAPH) unfolds x again, as an op, so that w's
+         * gradient depends on x; otherwise the unfolded x of the forward is used. */
+        tg_tensor *cols = (tg_tensor *)n->aux[0];
+        if (tg__should_record(1, &x) &&
+            !(cols = unfold_op(op, x, (int)w->shape[2], (int)w->shape[3], stride, padding, 0.0)))
+            return -1;
+        if (!(gin[1] = conv_weight_grad(op, g3, cols, w))) return -1;
+    }
+    if (n->nin > 2 && n->in[2]->requires_grad) {
+        tg_tensor *db = tg_sum_to(g, 3, (const int64_t[]){o, 1, 1});
+        if (!(gin[2] = tg_reshape(db, 1, (const int64_t[]){o}))) return -1;
+    }
+    return 0;
+}
+
+static tg_tensor *conv_op(const char *op, tg_tensor *x, tg_tensor *w, tg_tensor *bias, int stride,
+                          int padding) {
+    geom g;
+    if (!conv_plan(op, x, w, bias, stride, padding, &g)) return NULL;
+    int64_t o = w->shape[0], k = g.c * g.kh * g.kw, l = g.oh * g.ow;
+    tg_tensor *cols = tg__tape_tensor(x->dtype, 3, (const int64_t[]){g.n, k, l});
+    tg_tensor *y =
+        cols ? tg__tape_tensor(x->dtype, 4, (const int64_t[]){g.n, o, g.oh, g.ow}) : NULL;
     if (!y) return NULL;
-    return tg_reshape(y, 4, (const int64_t[]){g.n, o, g.oh, g.ow});
+    bool f64 = x->dtype == TG_F64;
+    if (f64)
+        unfold_f64(&g, 0.0, x->data, cols->data);
+    else
+        unfold_f32(&g, 0.0f, x->data, cols->data);
+    bool gemm = o > 0 && k > 0 && l > 0;
+    if (bias || !gemm) {
+        if (f64)
+            bias_fill_f64(g.n, o, l, bias ? bias->data : NULL, y->data);
+        else
+            bias_fill_f32(g.n, o, l, bias ? bias->data : NULL, y->data);
+    }
+    size_t es = tg_dtype_size(x->dtype);
+    for (int64_t i = 0; gemm && i < g.n; i++)
+        conv_gemm(x->dtype, false, o, l, k, w->data,
+                  (const char *)cols->data + (size_t)(i * k * l) * es, bias ? 1.0 : 0.0,
+                  (char *)y->data + (size_t)(i * o * l) * es);
+    tg_tensor *in[3] = {x, w, bias};
+    tg__node *n = tg__record("conv2d", y, bias ? 3 : 2, in, conv_backward);
+    if (n == TG__RECORD_FAILED) return NULL;
+    if (n) {
+        n->aux[0] = cols;
+        n->i[0] = stride;
+        n->i[1] = padding;
+    }
+    return y;
+}
+
+/* node of conv2d_input_grad: in[0] = G [N, O, L], in[1] = w; i[0] = stride, i[1] =
+ * padding. With gg the gradient of dx:
+ *     dG[n] = W2 @ unfold(gg)[n]                 (a convolution of gg)
+ *     dW2   = sum_n G[n] @ unfold(gg)[n]^T */
+static int conv_input_grad_backward(const tg__node *n, tg_tensor *gg, tg_tensor **gin) {
+    const char *op = "tg_conv2d";
+    tg_tensor *g3 = n->in[0], *w = n->in[1];
+    int stride = (int)n->i[0], padding = (int)n->i[1];
+    if (g3->requires_grad) {
+        tg_tensor *dg = conv_op(op, gg, w, NULL, stride, padding);
+        if (!(gin[0] = tg_reshape(dg, 3, g3->shape))) return -1;
+    }
+    if (w->requires_grad) {
+        tg_tensor *cols =
+            unfold_op(op, gg, (int)w->shape[2], (int)w->shape[3], stride, padding, 0.0);
+        if (!cols || !(gin[1] = conv_weight_grad(op, g3, cols, w))) return -1;
+    }
+    return 0;
+}
+
+/* dx [xshape] = fold(W2^T @ G[n]) image by image, through a [K, L] scratch matrix on
+ * the tape. Only reached from the backward closures above, with the shapes the forward
+ * produced; the checks guard that invariant. */
+static tg_tensor *conv_input_grad(const char *op, tg_tensor *g3, tg_tensor *w,
+                                  const int64_t *xshape, int stride, int padding) {
+    if (!tg__check_float2(op, g3, w)) return NULL;
+    geom g;
+    if (!plan(op, 4, xshape, (int)w->shape[2], (int)w->shape[3], stride, padding, &g)) return NULL;
+    int64_t o = w->shape[0], k = g.c * g.kh * g.kw, l = g.oh * g.ow;
+    if (g3->ndim != 3 || g3->shape[0] != g.n || g3->shape[1] != o || g3->shape[2] != l)
+        return tg__fail("%s: gradient %s does not match the output of weight %s over input %s", op,
+                        tg__shp(g3), tg__shp(w), tg__shp_raw(4, xshape));
+    tg_tensor *dx = tg__tape_zeros(g3->dtype, 4, xshape);
+    if (!dx) return NULL;
+    if (o > 0 && k > 0 && l > 0 && g.n > 0) {
+        tg_tensor *buf = tg__tape_tensor(g3->dtype, 2, (const int64_t[]){k, l});
+        if (!buf) return NULL;
+        geom one = g;
+        one.n = 1;
+        size_t es = tg_dtype_size(g3->dtype);
+        int64_t xn = g.c * g.h * g.w;
+        for (int64_t i = 0; i < g.n; i++) {
+            conv_gemm(g3->dtype, true, k, l, o, w->data,
+                      (const char *)g3->data + (size_t)(i * o * l) * es, 0.0, buf->data);
+            char *dxi = (char *)dx->data + (size_t)(i * xn) * es;
+            if (g3->dtype == TG_F64)
+                fold_f64(&one, buf->data, (double *)dxi);
+            else
+                fold_f32(&one, buf->data, (float *)dxi);
+        }
+    }
+    tg__node *n = tg__record("conv2d_input_grad", dx, 2, (tg_tensor *const[]){g3, w},
+                             conv_input_grad_backward);
+    if (n == TG__RECORD_FAILED) return NULL;
+    if (n) {
+        n->i[0] = stride;
+        n->i[1] = padding;
+    }
+    return dx;
+}
+
+tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, int stride, int padding) {
+    return conv_op("tg_conv2d", x, w, NULL, stride, padding);
 }
 
 /* ---- max pooling: its own op, with the argmax kept for the backward ---- */

@@ -132,10 +132,14 @@ static int matmul_sum_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin)
     return 0;
 }
 
-/* Only reached from matmul_backward, with operands of equal batch dimensions (at least
- * one); the check guards that invariant. Errors name tg_matmul, the public function. */
 static tg_tensor *matmul_sum(tg_tensor *a, tg_tensor *b, bool ta, bool tb) {
-    const char *op = "tg_matmul";
+    return tg__matmul_sum("tg_matmul", a, b, ta, tb);
+}
+
+/* Reached from matmul_backward and from convolution's backward, with operands of equal
+ * batch dimensions (at least one); the check guards that invariant. Errors name op, the
+ * public function. */
+tg_tensor *tg__matmul_sum(const char *op, tg_tensor *a, tg_tensor *b, bool ta, bool tb) {
     if (!tg__check_float2(op, a, b)) return NULL;
     int na = a->ndim, nb = b->ndim;
     if (na != nb || na < 3 || !tg__shape_eq(na - 2, a->shape, nb - 2, b->shape))

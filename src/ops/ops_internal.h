@@ -47,6 +47,13 @@ tg_tensor *tg__derived_constant(tg_tensor *c, int nin, tg_tensor *const *in);
  * row (the bias add). The fast path of binary ops and of tg_sum_to. */
 bool tg__is_row_of(int n_small, const int64_t *small, int n_big, const int64_t *big);
 
+/* ---- products and convolution (matmul.c, conv.c) ---- */
+
+/* C = sum_i op(A_i) op(B_i) [m, n] over the batch entries i of A and B, whose batch
+ * dimensions are equal (at least one): the gradient of an operand broadcast over a
+ * batch. Differentiable; errors name op. */
+tg_tensor *tg__matmul_sum(const char *op, tg_tensor *a, tg_tensor *b, bool ta, bool tb);
+
 /* ---- strided iteration (the one broadcasting helper) ----
  * Walks an output of shape (ndim, shape) row by row. For each operand k its strides
  * (in elements, 0 on broadcast dimensions) are derived from its own shape aligned on
