@@ -303,15 +303,13 @@ tg_module *tg_nn_embedding(int64_t num, int64_t dim, tg_dtype dt) {
 
 /* ================= Conv2d, pooling, Flatten ================= */
 
-/* y = conv2d(x, weight) + bias, the bias [O] reshaped to [O, 1, 1] so that it
- * broadcasts over the batch and the image. */
+/* y = conv2d(x, weight) + bias on every output channel, in one op (tg__conv2d_bias)
+ * that writes the bias before the product instead of adding it in a second pass. */
 static tg_tensor *conv2d_forward(tg_module *m, tg_tensor *x) {
     if (x->ndim != 4 || x->shape[1] != m->in)
         return tg__fail("tg_nn_conv2d: input %s does not match [N, %lld, H, W]", tg__shp(x),
                         (long long)m->in);
-    tg_tensor *y = tg_conv2d(x, m->state[0], m->stride, m->padding);
-    if (!y) return NULL;
-    return tg_add(y, tg_reshape(m->state[1], 3, (const int64_t[]){m->out, 1, 1}));
+    return tg__conv2d_bias(x, m->state[0], m->state[1], m->stride, m->padding);
 }
 
 tg_module *tg_nn_conv2d(int64_t in_ch, int64_t out_ch, int kernel, int stride, int padding,

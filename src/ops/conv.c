@@ -454,6 +454,11 @@ tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, int stride, int padding) {
     return conv_op("tg_conv2d", x, w, NULL, stride, padding);
 }
 
+tg_tensor *tg__conv2d_bias(tg_tensor *x, tg_tensor *w, tg_tensor *bias, int stride, int padding) {
+    if (!tg__check_nonnull("tg_conv2d", bias)) return NULL;
+    return conv_op("tg_conv2d", x, w, bias, stride, padding);
+}
+
 /* ---- max pooling: its own op, with the argmax kept for the backward ---- */
 
 /* Max pooling is computed in two steps, each a loop the compiler vectorises (a select

@@ -53,6 +53,11 @@ bool tg__is_row_of(int n_small, const int64_t *small, int n_big, const int64_t *
  * dimensions are equal (at least one): the gradient of an operand broadcast over a
  * batch. Differentiable; errors name op. */
 tg_tensor *tg__matmul_sum(const char *op, tg_tensor *a, tg_tensor *b, bool ta, bool tb);
+/* y = tg_conv2d(x, w, stride, padding) + bias[o] on every output channel o (bias [O],
+ * of w's dtype): the nn conv2d layer's forward in one op, which writes the bias before
+ * the product instead of adding it after. Differentiable any number of times; errors
+ * name tg_nn_conv2d. */
+tg_tensor *tg__conv2d_bias(tg_tensor *x, tg_tensor *w, tg_tensor *bias, int stride, int padding);
 
 /* ---- strided iteration (the one broadcasting helper) ----
  * Walks an output of shape (ndim, shape) row by row. For each operand k its strides
