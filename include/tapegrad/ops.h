@@ -214,9 +214,9 @@ tg_tensor *tg_argmax(tg_tensor *x, int axis);
  *     OH = (H + 2 padding - kh) / stride + 1,   OW = (W + 2 padding - kw) / stride + 1
  * (floor division, as PyTorch's default). Errors (NULL and tg_error() naming the op
  * and the shapes): x not 4-D, kernel or stride < 1, padding < 0, a window larger than
- * the padded input, NULL, a non-float dtype. Convolution and average pooling are
- * compositions of tg_unfold with tg_matmul or tg_mean; max pooling is an op whose
- * gradient is itself an op; all are differentiable twice (and more). */
+ * the padded input, NULL, a non-float dtype. Average pooling is a composition of
+ * tg_unfold with tg_mean; convolution and max pooling are ops whose gradients are
+ * themselves ops; all are differentiable twice (and more). */
 
 /* im2col (torch.nn.functional.unfold): cols [N, C*kh*kw, OH*OW] with, for s = stride
  * and p = padding,
@@ -229,7 +229,9 @@ tg_tensor *tg_unfold(tg_tensor *x, int kh, int kw, int stride, int padding);
  * with w [O, C, kh, kw], for s = stride and p = padding (zero padding):
  *     y[n][o][oh][ow] = sum_{c,i,j} w[o][c][i][j] x[n][c][oh*s - p + i][ow*s - p + j]
  * giving y [N, O, OH, OW]; computed as reshape(w, [O, C*kh*kw]) @ tg_unfold(x), the
- * weight broadcast over the batch. A bias b [O] is added as
+ * weight broadcast over the batch, and recorded as one op. x's gradient, fold(w^T @ dy),
+ * is made image by image without the unfolded [N, C*kh*kw, OH*OW] gradient. A bias
+ * b [O] is added as
  * tg_add(y, tg_reshape(b, 3, (int64_t[]){O, 1, 1})). Also an error: w not 4-D, channels
  * of x and w that differ, dtypes that differ. */
 tg_tensor *tg_conv2d(tg_tensor *x, tg_tensor *w, int stride, int padding);
