@@ -465,9 +465,13 @@ static int remove_leftovers(const char *dir) {
 }
 
 /* A child process overwrites an existing checkpoint again and again, alternating two
- * models, and is killed with SIGKILL after a random delay (up to about two saves, so
- * the kill lands anywhere in a save: writing, fsync, rename). Each time the file must
- * load, and load as one model or the other in full: never an error, never a mix. */
+ * models (starting with one or the other, round by round), and is killed with SIGKILL:
+ * in half of the rounds after a random delay (up to about two saves, so the kill lands
+ * anywhere in a save: writing, fsync, rename), in the other half as soon as it reports
+ * that its first save has returned (so that both models are seen whatever the machine's
+ * speed: under valgrind or on a loaded machine a save takes far longer in the child than
+ * the parent measured). Each time the file must load, and load as one model or the
+ * other in full: never an error, never a mix. */
 START_TEST(model_save_killed) {
     enum { ROUNDS = 300 };
     char dir[] = "test_io_kill_XXXXXX";
@@ -490,23 +494,31 @@ START_TEST(model_save_killed) {
         ck_assert_int_eq(pipe(ready), 0);
         pid_t pid = fork();
         ck_assert_int_ge(pid, 0);
+        tg_model *first = r % 2 ? old : fresh, *second = r % 2 ? fresh : old;
         if (pid == 0) {
             close(ready[0]);
             if (write(ready[1], "r", 1) != 1) _exit(3);
-            for (;;)
-                if (tg_model_save(fresh, path) != 0 || tg_model_save(old, path) != 0) _exit(4);
+            for (;;) /* "s" after every save that returned */
+                if (tg_model_save(first, path) != 0 || write(ready[1], "s", 1) != 1 ||
+                    tg_model_save(second, path) != 0 || write(ready[1], "s", 1) != 1)
+                    _exit(4);
         }
         close(ready[1]);
         char c;
         ck_assert_int_eq(read(ready[0], &c, 1), 1);
-        close(ready[0]);
-        long delay_ns = (long)((double)rand() / RAND_MAX * 2 * save_us * 1e3);
-        nanosleep(
-            &(struct timespec){.tv_sec = delay_ns / 1000000000L, .tv_nsec = delay_ns % 1000000000L},
-            NULL);
+        if (r % 4 < 2) { /* right after the first save */
+            ck_assert_int_eq(read(ready[0], &c, 1), 1);
+            ck_assert_int_eq(c, 's');
+        } else {
+            long delay_ns = (long)((double)rand() / RAND_MAX * 2 * save_us * 1e3);
+            nanosleep(&(struct timespec){.tv_sec = delay_ns / 1000000000L,
+                                         .tv_nsec = delay_ns % 1000000000L},
+                      NULL);
+        }
         ck_assert_int_eq(kill(pid, SIGKILL), 0);
         int status;
         ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        close(ready[0]); /* after the child's end: a write to a closed pipe would kill it */
         ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
                       "round %d: the saving child ended by itself (status %d)", r, status);
         torn_saves += remove_leftovers(dir) > 0;
