@@ -7,7 +7,8 @@
 #
 # For every model and seed the two programs run in turn (tapegrad, then PyTorch), so a
 # change in the machine's load hits both sides alike. Each run's output is kept in
-# <build-dir>/logs/<model>-<side>-seed<S>.log. The table gives, per model and side, the
+# <build-dir>/logs/<model>-<side>-seed<S>.log, and tapegrad's pictures and checkpoint in
+# <build-dir>/out-<model>-seed<S>/. The table gives, per model and side, the
 # final test accuracy of every seed and their mean, and the medians over all epochs of
 # all seeds of the training time per epoch, as process CPU seconds and as wall-clock
 # seconds (the training loop only; the per-epoch test evaluation is not counted). Both
@@ -49,7 +50,7 @@ if [[ "${SUMMARY_ONLY:-0}" != 1 ]]; then
             tg=$logs/$model-tapegrad-seed$seed.log
             pt=$logs/$model-torch-seed$seed.log
             echo "== $model seed $seed: tapegrad"
-            "${bench_pin[@]}" "$build/examples/fashion_mnist" --model "$model" --seed "$seed" --out "$build/out-$model" \
+            "${bench_pin[@]}" "$build/examples/fashion_mnist" --model "$model" --seed "$seed" --out "$build/out-$model-seed$seed" \
                 "${common[@]}" >"$tg"
             tail -n 3 "$tg"
             echo "== $model seed $seed: PyTorch eager"
