@@ -14,7 +14,6 @@
  * reads the windows of x in place and keeps the argmax, and its gradient is a pair of
  * ops (scatter by the argmax, whose adjoint is the gather), so it too is differentiable
  * any number of times without an unfolded copy or a one-hot mask. */
-#include <cblas.h>
 #include <limits.h>
 #include <math.h>
 #include <string.h>
@@ -281,25 +280,11 @@ static bool conv_plan(const char *op, tg_tensor *x, tg_tensor *w, tg_tensor *bia
     /* The products' dimensions are BLAS ints: checked here so that the error names this
      * op (the gemm would refuse them). */
     int64_t o = w->shape[0], k = g->c * g->kh * g->kw, l = g->oh * g->ow;
-    if ((int64_t)(blasint)o != o || (int64_t)(blasint)k != k || (int64_t)(blasint)l != l)
+    if (!tg__fits_blas(o) || !tg__fits_blas(k) || !tg__fits_blas(l))
         return tg__fail("%s: dimensions too large for BLAS: input %s, weight %s", op, tg__shp(x),
                         tg__shp(w)),
                false;
     return true;
-}
-
-/* C [m, n] = op(A) @ B + beta C, row-major, with A [k, m] when ta else [m, k]; every size
- * >= 1. */
-static void conv_gemm(tg_dtype dt, bool ta, int64_t m, int64_t n, int64_t k, const void *a,
-                      const void *b, double beta, void *c) {
-    enum CBLAS_TRANSPOSE t = ta ? CblasTrans : CblasNoTrans;
-    blasint lda = (blasint)(ta ? m : k);
-    if (dt == TG_F64)
-        cblas_dgemm(CblasRowMajor, t, CblasNoTrans, (blasint)m, (blasint)n, (blasint)k, 1.0, a, lda,
-                    b, (blasint)n, beta, c, (blasint)n);
-    else
-        cblas_sgemm(CblasRowMajor, t, CblasNoTrans, (blasint)m, (blasint)n, (blasint)k, 1.0f, a,
-                    lda, b, (blasint)n, (float)beta, c, (blasint)n);
 }
 
 /* y [N, O, L]: each row o of each image filled with bias[o] (bias may be NULL: zeros). */
@@ -375,9 +360,9 @@ static tg_tensor *conv_op(const char *op, tg_tensor *x, tg_tensor *w, tg_tensor 
     }
     size_t es = tg_dtype_size(x->dtype);
     for (int64_t i = 0; gemm && i < g.n; i++)
-        conv_gemm(x->dtype, false, o, l, k, w->data,
-                  (const char *)cols->data + (size_t)(i * k * l) * es, bias ? 1.0 : 0.0,
-                  (char *)y->data + (size_t)(i * o * l) * es);
+        tg__gemm(x->dtype, false, false, o, l, k, w->data, k,
+                 (const char *)cols->data + (size_t)(i * k * l) * es, l, bias ? 1.0 : 0.0,
+                 (char *)y->data + (size_t)(i * o * l) * es);
     tg_tensor *in[3] = {x, w, bias};
     tg__node *n = tg__record("conv2d", y, bias ? 3 : 2, in, conv_backward);
     if (n == TG__RECORD_FAILED) return NULL;
@@ -431,8 +416,8 @@ static tg_tensor *conv_input_grad(const char *op, tg_tensor *g3, tg_tensor *w,
         size_t es = tg_dtype_size(g3->dtype);
         int64_t xn = g.c * g.h * g.w;
         for (int64_t i = 0; i < g.n; i++) {
-            conv_gemm(g3->dtype, true, k, l, o, w->data,
-                      (const char *)g3->data + (size_t)(i * o * l) * es, 0.0, buf->data);
+            tg__gemm(g3->dtype, true, false, k, l, o, w->data, k,
+                     (const char *)g3->data + (size_t)(i * o * l) * es, l, 0.0, buf->data);
             char *dxi = (char *)dx->data + (size_t)(i * xn) * es;
             if (g3->dtype == TG_F64)
                 fold_f64(&one, buf->data, (double *)dxi);

@@ -27,18 +27,22 @@ typedef struct {
     void *c;
 } gemm_plan;
 
-/* C = op(A) op(B) + beta C for one M x N x K product, row-major (beta 0 or 1). Every
- * size is >= 1 here. */
+void tg__gemm(tg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *a,
+              int64_t lda, const void *b, int64_t ldb, double beta, void *c) {
+    enum CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans;
+    enum CBLAS_TRANSPOSE opb = tb ? CblasTrans : CblasNoTrans;
+    if (dt == TG_F64)
+        cblas_dgemm(CblasRowMajor, opa, opb, (blasint)m, (blasint)n, (blasint)k, 1.0, a,
+                    (blasint)lda, b, (blasint)ldb, beta, c, (blasint)n);
+    else
+        cblas_sgemm(CblasRowMajor, opa, opb, (blasint)m, (blasint)n, (blasint)k, 1.0f, a,
+                    (blasint)lda, b, (blasint)ldb, (float)beta, c, (blasint)n);
+}
+
+/* C = op(A) op(B) + beta C for one M x N x K product of the plan (beta 0 or 1). */
 static void gemm_beta(const gemm_plan *p, int64_t m, const void *a, const void *b, void *c,
                       double beta) {
-    enum CBLAS_TRANSPOSE ta = p->ta ? CblasTrans : CblasNoTrans;
-    enum CBLAS_TRANSPOSE tb = p->tb ? CblasTrans : CblasNoTrans;
-    if (p->dt == TG_F64)
-        cblas_dgemm(CblasRowMajor, ta, tb, (blasint)m, (blasint)p->n, (blasint)p->k, 1.0, a,
-                    (blasint)p->lda, b, (blasint)p->ldb, beta, c, (blasint)p->n);
-    else
-        cblas_sgemm(CblasRowMajor, ta, tb, (blasint)m, (blasint)p->n, (blasint)p->k, 1.0f, a,
-                    (blasint)p->lda, b, (blasint)p->ldb, (float)beta, c, (blasint)p->n);
+    tg__gemm(p->dt, p->ta, p->tb, m, p->n, p->k, a, p->lda, b, p->ldb, beta, c);
 }
 
 static void gemm_one(const gemm_plan *p, int64_t m, const void *a, const void *b, void *c) {
@@ -61,7 +65,18 @@ static void gemm_run(int64_t n, int64_t off_c, const int64_t *off, const int64_t
 /* "^T" after a shape printed for an operand passed with its transpose flag set. */
 #define T_(t) ((t) ? "^T" : "")
 
-static bool fits_blas(int64_t v) { return (int64_t)(blasint)v == v; }
+bool tg__fits_blas(int64_t v) { return (int64_t)(blasint)v == v; }
+
+/* Whether the sizes of op(A) op(B) with M = m (A's batch folded in, where it is) fit
+ * BLAS's int; an error naming op when not. */
+static bool blas_dims_ok(const char *op, const tg_tensor *a, const tg_tensor *b, int64_t m,
+                         int64_t n, int64_t k) {
+    if (tg__fits_blas(m) && tg__fits_blas(n) && tg__fits_blas(k) &&
+        tg__fits_blas(a->shape[a->ndim - 1]) && tg__fits_blas(b->shape[b->ndim - 1]))
+        return true;
+    tg__fail("%s: dimensions too large for BLAS: %s @ %s", op, tg__shp(a), tg__shp(b));
+    return false;
+}
 
 /* A product of two operands with transpose flags: tg_matmul_t, or matmul_sum. */
 typedef tg_tensor *(*product_fn)(tg_tensor *a, tg_tensor *b, bool ta, bool tb);
@@ -150,9 +165,7 @@ tg_tensor *tg__matmul_sum(const char *op, tg_tensor *a, tg_tensor *b, bool ta, b
     if (k != kb)
         return tg__fail("%s: inner dimensions differ: %s%s @ %s%s", op, tg__shp(a), T_(ta),
                         tg__shp(b), T_(tb));
-    if (!fits_blas(m) || !fits_blas(n) || !fits_blas(k) || !fits_blas(a->shape[na - 1]) ||
-        !fits_blas(b->shape[nb - 1]))
-        return tg__fail("%s: dimensions too large for BLAS: %s @ %s", op, tg__shp(a), tg__shp(b));
+    if (!blas_dims_ok(op, a, b, m, n, k)) return NULL;
     int64_t batch = tg__numel(na - 2, a->shape);
     bool empty = batch == 0 || k == 0;
     tg_tensor *y = empty ? tg__tape_zeros(a->dtype, 2, (const int64_t[]){m, n})
@@ -203,9 +216,7 @@ static tg_tensor *matmul_impl(const char *op, tg_tensor *a, tg_tensor *b, bool t
     int64_t k = ka;
     bool fold = nb == 2 && !ta; /* A's batch folds into M (B is one matrix) */
     int64_t big_m = fold ? tg__numel(na - 1, a->shape) : m;
-    if (!fits_blas(big_m) || !fits_blas(n) || !fits_blas(k) || !fits_blas(a->shape[na - 1]) ||
-        !fits_blas(b->shape[nb - 1]))
-        return tg__fail("%s: dimensions too large for BLAS: %s @ %s", op, tg__shp(a), tg__shp(b));
+    if (!blas_dims_ok(op, a, b, big_m, n, k)) return NULL;
 
     tg_tensor *y = k == 0 ? tg__tape_zeros(a->dtype, nbatch + 2, shape)
                           : tg__tape_tensor(a->dtype, nbatch + 2, shape);

@@ -49,6 +49,14 @@ bool tg__is_row_of(int n_small, const int64_t *small, int n_big, const int64_t *
 
 /* ---- products and convolution (matmul.c, conv.c) ---- */
 
+/* Whether v fits BLAS's integer type (blasint: 32 or 64 bits, as OpenBLAS was built). */
+bool tg__fits_blas(int64_t v);
+/* C [m, n] = op(A) op(B) + beta C, row-major, F32 or F64 as dt, with op(X) = X^T where
+ * the flag says, lda and ldb the row lengths of A and B as stored: the one call to
+ * cblas_sgemm / cblas_dgemm. Every size >= 1 and fits BLAS (tg__fits_blas). */
+void tg__gemm(tg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void *a,
+              int64_t lda, const void *b, int64_t ldb, double beta, void *c);
+
 /* C = sum_i op(A_i) op(B_i) [m, n] over the batch entries i of A and B, whose batch
  * dimensions are equal (at least one): the gradient of an operand broadcast over a
  * batch. Differentiable; errors name op. */

@@ -344,11 +344,10 @@ static tg_tensor *index_add(tg_tensor *g, int axis, const tg_tensor *index, int6
     tg_tensor *z = adjoint_zeros("tg_index_select (backward)", g, axis, len, &outer, &inner);
     if (!z) return NULL;
     int64_t k = g->shape[axis];
-    if (g->numel == 0) /* nothing to add; the loops could still count through a huge outer */
-        ;
-    else if (g->dtype == TG_F64)
+    /* An empty g adds nothing, and its loops could still count through a huge outer. */
+    if (g->numel > 0 && g->dtype == TG_F64)
         index_add_f64(outer, k, len, inner, index->data, g->data, z->data);
-    else
+    else if (g->numel > 0)
         index_add_f32(outer, k, len, inner, index->data, g->data, z->data);
     return keep_axis_index(z, tg__record("index_add", z, 1, &g, index_add_backward), axis, index);
 }
@@ -423,11 +422,10 @@ static tg_tensor *scatter_add(tg_tensor *g, int axis, const tg_tensor *index, in
     tg_tensor *z = adjoint_zeros("tg_gather (backward)", g, axis, len, &outer, &inner);
     if (!z) return NULL;
     int64_t k = g->shape[axis];
-    if (g->numel == 0) /* nothing to add; the loops could still count through a huge outer */
-        ;
-    else if (g->dtype == TG_F64)
+    /* An empty g adds nothing, and its loops could still count through a huge outer. */
+    if (g->numel > 0 && g->dtype == TG_F64)
         scatter_add_f64(outer, k, len, inner, index->data, g->data, z->data);
-    else
+    else if (g->numel > 0)
         scatter_add_f32(outer, k, len, inner, index->data, g->data, z->data);
     return keep_axis_index(z, tg__record("scatter_add", z, 1, &g, scatter_add_backward), axis,
                            index);
