@@ -471,7 +471,8 @@ END_TEST
 /* Every path of the max pooling kernel (the 2 x 2 windows inside x at stride 2 and at
  * other strides, and the general one with padding) against the definition, on inputs
  * full of ties (small integers), with NaN and -inf sprinkled in, F32 and F64: the values,
- * and the gradient of sum(y * G), which shows which element each window chose. */
+ * with and without the argmax kept, and the gradient of sum(y * G), which shows which
+ * element each window chose. */
 START_TEST(test_max_pool_paths_against_definition) {
     static const struct {
         int64_t x[4];
@@ -493,9 +494,13 @@ START_TEST(test_max_pool_paths_against_definition) {
                 double v = u < 0.03 ? NAN : u < 0.08 ? -INFINITY : floor(u * 4);
                 tg_tensor_set(x, i, v);
             }
+            /* the values alone, as in evaluation: no argmax is kept (its own loops) */
+            tg_tensor *y0 = tg_max_pool2d(x, k, st, p);
+            ck_assert_ptr_nonnull(y0);
             tg_requires_grad(x, true);
             tg_tensor *y = tg_max_pool2d(x, k, st, p);
             ck_assert_ptr_nonnull(y);
+            ck_assert(!y0->requires_grad && y->requires_grad);
             tg_tensor *g = tgt_rand(dt, y->ndim, y->shape, 0.5, 1.5);
             ck_assert_int_eq(tg_backward_seeded(y, g), 0);
             int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
@@ -516,9 +521,11 @@ START_TEST(test_max_pool_paths_against_definition) {
                             }
                         int64_t o = (nc * OH + oh) * OW + ow;
                         double got = tg_tensor_get(y, o);
-                        ck_assert_msg(isnan(m) ? isnan(got) : got == m,
-                                      "case %zu dtype %d output %lld: %g, want %g", c, d,
-                                      (long long)o, got, m);
+                        double got0 = tg_tensor_get(y0, o);
+                        ck_assert_msg(isnan(m) ? isnan(got) && isnan(got0) : got == m && got0 == m,
+                                      "case %zu dtype %d output %lld: %g (without grad %g), "
+                                      "want %g",
+                                      c, d, (long long)o, got, got0, m);
                         want[best] += tg_tensor_get(g, o);
                     }
             tgt_assert_tensor(x->grad, want, d ? 1e-15 : 1e-6);

@@ -34,17 +34,23 @@ typedef struct {
 
 /* ---- kernels: plain loops over contiguous row-major memory, no allocation ---- */
 
-/* The output columns q of one row whose input column q*stride - pad + j lies inside
- * the image: [*lo, *hi). Outside it the row reads padding. */
-static void cols_inside(const geom *g, int64_t j, int64_t *lo, int64_t *hi) {
-    int64_t a = g->pad - j; /* q * stride >= a */
-    int64_t l = a <= 0 ? 0 : (a + g->stride - 1) / g->stride;
-    int64_t b = g->w - 1 + g->pad - j; /* q * stride <= b */
-    int64_t h = b < 0 ? 0 : b / g->stride + 1;
-    if (h > g->ow) h = g->ow;
+/* The outputs q in [0, n) whose input position q*stride - pad + j lies inside [0, len):
+ * [*lo, *hi). Outside it the window reads padding. */
+static void inside(int64_t len, int64_t n, int64_t stride, int64_t pad, int64_t j, int64_t *lo,
+                   int64_t *hi) {
+    int64_t a = pad - j; /* q * stride >= a */
+    int64_t l = a <= 0 ? 0 : (a + stride - 1) / stride;
+    int64_t b = len - 1 + pad - j; /* q * stride <= b */
+    int64_t h = b < 0 ? 0 : b / stride + 1;
+    if (h > n) h = n;
     if (l > h) l = h;
     *lo = l;
     *hi = h;
+}
+
+/* The output columns of one row whose input column is inside x, for window column j. */
+static void cols_inside(const geom *g, int64_t j, int64_t *lo, int64_t *hi) {
+    inside(g->w, g->ow, g->stride, g->pad, j, lo, hi);
 }
 
 static inline void valid_cols(const geom *g, int64_t j, int64_t *lo, int64_t *hi) {
@@ -56,74 +62,138 @@ static inline void valid_cols(const geom *g, int64_t j, int64_t *lo, int64_t *hi
     }
 }
 
+/* Copies n bytes (a multiple of 4) from in to out, which do not overlap. The rows an
+ * unfold copies are short (one output row: often 8 to 32 elements), where a memcpy call
+ * costs more than the copy: here every size of at least 8 bytes is a few fixed-size
+ * moves, the last one overlapping the one before it rather than a tail loop. */
+static inline void copy_row(void *restrict out, const void *restrict in, size_t n) {
+    char *o = out;
+    const char *i = in;
+    if (n >= 32) {
+        for (size_t q = 0; q + 32 < n; q += 32)
+            memcpy(o + q, i + q, 32);
+        memcpy(o + n - 32, i + n - 32, 32);
+    } else if (n >= 16) {
+        memcpy(o, i, 16);
+        memcpy(o + n - 16, i + n - 16, 16);
+    } else if (n >= 8) {
+        memcpy(o, i, 8);
+        memcpy(o + n - 8, i + n - 8, 8);
+    } else if (n >= 4) {
+        memcpy(o, i, 4);
+    }
+}
+
 /* cols[n][(c*kh + i)*kw + j][oh*OW + ow] = x[n][c][oh*s - p + i][ow*s - p + j], or padval
- * where the row or column falls outside x. */
+ * where the row or column falls outside x. The output rows [rlo, rhi) read a row of x,
+ * the others are all padding. */
 #define UNFOLD_KERNEL(NAME, T)                                                                     \
     static void NAME(const geom *g, T padval, const T *x, T *cols) {                               \
-        const int64_t L = g->oh * g->ow;                                                           \
+        const int64_t L = g->oh * g->ow, s = g->stride;                                            \
         for (int64_t nc = 0; nc < g->n * g->c; nc++) {                                             \
             const T *xp = x + nc * g->h * g->w;                                                    \
-            for (int64_t i = 0; i < g->kh; i++)                                                    \
+            for (int64_t i = 0; i < g->kh; i++) {                                                  \
+                int64_t rlo, rhi;                                                                  \
+                inside(g->h, g->oh, s, g->pad, i, &rlo, &rhi);                                     \
                 for (int64_t j = 0; j < g->kw; j++) {                                              \
                     T *row = cols + (nc * g->kh * g->kw + i * g->kw + j) * L;                      \
                     int64_t lo, hi;                                                                \
                     valid_cols(g, j, &lo, &hi);                                                    \
-                    for (int64_t r = 0; r < g->oh; r++) {                                          \
-                        int64_t hh = r * g->stride - g->pad + i;                                   \
-                        T *out = row + r * g->ow;                                                  \
-                        if (hh < 0 || hh >= g->h) {                                                \
-                            for (int64_t q = 0; q < g->ow; q++)                                    \
+                    const int64_t off = j - g->pad; /* input column of q = q * s + off */          \
+                    for (int64_t q = 0; q < rlo * g->ow; q++)                                      \
+                        row[q] = padval;                                                           \
+                    /* in: the row of x that output row r reads */                                 \
+                    if (s == 1 && lo == 0 && hi == g->ow) { /* the common case: a block copy */    \
+                        const size_t bytes = (size_t)g->ow * sizeof(T);                            \
+                        for (int64_t r = rlo, at = (rlo - g->pad + i) * g->w + off; r < rhi;       \
+                             r++, at += g->w)                                                      \
+                            copy_row(row + r * g->ow, xp + at, bytes);                             \
+                    } else {                                                                       \
+                        for (int64_t r = rlo; r < rhi; r++) {                                      \
+                            const T *in = xp + (r * s - g->pad + i) * g->w;                        \
+                            T *out = row + r * g->ow;                                              \
+                            for (int64_t q = 0; q < lo; q++)                                       \
                                 out[q] = padval;                                                   \
-                            continue;                                                              \
+                            if (s == 1)                                                            \
+                                copy_row(out + lo, in + lo + off, (size_t)(hi - lo) * sizeof(T));  \
+                            else                                                                   \
+                                for (int64_t q = lo; q < hi; q++)                                  \
+                                    out[q] = in[q * s + off];                                      \
+                            for (int64_t q = hi; q < g->ow; q++)                                   \
+                                out[q] = padval;                                                   \
                         }                                                                          \
-                        const T *in = xp + hh * g->w;                                              \
-                        const int64_t off = j - g->pad; /* input column of q = q * stride + off */ \
-                        for (int64_t q = 0; q < lo; q++)                                           \
-                            out[q] = padval;                                                       \
-                        if (g->stride == 1 && hi > lo)                                             \
-                            memcpy(out + lo, in + lo + off, (size_t)(hi - lo) * sizeof(T));        \
-                        else                                                                       \
-                            for (int64_t q = lo; q < hi; q++)                                      \
-                                out[q] = in[q * g->stride + off];                                  \
-                        for (int64_t q = hi; q < g->ow; q++)                                       \
-                            out[q] = padval;                                                       \
                     }                                                                              \
+                    for (int64_t q = rhi * g->ow; q < L; q++)                                      \
+                        row[q] = padval;                                                           \
                 }                                                                                  \
+            }                                                                                      \
         }                                                                                          \
     }
 UNFOLD_KERNEL(unfold_f32, float)
 UNFOLD_KERNEL(unfold_f64, double)
 
+/* out[0..n) += in[0..n) (not overlapping), in fixed-size blocks the compiler turns into
+ * vector adds (the rows a fold adds are as short as unfold's). */
+#define ADD_ROW_KERNEL(NAME, T)                                                                    \
+    static inline void NAME(T *restrict out, const T *restrict in, int64_t n) {                    \
+        int64_t q = 0;                                                                             \
+        for (; q + 8 <= n; q += 8)                                                                 \
+            for (int t = 0; t < 8; t++)                                                            \
+                out[q + t] += in[q + t];                                                           \
+        if (q + 4 <= n) {                                                                          \
+            for (int t = 0; t < 4; t++)                                                            \
+                out[q + t] += in[q + t];                                                           \
+            q += 4;                                                                                \
+        }                                                                                          \
+        for (; q < n; q++)                                                                         \
+            out[q] += in[q];                                                                       \
+    }
+ADD_ROW_KERNEL(add_row_f32, float)
+ADD_ROW_KERNEL(add_row_f64, double)
+
 /* x[n][c][oh*s - p + i][ow*s - p + j] += cols[n][(c*kh + i)*kw + j][oh*OW + ow]
- * for every position inside x. */
-#define FOLD_KERNEL(NAME, T)                                                                       \
+ * for every position inside x, visiting i, j, oh in that order (so each element of x
+ * sums its terms in a fixed order). */
+#define FOLD_KERNEL(NAME, T, ADD)                                                                  \
     static void NAME(const geom *g, const T *cols, T *x) {                                         \
-        const int64_t L = g->oh * g->ow;                                                           \
+        const int64_t L = g->oh * g->ow, s = g->stride;                                            \
         for (int64_t nc = 0; nc < g->n * g->c; nc++) {                                             \
             T *xp = x + nc * g->h * g->w;                                                          \
-            for (int64_t i = 0; i < g->kh; i++)                                                    \
+            for (int64_t i = 0; i < g->kh; i++) {                                                  \
+                int64_t rlo, rhi;                                                                  \
+                inside(g->h, g->oh, s, g->pad, i, &rlo, &rhi);                                     \
                 for (int64_t j = 0; j < g->kw; j++) {                                              \
                     const T *row = cols + (nc * g->kh * g->kw + i * g->kw + j) * L;                \
                     int64_t lo, hi;                                                                \
                     valid_cols(g, j, &lo, &hi);                                                    \
-                    for (int64_t r = 0; r < g->oh; r++) {                                          \
-                        int64_t hh = r * g->stride - g->pad + i;                                   \
-                        if (hh < 0 || hh >= g->h) continue;                                        \
+                    const int64_t off = j - g->pad; /* input column of q = q * s + off */          \
+                    for (int64_t r = rlo; r < rhi; r++) {                                          \
                         const T *in = row + r * g->ow;                                             \
-                        T *out = xp + hh * g->w;                                                   \
-                        const int64_t off = j - g->pad;                                            \
-                        if (g->stride == 1)                                                        \
-                            for (int64_t q = lo; q < hi; q++)                                      \
-                                out[q + off] += in[q];                                             \
+                        T *out = xp + (r * s - g->pad + i) * g->w;                                 \
+                        if (s == 1)                                                                \
+                            ADD(out + lo + off, in + lo, hi - lo);                                 \
                         else                                                                       \
                             for (int64_t q = lo; q < hi; q++)                                      \
-                                out[q * g->stride + off] += in[q];                                 \
+                                out[q * s + off] += in[q];                                         \
                     }                                                                              \
                 }                                                                                  \
+            }                                                                                      \
         }                                                                                          \
     }
-FOLD_KERNEL(fold_f32, float)
-FOLD_KERNEL(fold_f64, double)
+FOLD_KERNEL(fold_f32, float, add_row_f32)
+FOLD_KERNEL(fold_f64, double, add_row_f64)
+
+/* Unfolds image i of x (g describes all of x) into cols [C*kh*kw, OH*OW], with zero
+ * padding. */
+static void unfold_image(const geom *g, const tg_tensor *x, int64_t i, void *cols) {
+    geom one = *g;
+    one.n = 1;
+    int64_t off = i * g->c * g->h * g->w;
+    if (x->dtype == TG_F64)
+        unfold_f64(&one, 0.0, (const double *)x->data + off, cols);
+    else
+        unfold_f32(&one, 0.0f, (const float *)x->data + off, cols);
+}
 
 /* ---- checks ---- */
 
@@ -310,8 +380,32 @@ static tg_tensor *conv_weight_grad(const char *op, tg_tensor *g3, tg_tensor *col
     return tg_reshape(tg__matmul_sum(op, g3, cols, false, true), w->ndim, w->shape);
 }
 
+/* The same dW2 with nothing recorded: image by image, x[n] unfolded into a [K, L]
+ * scratch matrix and G[n] @ cols^T added into dW2 (gemm with beta = 1). */
+static tg_tensor *conv_weight_grad_direct(const char *op, tg_tensor *g3, tg_tensor *x,
+                                          tg_tensor *w, int stride, int padding) {
+    if (!tg__check_float2(op, g3, x)) return NULL;
+    geom g;
+    if (!plan(op, x->ndim, x->shape, (int)w->shape[2], (int)w->shape[3], stride, padding, &g))
+        return NULL;
+    int64_t o = w->shape[0], k = g.c * g.kh * g.kw, l = g.oh * g.ow;
+    bool gemm = o > 0 && k > 0 && l > 0 && g.n > 0;
+    tg_tensor *dw = gemm ? tg__tape_tensor(w->dtype, w->ndim, w->shape)
+                         : tg__tape_zeros(w->dtype, w->ndim, w->shape);
+    if (!dw || !gemm) return dw;
+    tg_tensor *cols = tg__tape_tensor(x->dtype, 2, (const int64_t[]){k, l});
+    if (!cols) return NULL;
+    size_t es = tg_dtype_size(x->dtype);
+    for (int64_t i = 0; i < g.n; i++) {
+        unfold_image(&g, x, i, cols->data);
+        tg__gemm(x->dtype, false, true, o, k, l, (const char *)g3->data + (size_t)(i * o * l) * es,
+                 l, cols->data, l, i == 0 ? 0.0 : 1.0, dw->data);
+    }
+    return dw;
+}
+
 /* node of conv2d: in[0] = x, in[1] = w, in[2] = bias (nin 3 when there is one);
- * aux[0] = unfold(x), kept for w's gradient; i[0] = stride, i[1] = padding. */
+ * i[0] = stride, i[1] = padding. */
 static int conv_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     const char *op = "tg_conv2d";
     tg_tensor *x = n->in[0], *w = n->in[1];
@@ -322,13 +416,17 @@ static int conv_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     if (x->requires_grad && !(gin[0] = conv_input_grad(op, g3, w, x->shape, stride, padding)))
         return -1;
     if (w->requires_grad) {
-        /* A sweep that records (TG_CREATE_GRAPH) unfolds x again, as an op, so that w's
-         * gradient depends on x; otherwise the unfolded x of the forward is used. */
-        tg_tensor *cols = (tg_tensor *)n->aux[0];
-        if (tg__should_record(1, &x) &&
-            !(cols = unfold_op(op, x, (int)w->shape[2], (int)w->shape[3], stride, padding, 0.0)))
+        /* A sweep that records (TG_CREATE_GRAPH) unfolds x as an op, so that w's gradient
+         * depends on x and G; otherwise each image is unfolded again into a scratch
+         * matrix that stays in cache (cheaper than keeping the unfolded batch from the
+         * forward, which would be written to and read back from memory). */
+        if (tg__should_record(2, (tg_tensor *const[]){x, g3})) {
+            tg_tensor *cols =
+                unfold_op(op, x, (int)w->shape[2], (int)w->shape[3], stride, padding, 0.0);
+            if (!cols || !(gin[1] = conv_weight_grad(op, g3, cols, w))) return -1;
+        } else if (!(gin[1] = conv_weight_grad_direct(op, g3, x, w, stride, padding))) {
             return -1;
-        if (!(gin[1] = conv_weight_grad(op, g3, cols, w))) return -1;
+        }
     }
     if (n->nin > 2 && n->in[2]->requires_grad) {
         tg_tensor *db = tg_sum_to(g, 3, (const int64_t[]){o, 1, 1});
@@ -342,32 +440,29 @@ static tg_tensor *conv_op(const char *op, tg_tensor *x, tg_tensor *w, tg_tensor 
     geom g;
     if (!conv_plan(op, x, w, bias, stride, padding, &g)) return NULL;
     int64_t o = w->shape[0], k = g.c * g.kh * g.kw, l = g.oh * g.ow;
-    tg_tensor *cols = tg__tape_tensor(x->dtype, 3, (const int64_t[]){g.n, k, l});
-    tg_tensor *y =
-        cols ? tg__tape_tensor(x->dtype, 4, (const int64_t[]){g.n, o, g.oh, g.ow}) : NULL;
+    tg_tensor *y = tg__tape_tensor(x->dtype, 4, (const int64_t[]){g.n, o, g.oh, g.ow});
     if (!y) return NULL;
-    bool f64 = x->dtype == TG_F64;
-    if (f64)
-        unfold_f64(&g, 0.0, x->data, cols->data);
-    else
-        unfold_f32(&g, 0.0f, x->data, cols->data);
-    bool gemm = o > 0 && k > 0 && l > 0;
+    bool f64 = x->dtype == TG_F64, gemm = o > 0 && k > 0 && l > 0 && g.n > 0;
     if (bias || !gemm) {
         if (f64)
             bias_fill_f64(g.n, o, l, bias ? bias->data : NULL, y->data);
         else
             bias_fill_f32(g.n, o, l, bias ? bias->data : NULL, y->data);
     }
-    size_t es = tg_dtype_size(x->dtype);
-    for (int64_t i = 0; gemm && i < g.n; i++)
-        tg__gemm(x->dtype, false, false, o, l, k, w->data, k,
-                 (const char *)cols->data + (size_t)(i * k * l) * es, l, bias ? 1.0 : 0.0,
-                 (char *)y->data + (size_t)(i * o * l) * es);
+    if (gemm) {
+        tg_tensor *cols = tg__tape_tensor(x->dtype, 2, (const int64_t[]){k, l});
+        if (!cols) return NULL;
+        size_t es = tg_dtype_size(x->dtype);
+        for (int64_t i = 0; i < g.n; i++) {
+            unfold_image(&g, x, i, cols->data);
+            tg__gemm(x->dtype, false, false, o, l, k, w->data, k, cols->data, l, bias ? 1.0 : 0.0,
+                     (char *)y->data + (size_t)(i * o * l) * es);
+        }
+    }
     tg_tensor *in[3] = {x, w, bias};
     tg__node *n = tg__record("conv2d", y, bias ? 3 : 2, in, conv_backward);
     if (n == TG__RECORD_FAILED) return NULL;
     if (n) {
-        n->aux[0] = cols;
         n->i[0] = stride;
         n->i[1] = padding;
     }
@@ -487,13 +582,15 @@ MAXPOOL_ARG_PASS(arg_pass_f64, double)
  * loop (it does not when it sees the two rows as one array at an unknown distance); S is
  * the constant 2, the common stride, or the parameter s. */
 #define MAXPOOL2_ROW(NAME, T, S)                                                                   \
-    static __attribute__((noinline)) void NAME(const T *p0, const T *p1, int64_t s, int64_t n,     \
-                                               int64_t w, int64_t origin, T *y, int64_t *b) {      \
+    static __attribute__((noinline)) void NAME(const T *restrict p0, const T *restrict p1,         \
+                                               int64_t s, int64_t n, int64_t w, int64_t origin,    \
+                                               T *restrict y, int64_t *restrict b) {               \
         (void)s;                                                                                   \
-        if (!b) {                                                                                  \
-            for (int64_t q = 0; q < n; q++)                                                        \
-                y[q] = MAX_STEP(p1[q * S + 1],                                                     \
-                                MAX_STEP(p1[q * S], MAX_STEP(p0[q * S + 1], p0[q * S])));          \
+        if (!b) { /* the loads first: inside MAX_STEP they would be conditional, a branch */      \
+            for (int64_t q = 0; q < n; q++) {                                                      \
+                T a = p0[q * S], c = p0[q * S + 1], d = p1[q * S], e = p1[q * S + 1];              \
+                y[q] = MAX_STEP(e, MAX_STEP(d, MAX_STEP(c, a)));                                   \
+            }                                                                                      \
             return;                                                                                \
         }                                                                                          \
         for (int64_t q = 0; q < n; q++) {                                                          \
