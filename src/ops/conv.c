@@ -167,6 +167,12 @@ ADD_ROW_KERNEL(add_row_f64, double)
                     int64_t lo, hi;                                                                \
                     valid_cols(g, j, &lo, &hi);                                                    \
                     const int64_t off = j - g->pad; /* input column of q = q * s + off */          \
+                    if (s == 1 && lo == 0 && hi == g->ow) { /* the common case */                  \
+                        for (int64_t r = rlo, at = (rlo - g->pad + i) * g->w + off; r < rhi;       \
+                             r++, at += g->w)                                                      \
+                            ADD(xp + at, row + r * g->ow, g->ow);                                  \
+                        continue;                                                                  \
+                    }                                                                              \
                     for (int64_t r = rlo; r < rhi; r++) {                                          \
                         const T *in = row + r * g->ow;                                             \
                         T *out = xp + (r * s - g->pad + i) * g->w;                                 \
