@@ -26,6 +26,18 @@ bench_peer() {
     echo "$exe"
 }
 
+# bench_blas_core <program>: prints the kernel family OpenBLAS chose for this CPU, as its
+# OPENBLAS_VERBOSE=2 start-up line reports it when the program (linked with OpenBLAS)
+# runs with --help. A DYNAMIC_ARCH OpenBLAS that does not know the CPU falls back to an
+# older family (Debian 12's 0.3.21 runs AMD Zen 5 with its AVX2 "Haswell" kernels, at
+# about half the speed of its AVX-512 "SkylakeX" ones); OPENBLAS_CORETYPE overrides the
+# choice, and is printed when set, since it changes what the numbers measure.
+bench_blas_core() {
+    local core
+    core=$(OPENBLAS_VERBOSE=2 "$1" --help 2>&1 | sed -n 's/^Core: //p' | head -n 1)
+    echo "OpenBLAS core: ${core:-unknown}${OPENBLAS_CORETYPE:+ (OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE)}"
+}
+
 # bench_in <dir> <command...>: runs the command in dir (ADOL-C writes a tape that
 # outgrows its buffers to files in the working directory).
 bench_in() { (cd "$1" && shift && "${bench_pin[@]}" "$@"); }

@@ -19,7 +19,9 @@
 # Environment: MODELS ("mlp cnn"; also mlp64 = 784-64-10), SEEDS ("0 1 2"), EPOCHS (10),
 # BATCH (64), LIMIT (0: all 60,000 training images), DATA (the package's folder),
 # PYTHON (/usr/bin/python3), SUMMARY_ONLY (1: no runs, only the table from the logs of an
-# earlier run in the same build dir). Needs scripts/deps.sh --bench --data.
+# earlier run in the same build dir). OPENBLAS_CORETYPE, when set, reaches both programs
+# (PyTorch's linear layers use the same OpenBLAS; its convolutions use oneDNN); the
+# output's first line names the OpenBLAS core in use. Needs scripts/deps.sh --bench --data.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -44,6 +46,7 @@ if [[ "${SUMMARY_ONLY:-0}" != 1 ]]; then
     common=(--epochs "$epochs" --batch "$batch" --data "$data")
     if ((limit > 0)); then common+=(--limit "$limit"); fi
 
+    bench_blas_core "$build/examples/fashion_mnist"
     echo "load before: $(uptime)"
     for model in $models; do
         for seed in $seeds; do

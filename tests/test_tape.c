@@ -1090,6 +1090,56 @@ START_TEST(test_steady_state_loop) {
 }
 END_TEST
 
+/* An allocator that refuses blocks above a cap (a memory limit, or the fuzzing
+ * harness's): the arena then takes the smallest block that fits instead of failing on
+ * its doubled one, and a refused block leaves no error behind. */
+typedef struct {
+    size_t cap;
+    long refused;
+} capped_state;
+
+static void *capped_alloc(size_t size, void *ud) {
+    capped_state *st = ud;
+    if (size > st->cap) {
+        st->refused++;
+        return NULL;
+    }
+    return malloc(size);
+}
+
+static void capped_release(void *p, void *ud) {
+    (void)ud;
+    free(p);
+}
+
+START_TEST(test_arena_fits_under_allocator_cap) {
+    bool checked = tg_set_checked_mode(false);
+    tg_tape_free();
+    capped_state st = {3u << 20, 0};
+    tg_set_allocator(&(tg_allocator){capped_alloc, capped_release, &st});
+    tg_tensor *x = tg_tensor_full(TG_F32, TG_SHAPE(1 << 18), 1.0); /* 1 MiB */
+    tg_clear_error();
+    for (int i = 0; i < 12; i++) { /* 12 MiB of results, blocks of at most 3 MiB */
+        tg_tensor *y = tg_add(x, x);
+        ck_assert_msg(y != NULL, "result %d: %s", i, tg_error() ? tg_error() : "(no error)");
+        ck_assert(tg_tensor_get(y, (1 << 18) - 1) == 2.0);
+    }
+    ck_assert_int_gt(st.refused, 0); /* a doubled block was asked for and refused */
+    ck_assert_ptr_null(tg_error());
+    ck_assert_uint_ge(tg_tape_bytes_reserved(), (size_t)12 << 20);
+    /* A request no block under the cap can hold still fails, naming the op. */
+    tg_tensor *big = tg_tensor_full(TG_F32, TG_SHAPE(1 << 18), 1.0);
+    tg_tensor *wide = tg_broadcast_to(big, 2, (int64_t[]){4, 1 << 18}); /* 4 MiB */
+    ck_assert_ptr_null(wide);
+    ck_assert_ptr_nonnull(strstr(tg_error(), "tg_broadcast_to: out of memory"));
+    tg_tensor_free(big);
+    tg_tensor_free(x);
+    tg_tape_free();
+    tg_set_allocator(NULL);
+    tg_set_checked_mode(checked);
+}
+END_TEST
+
 static Suite *tape_suite(void) {
     Suite *s = suite_create("tape");
     TCase *c = tcase_create("accumulation");
@@ -1108,6 +1158,7 @@ static Suite *tape_suite(void) {
     tcase_add_test(c, test_print_and_dot);
     tcase_add_test(c, test_threads);
     tcase_add_test(c, test_steady_state_loop);
+    tcase_add_test(c, test_arena_fits_under_allocator_cap);
     suite_add_tcase(s, c);
     c = tcase_create("grad");
     tcase_add_test(c, test_grad_functional);

@@ -6,7 +6,8 @@
 
 #include "internal.h"
 
-/* The arena is a list of blocks used in order; each new block doubles the last.
+/* The arena is a list of blocks used in order; each new block doubles the last, up to
+ * MAX_GROWTH (see add_block).
  * A position is base(block) + offset, where base is the total capacity of the blocks
  * before it, so positions grow monotonically across blocks and a mark is one number. */
 typedef struct {
@@ -19,6 +20,7 @@ typedef struct {
 /* ALIGN: tensor data and most allocations; SMALL_ALIGN: nodes and the tensors of scalar
  * code (data of at most SMALL_DATA bytes), which would otherwise be mostly padding. */
 enum { FIRST_BLOCK = 64 * 1024, ALIGN = 64, SMALL_ALIGN = 16, SMALL_DATA = 8 };
+#define MAX_GROWTH ((size_t)64 << 20) /* blocks stop doubling at 64 MiB */
 
 typedef struct {
     arena_block *blocks;
@@ -64,10 +66,21 @@ static bool add_block(size_t min_size) {
         tape.blocks = nb;
         tape.cap_blocks = ncap;
     }
+    /* Doubling, up to MAX_GROWTH; a request larger than that gets a block of its own
+     * size (in whole FIRST_BLOCKs). When the allocator refuses the block, the smallest
+     * one that fits is tried before giving up: a tensor of a few MiB does not fail for
+     * want of a doubled block of hundreds. */
+    if (min_size > SIZE_MAX / 2) { /* no allocator gives that; keep the rounding below exact */
+        tg__fail("%s: out of memory (allocating %zu bytes)", tg__op_name ? tg__op_name : "tapegrad",
+                 min_size);
+        return false;
+    }
     size_t cap = tape.nblocks ? tape.blocks[tape.nblocks - 1].cap * 2 : FIRST_BLOCK;
-    while (cap < min_size)
-        cap *= 2;
-    char *raw = tg__alloc(cap + ALIGN);
+    if (cap > MAX_GROWTH) cap = MAX_GROWTH;
+    size_t fit = (min_size + FIRST_BLOCK - 1) / FIRST_BLOCK * FIRST_BLOCK;
+    if (cap < fit) cap = fit;
+    char *raw = cap > fit ? tg__try_alloc(cap + ALIGN) : NULL;
+    if (!raw) raw = tg__alloc((cap = fit) + ALIGN);
     if (!raw) return false;
     arena_block *b = &tape.blocks[tape.nblocks];
     b->raw = raw;

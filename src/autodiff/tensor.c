@@ -27,8 +27,10 @@ void tg_set_allocator(const tg_allocator *a) {
 
 _Thread_local const char *tg__op_name TG__TLS_FAST;
 
+void *tg__try_alloc(size_t size) { return allocator.alloc(size ? size : 1, allocator.ud); }
+
 void *tg__alloc(size_t size) {
-    void *p = allocator.alloc(size ? size : 1, allocator.ud);
+    void *p = tg__try_alloc(size);
     if (!p)
         tg__fail("%s: out of memory (allocating %zu bytes)", tg__op_name ? tg__op_name : "tapegrad",
                  size);

@@ -166,8 +166,9 @@ ADD_ROW_KERNEL(add_row_f64, double)
                     const T *row = cols + (nc * g->kh * g->kw + i * g->kw + j) * L;                \
                     int64_t lo, hi;                                                                \
                     valid_cols(g, j, &lo, &hi);                                                    \
-                    const int64_t off = j - g->pad; /* input column of q = q * s + off */          \
-                    if (s == 1 && lo == 0 && hi == g->ow) { /* the common case */                  \
+                    /* input column of q = q * s + off; rows inside x in the common case */        \
+                    const int64_t off = j - g->pad;                                                \
+                    if (s == 1 && lo == 0 && hi == g->ow) {                                        \
                         for (int64_t r = rlo, at = (rlo - g->pad + i) * g->w + off; r < rhi;       \
                              r++, at += g->w)                                                      \
                             ADD(xp + at, row + r * g->ow, g->ow);                                  \
@@ -388,8 +389,8 @@ static tg_tensor *conv_weight_grad(const char *op, tg_tensor *g3, tg_tensor *col
 
 /* The same dW2 with nothing recorded: image by image, x[n] unfolded into a [K, L]
  * scratch matrix and G[n] @ cols^T added into dW2 (gemm with beta = 1). */
-static tg_tensor *conv_weight_grad_direct(const char *op, tg_tensor *g3, tg_tensor *x,
-                                          tg_tensor *w, int stride, int padding) {
+static tg_tensor *conv_weight_grad_direct(const char *op, tg_tensor *g3, tg_tensor *x, tg_tensor *w,
+                                          int stride, int padding) {
     if (!tg__check_float2(op, g3, x)) return NULL;
     geom g;
     if (!plan(op, x->ndim, x->shape, (int)w->shape[2], (int)w->shape[3], stride, padding, &g))
@@ -592,7 +593,7 @@ MAXPOOL_ARG_PASS(arg_pass_f64, double)
                                                int64_t s, int64_t n, int64_t w, int64_t origin,    \
                                                T *restrict y, int64_t *restrict b) {               \
         (void)s;                                                                                   \
-        if (!b) { /* the loads first: inside MAX_STEP they would be conditional, a branch */      \
+        if (!b) { /* the loads first: inside MAX_STEP they would be conditional, a branch */       \
             for (int64_t q = 0; q < n; q++) {                                                      \
                 T a = p0[q * S], c = p0[q * S + 1], d = p1[q * S], e = p1[q * S + 1];              \
                 y[q] = MAX_STEP(e, MAX_STEP(d, MAX_STEP(c, a)));                                   \
