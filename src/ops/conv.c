@@ -364,17 +364,24 @@ static bool conv_plan(const char *op, tg_tensor *x, tg_tensor *w, tg_tensor *bia
     return true;
 }
 
-/* y [N, O, L]: each row o of each image filled with bias[o] (bias may be NULL: zeros). */
+/* y [O, L] (one image): row o filled with bias[o] (bias may be NULL: zeros). */
 #define BIAS_FILL_KERNEL(NAME, T)                                                                  \
-    static void NAME(int64_t n, int64_t o, int64_t l, const T *bias, T *y) {                       \
-        for (int64_t i = 0; i < n * o; i++) {                                                      \
-            T v = bias ? bias[i % o] : 0;                                                          \
+    static void NAME(int64_t o, int64_t l, const T *bias, T *y) {                                  \
+        for (int64_t i = 0; i < o; i++) {                                                          \
+            T v = bias ? bias[i] : 0;                                                              \
             for (int64_t q = 0; q < l; q++)                                                        \
                 y[i * l + q] = v;                                                                  \
         }                                                                                          \
     }
 BIAS_FILL_KERNEL(bias_fill_f32, float)
 BIAS_FILL_KERNEL(bias_fill_f64, double)
+
+static void bias_fill(tg_dtype dt, int64_t o, int64_t l, const void *bias, void *y) {
+    if (dt == TG_F64)
+        bias_fill_f64(o, l, bias, y);
+    else
+        bias_fill_f32(o, l, bias, y);
+}
 
 static tg_tensor *conv_op(const char *op, tg_tensor *x, tg_tensor *w, tg_tensor *bias, int stride,
                           int padding);
@@ -449,22 +456,16 @@ static tg_tensor *conv_op(const char *op, tg_tensor *x, tg_tensor *w, tg_tensor 
     int64_t o = w->shape[0], k = g.c * g.kh * g.kw, l = g.oh * g.ow;
     tg_tensor *y = tg__tape_tensor(x->dtype, 4, (const int64_t[]){g.n, o, g.oh, g.ow});
     if (!y) return NULL;
-    bool f64 = x->dtype == TG_F64, gemm = o > 0 && k > 0 && l > 0 && g.n > 0;
-    if (bias || !gemm) {
-        if (f64)
-            bias_fill_f64(g.n, o, l, bias ? bias->data : NULL, y->data);
-        else
-            bias_fill_f32(g.n, o, l, bias ? bias->data : NULL, y->data);
-    }
-    if (gemm) {
-        tg_tensor *cols = tg__tape_tensor(x->dtype, 2, (const int64_t[]){k, l});
-        if (!cols) return NULL;
-        size_t es = tg_dtype_size(x->dtype);
-        for (int64_t i = 0; i < g.n; i++) {
-            unfold_image(&g, x, i, cols->data);
-            tg__gemm(x->dtype, false, false, o, l, k, w->data, k, cols->data, l, bias ? 1.0 : 0.0,
-                     (char *)y->data + (size_t)(i * o * l) * es);
-        }
+    bool gemm = o > 0 && k > 0 && l > 0 && g.n > 0;
+    tg_tensor *cols = gemm ? tg__tape_tensor(x->dtype, 2, (const int64_t[]){k, l}) : NULL;
+    if (gemm && !cols) return NULL;
+    size_t es = tg_dtype_size(x->dtype);
+    for (int64_t i = 0; i < g.n; i++) { /* the bias just before its image's product: in cache */
+        void *yi = (char *)y->data + (size_t)(i * o * l) * es;
+        if (bias || !gemm) bias_fill(x->dtype, o, l, bias ? bias->data : NULL, yi);
+        if (!gemm) continue;
+        unfold_image(&g, x, i, cols->data);
+        tg__gemm(x->dtype, false, false, o, l, k, w->data, k, cols->data, l, bias ? 1.0 : 0.0, yi);
     }
     tg_tensor *in[3] = {x, w, bias};
     tg__node *n = tg__record("conv2d", y, bias ? 3 : 2, in, conv_backward);
@@ -508,9 +509,11 @@ static tg_tensor *conv_input_grad(const char *op, tg_tensor *g3, tg_tensor *w,
     if (g3->ndim != 3 || g3->shape[0] != g.n || g3->shape[1] != o || g3->shape[2] != l)
         return tg__fail("%s: gradient %s does not match the output of weight %s over input %s", op,
                         tg__shp(g3), tg__shp(w), tg__shp_raw(4, xshape));
-    tg_tensor *dx = tg__tape_zeros(g3->dtype, 4, xshape);
+    bool gemm = o > 0 && k > 0 && l > 0 && g.n > 0;
+    tg_tensor *dx =
+        gemm ? tg__tape_tensor(g3->dtype, 4, xshape) : tg__tape_zeros(g3->dtype, 4, xshape);
     if (!dx) return NULL;
-    if (o > 0 && k > 0 && l > 0 && g.n > 0) {
+    if (gemm) {
         tg_tensor *buf = tg__tape_tensor(g3->dtype, 2, (const int64_t[]){k, l});
         if (!buf) return NULL;
         geom one = g;
@@ -521,6 +524,7 @@ static tg_tensor *conv_input_grad(const char *op, tg_tensor *g3, tg_tensor *w,
             tg__gemm(g3->dtype, true, false, k, l, o, w->data, k,
                      (const char *)g3->data + (size_t)(i * o * l) * es, l, 0.0, buf->data);
             char *dxi = (char *)dx->data + (size_t)(i * xn) * es;
+            memset(dxi, 0, (size_t)xn * es); /* zeroed just before its fold: in cache */
             if (g3->dtype == TG_F64)
                 fold_f64(&one, buf->data, (double *)dxi);
             else
