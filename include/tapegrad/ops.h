@@ -229,8 +229,9 @@ tg_tensor *tg_unfold(tg_tensor *x, int kh, int kw, int stride, int padding);
  * with w [O, C, kh, kw], for s = stride and p = padding (zero padding):
  *     y[n][o][oh][ow] = sum_{c,i,j} w[o][c][i][j] x[n][c][oh*s - p + i][ow*s - p + j]
  * giving y [N, O, OH, OW]; computed as reshape(w, [O, C*kh*kw]) @ tg_unfold(x), the
- * weight broadcast over the batch, and recorded as one op. x's gradient, fold(w^T @ dy),
- * is made image by image without the unfolded [N, C*kh*kw, OH*OW] gradient. A bias
+ * weight broadcast over the batch, and recorded as one op. The product is made image by
+ * image, and so is x's gradient, fold(w^T @ dy): neither the unfolded input nor its
+ * gradient is ever made for the whole batch [N, C*kh*kw, OH*OW]. A bias
  * b [O] is added as
  * tg_add(y, tg_reshape(b, 3, (int64_t[]){O, 1, 1})). Also an error: w not 4-D, channels
  * of x and w that differ, dtypes that differ. */

@@ -13,7 +13,8 @@
  *     tg_backward(y);                // x1->grad = cos(x1) + x2, x2->grad = x1
  *     tg_tape_reset();               // releases y and every intermediate
  *
- * Memory: tape tensors and nodes live in an arena of blocks that double in size.
+ * Memory: tape tensors and nodes live in an arena of blocks that double in size (up to
+ * 64 MiB).
  * tg_tape_reset() releases everything on the tape but keeps the blocks, so a training
  * loop reaches a steady state in which a step allocates nothing. tg_tape_mark() and
  * tg_tape_rewind() release only what was made after the mark.
