@@ -102,8 +102,9 @@ static inline void copy_row(void *restrict out, const void *restrict in, size_t 
                     const int64_t off = j - g->pad; /* input column of q = q * s + off */          \
                     for (int64_t q = 0; q < rlo * g->ow; q++)                                      \
                         row[q] = padval;                                                           \
-                    /* in: the row of x that output row r reads */                                 \
-                    if (s == 1 && lo == 0 && hi == g->ow) { /* the common case: a block copy */    \
+                    /* the common case: whole rows of x, a block copy; otherwise in is the row     \
+                     * of x that output row r reads, padded on either side */                      \
+                    if (s == 1 && lo == 0 && hi == g->ow) {                                        \
                         const size_t bytes = (size_t)g->ow * sizeof(T);                            \
                         for (int64_t r = rlo, at = (rlo - g->pad + i) * g->w + off; r < rhi;       \
                              r++, at += g->w)                                                      \
