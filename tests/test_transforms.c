@@ -236,6 +236,11 @@ START_TEST(test_user_op_errors) {
     ck_assert_op_error(tg_apply(&cube, -1, &x, NULL, 0), "tg_apply", "cube");
     ck_assert_op_error(tg_apply(&cube, 1, NULL, NULL, 0), "tg_apply", "cube");
     ck_assert_op_error(tg_apply(&cube, 1, &x, NULL, 16), "tg_apply", "cube", "ctx is NULL");
+    /* A ctx_size no memory holds is refused as out of memory before anything is copied
+     * (the tape's rounding of the size must not wrap it into a small block). */
+    double c1 = 1;
+    ck_assert_op_error(tg_apply(&cube, 1, &x, &c1, ((size_t)1 << 63) + 1), "out of memory");
+    ck_assert_op_error(tg_apply(&cube, 1, &x, &c1, SIZE_MAX), "out of memory");
     /* A NULL input keeps the earlier message. */
     tg_clear_error();
     ck_assert_ptr_null(tg_log(NULL));

@@ -93,8 +93,9 @@ bool tg__check_tape_live(const char *op);
 bool tg__tape_keep_if_referenced(tg_tensor *t);
 
 /* ---- memory ---- */
-void *tg__alloc(size_t size);     /* through the allocator hook; sets tg_error on failure */
-void *tg__try_alloc(size_t size); /* the same, leaving tg_error alone: a failure is handled */
+void *tg__alloc(size_t size);         /* through the allocator hook; sets tg_error on failure */
+void *tg__try_alloc(size_t size);     /* the same, leaving tg_error alone: a failure is handled */
+void *tg__out_of_memory(size_t size); /* sets tg_error's "out of memory" for size; NULL */
 void tg__release(void *p);
 
 /* Bump allocation on this thread's tape arena, 64-byte aligned; NULL (tg_error set) on

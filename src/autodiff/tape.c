@@ -70,11 +70,8 @@ static bool add_block(size_t min_size) {
      * size (in whole FIRST_BLOCKs). When the allocator refuses the block, the smallest
      * one that fits is tried before giving up: a tensor of a few MiB does not fail for
      * want of a doubled block of hundreds. */
-    if (min_size > SIZE_MAX / 2) { /* no allocator gives that; keep the rounding below exact */
-        tg__fail("%s: out of memory (allocating %zu bytes)", tg__op_name ? tg__op_name : "tapegrad",
-                 min_size);
-        return false;
-    }
+    /* min_size is at most SIZE_MAX / 2 (tg__arena_alloc refuses more; tensors are
+     * smaller, TG__MAX_NUMEL), so the rounding below does not wrap. */
     size_t cap = tape.nblocks ? tape.blocks[tape.nblocks - 1].cap * 2 : FIRST_BLOCK;
     if (cap > MAX_GROWTH) cap = MAX_GROWTH;
     size_t fit = (min_size + FIRST_BLOCK - 1) / FIRST_BLOCK * FIRST_BLOCK;
@@ -120,7 +117,11 @@ static inline void *arena_alloc(size_t size, size_t align) {
     }
 }
 
-void *tg__arena_alloc(size_t size) { return arena_alloc(size, ALIGN); }
+/* The entry for sizes that callers compute (a user op's ctx_size among them): a size no
+ * allocator gives is refused before arena_alloc's rounding could wrap it. */
+void *tg__arena_alloc(size_t size) {
+    return size > SIZE_MAX / 2 ? tg__out_of_memory(size) : arena_alloc(size, ALIGN);
+}
 
 void *tg__arena_alloc_small(size_t size) { return arena_alloc(size, SMALL_ALIGN); }
 

@@ -29,12 +29,14 @@ _Thread_local const char *tg__op_name TG__TLS_FAST;
 
 void *tg__try_alloc(size_t size) { return allocator.alloc(size ? size : 1, allocator.ud); }
 
+void *tg__out_of_memory(size_t size) {
+    return tg__fail("%s: out of memory (allocating %zu bytes)",
+                    tg__op_name ? tg__op_name : "tapegrad", size);
+}
+
 void *tg__alloc(size_t size) {
     void *p = tg__try_alloc(size);
-    if (!p)
-        tg__fail("%s: out of memory (allocating %zu bytes)", tg__op_name ? tg__op_name : "tapegrad",
-                 size);
-    return p;
+    return p ? p : tg__out_of_memory(size);
 }
 
 void tg__release(void *p) {

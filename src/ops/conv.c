@@ -192,7 +192,7 @@ FOLD_KERNEL(fold_f32, float, add_row_f32)
 FOLD_KERNEL(fold_f64, double, add_row_f64)
 
 /* Unfolds image i of x (g describes all of x) into cols [C*kh*kw, OH*OW], with zero
- * padding. */
+ * padding; fold_image is its adjoint: image i of dx = 0 + the fold of cols. */
 static void unfold_image(const geom *g, const tg_tensor *x, int64_t i, void *cols) {
     geom one = *g;
     one.n = 1;
@@ -201,6 +201,18 @@ static void unfold_image(const geom *g, const tg_tensor *x, int64_t i, void *col
         unfold_f64(&one, 0.0, (const double *)x->data + off, cols);
     else
         unfold_f32(&one, 0.0f, (const float *)x->data + off, cols);
+}
+
+static void fold_image(const geom *g, const void *cols, int64_t i, tg_tensor *dx) {
+    geom one = *g;
+    one.n = 1;
+    int64_t xn = g->c * g->h * g->w;
+    char *dxi = (char *)dx->data + (size_t)(i * xn) * tg_dtype_size(dx->dtype);
+    memset(dxi, 0, (size_t)xn * tg_dtype_size(dx->dtype)); /* just before its fold: in cache */
+    if (dx->dtype == TG_F64)
+        fold_f64(&one, cols, (double *)dxi);
+    else
+        fold_f32(&one, cols, (float *)dxi);
 }
 
 /* ---- checks ---- */
@@ -517,19 +529,11 @@ static tg_tensor *conv_input_grad(const char *op, tg_tensor *g3, tg_tensor *w,
     if (gemm) {
         tg_tensor *buf = tg__tape_tensor(g3->dtype, 2, (const int64_t[]){k, l});
         if (!buf) return NULL;
-        geom one = g;
-        one.n = 1;
         size_t es = tg_dtype_size(g3->dtype);
-        int64_t xn = g.c * g.h * g.w;
         for (int64_t i = 0; i < g.n; i++) {
             tg__gemm(g3->dtype, true, false, k, l, o, w->data, k,
                      (const char *)g3->data + (size_t)(i * o * l) * es, l, 0.0, buf->data);
-            char *dxi = (char *)dx->data + (size_t)(i * xn) * es;
-            memset(dxi, 0, (size_t)xn * es); /* zeroed just before its fold: in cache */
-            if (g3->dtype == TG_F64)
-                fold_f64(&one, buf->data, (double *)dxi);
-            else
-                fold_f32(&one, buf->data, (float *)dxi);
+            fold_image(&g, buf->data, i, dx);
         }
     }
     tg__node *n = tg__record("conv2d_input_grad", dx, 2, (tg_tensor *const[]){g3, w},

@@ -64,7 +64,7 @@ tg_tensor *tg__matmul_sum(const char *op, tg_tensor *a, tg_tensor *b, bool ta, b
 /* y = tg_conv2d(x, w, stride, padding) + bias[o] on every output channel o (bias [O],
  * of w's dtype): the nn conv2d layer's forward in one op, which writes the bias before
  * the product instead of adding it after. Differentiable any number of times; errors
- * name tg_nn_conv2d. */
+ * name tg_conv2d. */
 tg_tensor *tg__conv2d_bias(tg_tensor *x, tg_tensor *w, tg_tensor *bias, int stride, int padding);
 
 /* ---- strided iteration (the one broadcasting helper) ----
