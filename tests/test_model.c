@@ -378,6 +378,73 @@ START_TEST(bad_inputs) {
 }
 END_TEST
 
+/* The model runs a ReLU followed by a max pooling as pooling then ReLU (a quarter of the
+ * data through the ReLU). Checked against the two ops in the order the layers give, on
+ * data with negatives, zeros, ties, all-negative windows and a NaN: equal values and
+ * bitwise equal input gradients, for two pooling geometries (one with padding and
+ * overlapping windows). */
+START_TEST(relu_then_max_pool_matches_layers) {
+    const int geoms[2][3] = {{2, 2, 0}, {3, 2, 1}};
+    for (int gi = 0; gi < 2; gi++) {
+        const int k = geoms[gi][0], st = geoms[gi][1], pad = geoms[gi][2];
+        tg_model *m = tg_model_new();
+        ck_assert_int_eq(tg_model_add(m, tg_nn_relu()), 0);
+        ck_assert_int_eq(tg_model_add(m, tg_nn_maxpool2d(k, st, pad)), 0);
+        tg_tensor *xa = tg_tensor_new(TG_F64, TG_SHAPE(2, 3, 7, 7));
+        double *xd = xa->data;
+        const double vals[6] = {-2.0, -1.0, 0.0, 0.5, 1.0, 2.0};
+        uint64_t r = 12345;
+        for (int64_t i = 0; i < xa->numel; i++) {
+            r = r * 6364136223846793005ULL + 1442695040888963407ULL;
+            xd[i] = vals[(r >> 33) % 6];
+        }
+        for (int64_t i = 0; i < 7 * 7; i++) /* one channel with no positive value */
+            xd[i] = -1.0 - (double)(i % 3);
+        xd[60] = NAN;
+        tg_tensor *xb = tg_tensor_clone(xa);
+        tg_requires_grad(xa, true);
+        tg_requires_grad(xb, true);
+
+        tg_tensor *ya = tg_model_forward(m, xa);
+        tg_tensor *yb = tg_max_pool2d(tg_relu(xb), k, st, pad);
+        ck_assert_ptr_nonnull(ya);
+        ck_assert_ptr_nonnull(yb);
+        ck_assert_int_eq(ya->numel, yb->numel);
+        tg_tensor *w = tg_tensor_new(TG_F64, 4, ya->shape); /* weights for a scalar loss */
+        double *wd = w->data;
+        for (int64_t i = 0; i < w->numel; i++)
+            wd[i] = 1.0 + (double)(i % 5);
+        bool nan_seen = false;
+        for (int64_t i = 0; i < ya->numel; i++) {
+            double a = ((double *)ya->data)[i], b = ((double *)yb->data)[i];
+            nan_seen |= isnan(a);
+            ck_assert_msg(a == b || (isnan(a) && isnan(b)), "value %lld: %g against %g",
+                          (long long)i, a, b);
+        }
+        ck_assert(nan_seen);
+        ck_assert_int_eq(tg_backward(tg_sum(tg_mul(ya, w), TG_ALL, false)), 0);
+        ck_assert_int_eq(tg_backward(tg_sum(tg_mul(yb, w), TG_ALL, false)), 0);
+        ck_assert_ptr_nonnull(xa->grad);
+        ck_assert_ptr_nonnull(xb->grad);
+        ck_assert_mem_eq(xa->grad->data, xb->grad->data, (size_t)xa->numel * sizeof(double));
+        bool some = false;
+        for (int64_t i = 0; i < xa->numel; i++)
+            some |= ((double *)xa->grad->data)[i] != 0.0;
+        ck_assert(some);
+
+        /* a 3-D input gets the pooling's error either way */
+        tg_tensor *x3 = tg_tensor_new(TG_F64, TG_SHAPE(3, 7, 7));
+        ck_assert_op_error(tg_model_forward(m, x3), "max_pool2d", "[3,7,7]");
+        tg_tensor_free(x3);
+        tg_tensor_free(w);
+        tg_tensor_free(xa);
+        tg_tensor_free(xb);
+        tg_model_free(m);
+        tg_tape_reset();
+    }
+}
+END_TEST
+
 START_TEST(verbose_runs) {
     /* verbose 1 and 2 print progress lines; the run itself is unchanged. */
     spiral_task sp = spiral_task_new(4, 0);
@@ -403,6 +470,7 @@ static Suite *model_suite(void) {
     suite_add_tcase(s, t);
     t = tcase_create("predict");
     tcase_add_test(t, predict_restores_state);
+    tcase_add_test(t, relu_then_max_pool_matches_layers);
     suite_add_tcase(s, t);
     t = tcase_create("errors");
     tcase_add_test(t, bad_inputs);

@@ -1304,6 +1304,10 @@ START_TEST(test_conv_layers_gradcheck) {
     tg_requires_grad(x, true);
     fctx c = {.m = m};
     tgt_assert_grads(f_module, &c, 3, (tg_tensor *[]){x, p[0], p[1]}, NULL, "conv2d layer");
+    /* the bias gradient summed on its own, without the weight gradient's sweep */
+    tg_requires_grad(p[0], false);
+    tgt_assert_grads(f_module, &c, 2, (tg_tensor *[]){x, p[1]}, NULL, "conv2d layer, fixed weight");
+    tg_requires_grad(p[0], true);
     tg_module *others[3] = {tg_nn_maxpool2d(2, 2, 0), tg_nn_avgpool2d(3, 1, 1), tg_nn_flatten()};
     for (int k = 0; k < 3; k++) {
         c.m = others[k];

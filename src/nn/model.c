@@ -78,11 +78,33 @@ int tg_model_params(tg_model *m, tg_tensor **out, int cap) {
     return total;
 }
 
+/* Whether layers i and i + 1 are a ReLU then a max pooling, run on a float x. The two
+ * commute: max is monotonic, so relu(max over a window) = max over the window of relu,
+ * and the gradients agree too (both reach the window's first maximum when it is
+ * positive, and nothing otherwise; a NaN maximum gives no gradient either way). Every
+ * window holds an element of x (padding is at most half the window), so a -inf pad never
+ * decides. The only visible difference is the sign of a zero result: a window holding
+ * -1 then -0.0 gives +0 with the ReLU first (relu(-1) = +0 comes first among equal
+ * maxima) and -0.0 with the pooling first. On a float x the ReLU cannot fail, so the
+ * errors are the pooling's either way, with the same shapes. */
+static bool relu_then_max_pool(const tg_model *m, int i, const tg_tensor *x) {
+    return i + 1 < m->n && m->layers[i]->kind == TG__MOD_RELU &&
+           m->layers[i + 1]->kind == TG__MOD_MAXPOOL2D &&
+           (x->dtype == TG_F32 || x->dtype == TG_F64);
+}
+
 tg_tensor *tg_model_forward(tg_model *m, tg_tensor *x) {
     if (!m) return tg__fail_soft("tg_model_forward: model is NULL");
     if (!x) return tg__fail_soft("tg_model_forward: input is NULL");
-    for (int i = 0; i < m->n && x; i++)
+    for (int i = 0; i < m->n && x; i++) {
+        if (relu_then_max_pool(m, i, x)) { /* pool first, then the ReLU on a quarter of the data */
+            x = tg_module_forward(m->layers[i + 1], x);
+            x = x ? tg_module_forward(m->layers[i], x) : NULL;
+            i++;
+            continue;
+        }
         x = tg_module_forward(m->layers[i], x);
+    }
     return x;
 }
 
