@@ -445,6 +445,147 @@ START_TEST(relu_then_max_pool_matches_layers) {
 }
 END_TEST
 
+/* A conv2d layer, an optional ReLU and a max pooling run in the model as one op
+ * (tg__conv2d_max_pool, then the ReLU). Checked against the same layers run one at a
+ * time through tg_module_forward (the same initial weights from the same seed): the same
+ * output and the same gradients of x, the weight and the bias, bit for bit, in f32 and
+ * f64, for a pooling with and without overlapping windows, with and without the ReLU,
+ * and with the weight frozen. */
+static void conv_pool_case(tg_dtype dt, bool relu, int k, int st, int pad, bool frozen_w) {
+    tg_module *ref[3];
+    tg_model *m = tg_model_new();
+    for (int copy = 0; copy < 2; copy++) {
+        tg_seed(77);
+        tg_module *layers[3] = {tg_nn_conv2d(2, 3, 3, 1, 1, dt), tg_nn_relu(),
+                                tg_nn_maxpool2d(k, st, pad)};
+        for (int j = 0; j < 3; j++) {
+            if (copy == 0)
+                ref[j] = layers[j];
+            else if (j == 1 && !relu)
+                tg_module_free(layers[j]);
+            else
+                ck_assert_int_eq(tg_model_add(m, layers[j]), 0);
+        }
+    }
+    tg_tensor *pm[2], *pr[2];
+    ck_assert_int_eq(tg_model_params(m, pm, 2), 2);
+    ck_assert_int_eq(tg_module_params(ref[0], pr, 2), 2);
+    for (int j = 0; j < 2; j++) {
+        ck_assert_mem_eq(pm[j]->data, pr[j]->data, (size_t)pm[j]->numel * tg_dtype_size(dt));
+        if (frozen_w && j == 0) {
+            tg_requires_grad(pm[j], false);
+            tg_requires_grad(pr[j], false);
+        }
+    }
+    tgt_seed(78);
+    tg_tensor *x64 = tgt_rand(TG_F64, TG_SHAPE(3, 2, 7, 6), -1, 1);
+    tg_tensor *xa = dt == TG_F64 ? tg_tensor_clone(x64) : tgt_to_f32(x64);
+    tg_tensor *xb = tg_tensor_clone(xa);
+    tg_requires_grad(xa, true);
+    tg_requires_grad(xb, true);
+
+    tg_tensor *ya = tg_model_forward(m, xa);
+    tg_tensor *yb = tg_module_forward(ref[0], xb);
+    if (relu) yb = tg_module_forward(ref[1], yb);
+    yb = tg_module_forward(ref[2], yb);
+    ck_assert_ptr_nonnull(ya);
+    ck_assert_ptr_nonnull(yb);
+    ck_assert(tg_same_shape(ya, yb));
+    for (int64_t i = 0; i < ya->numel; i++)
+        ck_assert_msg(tg_tensor_get(ya, i) == tg_tensor_get(yb, i), "output %lld: %.17g and %.17g",
+                      (long long)i, tg_tensor_get(ya, i), tg_tensor_get(yb, i));
+    tg_tensor *w = tg_tensor_new(dt, 4, ya->shape); /* weights for a scalar loss */
+    for (int64_t i = 0; i < w->numel; i++)
+        tg_tensor_set(w, i, 1.0 + (double)(i % 5) - 2.5);
+    ck_assert_int_eq(tg_backward(tg_sum(tg_mul(ya, w), TG_ALL, false)), 0);
+    ck_assert_int_eq(tg_backward(tg_sum(tg_mul(yb, w), TG_ALL, false)), 0);
+    tg_tensor *ga[3] = {xa->grad, pm[0]->grad, pm[1]->grad};
+    tg_tensor *gb[3] = {xb->grad, pr[0]->grad, pr[1]->grad};
+    for (int j = 0; j < 3; j++) {
+        if (frozen_w && j == 1) {
+            ck_assert_ptr_null(ga[j]);
+            ck_assert_ptr_null(gb[j]);
+            continue;
+        }
+        ck_assert_msg(ga[j] && gb[j], "gradient %d missing", j);
+        ck_assert_mem_eq(ga[j]->data, gb[j]->data, (size_t)ga[j]->numel * tg_dtype_size(dt));
+        bool some = false;
+        for (int64_t i = 0; i < ga[j]->numel; i++)
+            some |= tg_tensor_get(ga[j], i) != 0.0;
+        ck_assert_msg(some, "gradient %d is all zero", j);
+    }
+    tg_tensor_free(w);
+    tg_tensor_free(x64);
+    tg_tensor_free(xa);
+    tg_tensor_free(xb);
+    for (int j = 0; j < 3; j++)
+        tg_module_free(ref[j]);
+    tg_model_free(m);
+    tg_tape_reset();
+}
+
+START_TEST(conv_then_max_pool_matches_layers) {
+    for (int dti = 0; dti < 2; dti++)
+        for (int relu = 0; relu < 2; relu++) {
+            tg_dtype dt = dti ? TG_F64 : TG_F32;
+            conv_pool_case(dt, relu, 2, 2, 0, false);
+            conv_pool_case(dt, relu, 3, 2, 1, false);
+            conv_pool_case(dt, relu, 2, 1, 1, true);
+        }
+}
+END_TEST
+
+typedef struct {
+    tg_model *m;
+    tg_tensor *w;
+} model_ctx;
+
+static tg_tensor *f_model_weighted(tg_tensor *const *in, void *vc) {
+    model_ctx *c = vc;
+    return tg_sum(tg_mul(tg_model_forward(c->m, in[0]), c->w), TG_ALL, false);
+}
+
+/* First and second derivatives through the fused convolution and pooling (the second
+ * goes through its recording backward) with respect to the input and both parameters;
+ * and its errors: the same messages as the layers run one at a time. */
+START_TEST(conv_then_max_pool_gradcheck_and_errors) {
+    tg_seed(79);
+    tg_model *m = tg_model_new();
+    ck_assert_int_eq(tg_model_add(m, tg_nn_conv2d(2, 2, 3, 1, 1, TG_F64)), 0);
+    ck_assert_int_eq(tg_model_add(m, tg_nn_relu()), 0);
+    ck_assert_int_eq(tg_model_add(m, tg_nn_maxpool2d(3, 2, 1)), 0);
+    tg_tensor *p[2];
+    ck_assert_int_eq(tg_model_params(m, p, 2), 2);
+    tgt_seed(80);
+    tg_tensor *x = tgt_rand(TG_F64, TG_SHAPE(2, 2, 5, 4), -1, 1);
+    tg_requires_grad(x, true);
+    model_ctx c = {m, tgt_rand(TG_F64, TG_SHAPE(2, 2, 3, 2), -1, 1)};
+    tgt_assert_grads(f_model_weighted, &c, 3, (tg_tensor *[]){x, p[0], p[1]}, NULL,
+                     "conv2d, relu, max pool in the model");
+
+    /* errors: the pooling's window against the convolution's output */
+    tg_model *bad = tg_model_new();
+    ck_assert_int_eq(tg_model_add(bad, tg_nn_conv2d(2, 2, 3, 1, 0, TG_F64)), 0);
+    ck_assert_int_eq(tg_model_add(bad, tg_nn_maxpool2d(4, 1, 0)), 0);
+    ck_assert_op_error(tg_model_forward(bad, x), "tg_max_pool2d", "kernel 4x4 is larger",
+                       "[2,2,3,2]");
+    tg_tensor *xs = tgt_rand(TG_F64, TG_SHAPE(1, 2, 2, 2), -1, 1); /* smaller than the kernel */
+    ck_assert_op_error(tg_model_forward(bad, xs), "tg_conv2d", "kernel 3x3 is larger", "[1,2,2,2]");
+    tg_tensor *xc = tgt_rand(TG_F64, TG_SHAPE(1, 3, 5, 5), -1, 1); /* wrong channels */
+    ck_assert_op_error(tg_model_forward(bad, xc), "tg_nn_conv2d", "[1,3,5,5]");
+    tg_tensor *xf = tgt_to_f32(x); /* wrong dtype */
+    ck_assert_op_error(tg_model_forward(bad, xf), "tg_nn_conv2d", "f32", "f64");
+    tg_tensor_free(xs);
+    tg_tensor_free(xc);
+    tg_tensor_free(xf);
+    tg_model_free(bad);
+    tg_tensor_free(c.w);
+    tg_tensor_free(x);
+    tg_model_free(m);
+    tg_tape_reset();
+}
+END_TEST
+
 START_TEST(verbose_runs) {
     /* verbose 1 and 2 print progress lines; the run itself is unchanged. */
     spiral_task sp = spiral_task_new(4, 0);
@@ -471,6 +612,8 @@ static Suite *model_suite(void) {
     t = tcase_create("predict");
     tcase_add_test(t, predict_restores_state);
     tcase_add_test(t, relu_then_max_pool_matches_layers);
+    tcase_add_test(t, conv_then_max_pool_matches_layers);
+    tcase_add_test(t, conv_then_max_pool_gradcheck_and_errors);
     suite_add_tcase(s, t);
     t = tcase_create("errors");
     tcase_add_test(t, bad_inputs);

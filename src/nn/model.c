@@ -93,10 +93,32 @@ static bool relu_then_max_pool(const tg_model *m, int i, const tg_tensor *x) {
            (x->dtype == TG_F32 || x->dtype == TG_F64);
 }
 
+/* The number of layers from i that are a conv2d layer, an optional ReLU and a max
+ * pooling, on an x the conv2d layer takes (of its dtype, [N, in_channels, H, W]): 2 or
+ * 3, run as tg__conv2d_max_pool (then the ReLU, moved after the pooling as above); 0
+ * otherwise. Errors past those checks are the two ops' either way. */
+static int conv_then_max_pool(const tg_model *m, int i, const tg_tensor *x) {
+    const tg_module *c = m->layers[i];
+    if (c->kind != TG__MOD_CONV2D || x->dtype != c->dtype || x->ndim != 4 || x->shape[1] != c->in)
+        return 0;
+    int j = i + 1;
+    if (j < m->n && m->layers[j]->kind == TG__MOD_RELU) j++;
+    return j < m->n && m->layers[j]->kind == TG__MOD_MAXPOOL2D ? j - i + 1 : 0;
+}
+
 tg_tensor *tg_model_forward(tg_model *m, tg_tensor *x) {
     if (!m) return tg__fail_soft("tg_model_forward: model is NULL");
     if (!x) return tg__fail_soft("tg_model_forward: input is NULL");
     for (int i = 0; i < m->n && x; i++) {
+        int span = conv_then_max_pool(m, i, x);
+        if (span) { /* one op for the convolution and the pooling; the ReLU after them */
+            const tg_module *c = m->layers[i], *pool = m->layers[i + span - 1];
+            x = tg__conv2d_max_pool(x, c->state[0], c->state[1], c->stride, c->padding,
+                                    pool->kernel, pool->stride, pool->padding);
+            if (x && span == 3) x = tg_module_forward(m->layers[i + 1], x);
+            i += span - 1;
+            continue;
+        }
         if (relu_then_max_pool(m, i, x)) { /* pool first, then the ReLU on a quarter of the data */
             x = tg_module_forward(m->layers[i + 1], x);
             x = x ? tg_module_forward(m->layers[i], x) : NULL;

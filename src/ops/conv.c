@@ -396,6 +396,34 @@ static void bias_fill(tg_dtype dt, int64_t o, int64_t l, const void *bias, void 
         bias_fill_f32(o, l, bias, y);
 }
 
+/* One image's share of the convolution and of its gradients, each through a scratch
+ * matrix that stays in cache; w is [O, C, kh, kw], W2 its [O, K] view, and the image's
+ * output and gradient G are [O, L] (K = C*kh*kw, L = OH*OW). */
+
+/* y = W2 @ unfold(x[i]), added to what y holds when beta is 1 (the bias) */
+static void conv_image(const geom *g, const tg_tensor *x, int64_t i, const tg_tensor *w, void *cols,
+                       double beta, void *y) {
+    int64_t o = w->shape[0], k = g->c * g->kh * g->kw, l = g->oh * g->ow;
+    unfold_image(g, x, i, cols);
+    tg__gemm(x->dtype, false, false, o, l, k, w->data, k, cols, l, beta, y);
+}
+
+/* dx[i] = fold(W2^T @ G), through buf [K, L] */
+static void input_grad_image(const geom *g, const tg_tensor *w, const void *gi, void *buf,
+                             int64_t i, tg_tensor *dx) {
+    int64_t o = w->shape[0], k = g->c * g->kh * g->kw, l = g->oh * g->ow;
+    tg__gemm(dx->dtype, true, false, k, l, o, w->data, k, gi, l, 0.0, buf);
+    fold_image(g, buf, i, dx);
+}
+
+/* dW2^T [K, O] = unfold(x[i]) @ G^T, or += that when not first */
+static void weight_grad_image(const geom *g, const tg_tensor *x, int64_t i, const void *gi,
+                              int64_t o, void *cols, bool first, void *dwt) {
+    int64_t k = g->c * g->kh * g->kw, l = g->oh * g->ow;
+    unfold_image(g, x, i, cols);
+    tg__gemm(x->dtype, false, true, k, o, l, cols, l, gi, l, first ? 0.0 : 1.0, dwt);
+}
+
 static tg_tensor *conv_op(const char *op, tg_tensor *x, tg_tensor *w, tg_tensor *bias, int stride,
                           int padding);
 static tg_tensor *conv_input_grad(const char *op, tg_tensor *g3, tg_tensor *w,
@@ -453,6 +481,13 @@ static void bias_grad_sums(const tg_tensor *g3, double *acc) {
 TRANSPOSE_KERNEL(transpose_f32, float)
 TRANSPOSE_KERNEL(transpose_f64, double)
 
+static void transpose(tg_dtype dt, int64_t r, int64_t c, const void *src, void *dst) {
+    if (dt == TG_F64)
+        transpose_f64(r, c, src, dst);
+    else
+        transpose_f32(r, c, src, dst);
+}
+
 /* The same dW2 with nothing recorded: image by image, x[n] unfolded into a [K, L]
  * scratch matrix and cols @ G[n]^T added into dW2^T [K, O] (gemm with beta = 1), which
  * is transposed into dW2 at the end. When db is not NULL, the sums over n and l of G
@@ -477,16 +512,11 @@ static tg_tensor *conv_weight_grad_direct(const char *op, tg_tensor *g3, tg_tens
     if (!cols || !dwt) return NULL;
     size_t es = tg_dtype_size(x->dtype);
     for (int64_t i = 0; i < g.n; i++) {
-        unfold_image(&g, x, i, cols->data);
         const char *gi = (const char *)g3->data + (size_t)(i * o * l) * es;
-        tg__gemm(x->dtype, false, true, k, o, l, cols->data, l, gi, l, i == 0 ? 0.0 : 1.0,
-                 dwt->data);
+        weight_grad_image(&g, x, i, gi, o, cols->data, i == 0, dwt->data);
         if (db) row_sums(x->dtype, o, l, gi, db); /* G[n] is still in cache */
     }
-    if (w->dtype == TG_F64)
-        transpose_f64(o, k, dwt->data, dw->data);
-    else
-        transpose_f32(o, k, dwt->data, dw->data);
+    transpose(w->dtype, o, k, dwt->data, dw->data);
     return dw;
 }
 
@@ -555,9 +585,7 @@ static tg_tensor *conv_op(const char *op, tg_tensor *x, tg_tensor *w, tg_tensor 
     for (int64_t i = 0; i < g.n; i++) { /* the bias just before its image's product: in cache */
         void *yi = (char *)y->data + (size_t)(i * o * l) * es;
         if (bias || !gemm) bias_fill(x->dtype, o, l, bias ? bias->data : NULL, yi);
-        if (!gemm) continue;
-        unfold_image(&g, x, i, cols->data);
-        tg__gemm(x->dtype, false, false, o, l, k, w->data, k, cols->data, l, bias ? 1.0 : 0.0, yi);
+        if (gemm) conv_image(&g, x, i, w, cols->data, bias ? 1.0 : 0.0, yi);
     }
     tg_tensor *in[3] = {x, w, bias};
     tg__node *n = tg__record("conv2d", y, bias ? 3 : 2, in, conv_backward);
@@ -609,11 +637,9 @@ static tg_tensor *conv_input_grad(const char *op, tg_tensor *g3, tg_tensor *w,
         tg_tensor *buf = tg__tape_tensor(g3->dtype, 2, (const int64_t[]){k, l});
         if (!buf) return NULL;
         size_t es = tg_dtype_size(g3->dtype);
-        for (int64_t i = 0; i < g.n; i++) {
-            tg__gemm(g3->dtype, true, false, k, l, o, w->data, k,
-                     (const char *)g3->data + (size_t)(i * o * l) * es, l, 0.0, buf->data);
-            fold_image(&g, buf->data, i, dx);
-        }
+        for (int64_t i = 0; i < g.n; i++)
+            input_grad_image(&g, w, (const char *)g3->data + (size_t)(i * o * l) * es, buf->data, i,
+                             dx);
     }
     tg__node *n = tg__record("conv2d_input_grad", dx, 2, (tg_tensor *const[]){g3, w},
                              conv_input_grad_backward);
@@ -850,15 +876,21 @@ static tg_tensor *pool_gather(tg_tensor *gg, const tg_tensor *idx) {
 
 /* The checks both poolings share: a float 4-D input, the window (plan) and PyTorch's
  * padding <= k / 2. */
-static bool pool_plan(const char *op, tg_tensor *x, int k, int stride, int padding, geom *g) {
-    if (!tg__check_float(op, x)) return false;
-    if (!plan(op, x->ndim, x->shape, k, k, stride, padding, g)) return false;
+/* The window checks of pooling over an input of this shape; false with an error naming
+ * op. */
+static bool pool_plan_shape(const char *op, int ndim, const int64_t *shape, int k, int stride,
+                            int padding, geom *g) {
+    if (!plan(op, ndim, shape, k, k, stride, padding, g)) return false;
     if (padding > k / 2) {
         tg__fail("%s: padding %d must be at most half the kernel size %d (input %s)", op, padding,
-                 k, tg__shp(x));
+                 k, tg__shp_raw(ndim, shape));
         return false;
     }
     return true;
+}
+
+static bool pool_plan(const char *op, tg_tensor *x, int k, int stride, int padding, geom *g) {
+    return tg__check_float(op, x) && pool_plan_shape(op, x->ndim, x->shape, k, stride, padding, g);
 }
 
 tg_tensor *tg_max_pool2d(tg_tensor *x, int k, int stride, int padding) {
@@ -879,6 +911,141 @@ tg_tensor *tg_max_pool2d(tg_tensor *x, int k, int stride, int padding) {
     if (n == TG__RECORD_FAILED) return NULL;
     if (n) n->aux[0] = idx;
     return y;
+}
+
+/* ---- convolution then max pooling, in one sweep over the images ---- */
+
+/* p = max_pool2d(conv2d(x, w) + bias, k, pstride, ppad), for the nn model (a conv2d
+ * layer followed by max pooling). Each image's convolution output is made in a scratch
+ * matrix and pooled while it is in cache, so the batch's convolution output is never
+ * written to the tape; the backward scatters each image's pooled gradient into a
+ * scratch matrix and runs the convolution's three products on it, again in cache. The
+ * arithmetic is that of conv2d followed by max_pool2d, operation for operation, so the
+ * results are the same bits. A sweep that records (TG_CREATE_GRAPH) goes through the two
+ * ops' own differentiable backwards instead. */
+
+static void maxpool_image(tg_dtype dt, const geom *pg, const void *y, void *p, int64_t *idx) {
+    if (dt == TG_F64)
+        maxpool_f64(pg, y, p, idx);
+    else
+        maxpool_f32(pg, y, p, idx);
+}
+
+/* node of conv2d_max_pool2d: in[0] = x, in[1] = w, in[2] = bias (nin 3 when there is
+ * one); aux[0] = the argmax [N, O, PH, PW], each a flat index into its own image's
+ * convolution output [O, OH, OW]; i[0] = stride, i[1] = padding of the convolution. */
+static int conv_pool_backward(const tg__node *nd, tg_tensor *g, tg_tensor **gin) {
+    const char *op = "tg_conv2d";
+    tg_tensor *x = nd->in[0], *w = nd->in[1], *bias = nd->nin > 2 ? nd->in[2] : NULL;
+    const tg_tensor *idx = nd->aux[0];
+    int stride = (int)nd->i[0], padding = (int)nd->i[1];
+    geom cg;
+    if (!tg__check_float2(op, g, x) ||
+        !plan(op, 4, x->shape, (int)w->shape[2], (int)w->shape[3], stride, padding, &cg))
+        return -1;
+    int64_t o = w->shape[0], kk = cg.c * cg.kh * cg.kw, l = cg.oh * cg.ow;
+    int64_t pl = o * idx->shape[2] * idx->shape[3]; /* pooled values per image */
+    tg_dtype dt = g->dtype;
+    size_t es = tg_dtype_size(dt);
+    if (tg__should_record(3, (tg_tensor *const[]){g, x, w})) {
+        /* the convolution again, as an op, and the pooling's scatter over indices into
+         * the whole batch's output */
+        tg_tensor *y = conv_op(op, x, w, bias, stride, padding);
+        tg_tensor *gidx = tg__tape_tensor(TG_I64, idx->ndim, idx->shape);
+        if (!y || !gidx) return -1;
+        const int64_t *ri = idx->data;
+        int64_t *gi = gidx->data;
+        for (int64_t e = 0; e < idx->numel; e++)
+            gi[e] = ri[e] < 0 ? -1 : ri[e] + (e / pl) * o * l;
+        tg_tensor *gy = pool_scatter(g, y, gidx);
+        if (!gy) return -1;
+        tg__node conv = {.in = nd->in, .nin = nd->nin, .i = {stride, padding}};
+        return conv_backward(&conv, gy, gin);
+    }
+    bool gemm = o > 0 && kk > 0 && l > 0 && cg.n > 0;
+    bool want_x = x->requires_grad, want_w = w->requires_grad;
+    bool want_b = bias && bias->requires_grad;
+    tg_tensor *dx = NULL, *dw = NULL, *cols = NULL, *buf = NULL, *dwt = NULL, *gi = NULL;
+    double *db = NULL;
+    if (want_x && !(dx = gemm ? tg__tape_tensor(dt, 4, x->shape) : tg__tape_zeros(dt, 4, x->shape)))
+        return -1;
+    if (want_w && !(dw = gemm ? tg__tape_tensor(dt, 4, w->shape) : tg__tape_zeros(dt, 4, w->shape)))
+        return -1;
+    if (want_b) {
+        tg_tensor *acc = tg__tape_zeros(TG_F64, 1, (const int64_t[]){o});
+        if (!acc) return -1;
+        db = acc->data;
+    }
+    if ((gemm && (want_x || want_w)) || want_b) {
+        gi = tg__tape_tensor(dt, 2, (const int64_t[]){o, l});
+        if (!gi) return -1;
+    }
+    if (gemm && want_x && !(buf = tg__tape_tensor(dt, 2, (const int64_t[]){kk, l}))) return -1;
+    if (gemm && want_w &&
+        (!(cols = tg__tape_tensor(dt, 2, (const int64_t[]){kk, l})) ||
+         !(dwt = tg__tape_tensor(dt, 2, (const int64_t[]){kk, o}))))
+        return -1;
+    for (int64_t i = 0; gi && i < cg.n; i++) {
+        /* G[n]: the pooled gradient put back where each maximum was */
+        const int64_t *ii = (const int64_t *)idx->data + i * pl;
+        memset(gi->data, 0, (size_t)(o * l) * es);
+        if (dt == TG_F64)
+            scatter_f64(pl, ii, (const double *)g->data + i * pl, gi->data);
+        else
+            scatter_f32(pl, ii, (const float *)g->data + i * pl, gi->data);
+        if (buf) input_grad_image(&cg, w, gi->data, buf->data, i, dx);
+        if (cols) weight_grad_image(&cg, x, i, gi->data, o, cols->data, i == 0, dwt->data);
+        if (db) row_sums(dt, o, l, gi->data, db);
+    }
+    if (dwt) transpose(dt, o, kk, dwt->data, dw->data);
+    gin[0] = dx;
+    gin[1] = dw;
+    if (want_b) {
+        if (!(gin[2] = tg__tape_tensor(dt, 1, bias->shape))) return -1;
+        for (int64_t q = 0; q < o; q++)
+            tg__set(gin[2], q, db[q]);
+    }
+    return 0;
+}
+
+tg_tensor *tg__conv2d_max_pool(tg_tensor *x, tg_tensor *w, tg_tensor *bias, int stride, int padding,
+                               int k, int pstride, int ppad) {
+    geom g, pg;
+    if (!tg__check_nonnull("tg_conv2d", bias) ||
+        !conv_plan("tg_conv2d", x, w, bias, stride, padding, &g))
+        return NULL;
+    int64_t o = w->shape[0], kk = g.c * g.kh * g.kw, l = g.oh * g.ow;
+    const int64_t yshape[4] = {g.n, o, g.oh, g.ow};
+    if (!pool_plan_shape("tg_max_pool2d", 4, yshape, k, pstride, ppad, &pg)) return NULL;
+    const int64_t pshape[4] = {g.n, o, pg.oh, pg.ow};
+    int64_t pl = o * pg.oh * pg.ow;
+    tg_dtype dt = x->dtype;
+    size_t es = tg_dtype_size(dt);
+    tg_tensor *in[3] = {x, w, bias};
+    tg_tensor *p = tg__tape_tensor(dt, 4, pshape);
+    tg_tensor *idx = NULL;
+    if (!p || (tg__should_record(3, in) && !(idx = tg__tape_tensor(TG_I64, 4, pshape))))
+        return NULL;
+    bool gemm = o > 0 && kk > 0 && l > 0 && g.n > 0;
+    tg_tensor *y = tg__tape_tensor(dt, 3, (const int64_t[]){o, g.oh, g.ow}); /* one image */
+    tg_tensor *cols = gemm ? tg__tape_tensor(dt, 2, (const int64_t[]){kk, l}) : NULL;
+    if (!y || (gemm && !cols)) return NULL;
+    geom pg1 = pg;
+    pg1.n = 1;
+    for (int64_t i = 0; i < g.n; i++) {
+        bias_fill(dt, o, l, bias->data, y->data);
+        if (gemm) conv_image(&g, x, i, w, cols->data, 1.0, y->data);
+        maxpool_image(dt, &pg1, y->data, (char *)p->data + (size_t)(i * pl) * es,
+                      idx ? (int64_t *)idx->data + i * pl : NULL);
+    }
+    tg__node *n = tg__record("conv2d_max_pool2d", p, 3, in, conv_pool_backward);
+    if (n == TG__RECORD_FAILED) return NULL;
+    if (n) {
+        n->i[0] = stride;
+        n->i[1] = padding;
+        n->aux[0] = idx;
+    }
+    return p;
 }
 
 /* ---- average pooling ---- */

@@ -66,6 +66,13 @@ tg_tensor *tg__matmul_sum(const char *op, tg_tensor *a, tg_tensor *b, bool ta, b
  * the product instead of adding it after. Differentiable any number of times; errors
  * name tg_conv2d. */
 tg_tensor *tg__conv2d_bias(tg_tensor *x, tg_tensor *w, tg_tensor *bias, int stride, int padding);
+/* tg_max_pool2d(tg__conv2d_bias(x, w, bias, stride, padding), k, pstride, ppad) in one
+ * op that pools each image's convolution output while it is in cache: the nn model's
+ * forward for a conv2d layer followed by max pooling. The same values and gradients, bit
+ * for bit; errors as the two ops give them (naming tg_conv2d or tg_max_pool2d).
+ * Differentiable any number of times. */
+tg_tensor *tg__conv2d_max_pool(tg_tensor *x, tg_tensor *w, tg_tensor *bias, int stride, int padding,
+                               int k, int pstride, int ppad);
 
 /* ---- strided iteration (the one broadcasting helper) ----
  * Walks an output of shape (ndim, shape) row by row. For each operand k its strides
