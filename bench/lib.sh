@@ -28,10 +28,10 @@ bench_peer() {
 
 # bench_blas_core <program>: prints the kernel family OpenBLAS chose for this CPU, as its
 # OPENBLAS_VERBOSE=2 start-up line reports it when the program (linked with OpenBLAS)
-# runs with --help. A DYNAMIC_ARCH OpenBLAS that does not know the CPU falls back to an
-# older family (Debian 12's 0.3.21 runs AMD Zen 5 with its AVX2 "Haswell" kernels, at
-# about half the speed of its AVX-512 "SkylakeX" ones); OPENBLAS_CORETYPE overrides the
-# choice, and is printed when set, since it changes what the numbers measure.
+# runs with --help. OPENBLAS_CORETYPE overrides the choice, and is printed when set,
+# since it changes what the numbers measure: some machines set it in the environment
+# (an AMD Zen 5 running Debian 12's OpenBLAS 0.3.21 with OPENBLAS_CORETYPE=Haswell gets
+# AVX2 kernels at about half the speed of the AVX-512 "Cooperlake" ones it picks alone).
 bench_blas_core() {
     local core
     core=$(OPENBLAS_VERBOSE=2 "$1" --help 2>&1 | sed -n 's/^Core: //p' | head -n 1)

@@ -88,7 +88,7 @@ static inline void copy_row(void *restrict out, const void *restrict in, size_t 
  * where the row or column falls outside x. The output rows [rlo, rhi) read a row of x,
  * the others are all padding. */
 #define UNFOLD_KERNEL(NAME, T)                                                                     \
-    static void NAME(const geom *g, T padval, const T *x, T *cols) {                               \
+    TG__AVX2_CLONES static void NAME(const geom *g, T padval, const T *x, T *cols) {               \
         const int64_t L = g->oh * g->ow, s = g->stride;                                            \
         for (int64_t nc = 0; nc < g->n * g->c; nc++) {                                             \
             const T *xp = x + nc * g->h * g->w;                                                    \
@@ -156,7 +156,7 @@ ADD_ROW_KERNEL(add_row_f64, double)
  * for every position inside x, visiting i, j, oh in that order (so each element of x
  * sums its terms in a fixed order). */
 #define FOLD_KERNEL(NAME, T, ADD)                                                                  \
-    static void NAME(const geom *g, const T *cols, T *x) {                                         \
+    TG__AVX2_CLONES static void NAME(const geom *g, const T *cols, T *x) {                         \
         const int64_t L = g->oh * g->ow, s = g->stride;                                            \
         for (int64_t nc = 0; nc < g->n * g->c; nc++) {                                             \
             T *xp = x + nc * g->h * g->w;                                                          \
@@ -379,7 +379,7 @@ static bool conv_plan(const char *op, tg_tensor *x, tg_tensor *w, tg_tensor *bia
 
 /* y [O, L] (one image): row o filled with bias[o] (bias may be NULL: zeros). */
 #define BIAS_FILL_KERNEL(NAME, T)                                                                  \
-    static void NAME(int64_t o, int64_t l, const T *bias, T *y) {                                  \
+    TG__AVX2_CLONES static void NAME(int64_t o, int64_t l, const T *bias, T *y) {                  \
         for (int64_t i = 0; i < o; i++) {                                                          \
             T v = bias ? bias[i] : 0;                                                              \
             for (int64_t q = 0; q < l; q++)                                                        \
@@ -439,7 +439,8 @@ static tg_tensor *conv_weight_grad(const char *op, tg_tensor *g3, tg_tensor *col
  * eight partial sums of g's type (independent adds that vectorise; a row is one image's
  * channel, a few hundred terms), the rows added up in double. */
 #define ROW_SUMS_KERNEL(NAME, T)                                                                   \
-    static void NAME(int64_t o, int64_t l, const T *restrict g, double *restrict acc) {            \
+    TG__AVX2_CLONES static void NAME(int64_t o, int64_t l, const T *restrict g,                    \
+                                     double *restrict acc) {                                       \
         for (int64_t i = 0; i < o; i++) {                                                          \
             const T *row = g + i * l;                                                              \
             T part[8] = {0}, s = 0;                                                                \
@@ -703,9 +704,9 @@ MAXPOOL_ARG_PASS(arg_pass_f64, double)
  * loop (it does not when it sees the two rows as one array at an unknown distance); S is
  * the constant 2, the common stride, or the parameter s. */
 #define MAXPOOL2_ROW(NAME, T, S)                                                                   \
-    static __attribute__((noinline)) void NAME(const T *restrict p0, const T *restrict p1,         \
-                                               int64_t s, int64_t n, int64_t w, int64_t origin,    \
-                                               T *restrict y, int64_t *restrict b) {               \
+    TG__AVX2_CLONES static __attribute__((noinline)) void NAME(                                    \
+        const T *restrict p0, const T *restrict p1, int64_t s, int64_t n, int64_t w,               \
+        int64_t origin, T *restrict y, int64_t *restrict b) {                                      \
         (void)s;                                                                                   \
         if (!b) { /* the loads first: inside MAX_STEP they would be conditional, a branch */       \
             for (int64_t q = 0; q < n; q++) {                                                      \
@@ -737,7 +738,7 @@ MAXPOOL2_ROW(maxpool2_row_s_f64, double, s)
  * pass per window offset (i, j) over the row's valid columns; idx first holds the
  * winning offset's i * W + j, made a flat index at the end of the row. */
 #define MAXPOOL_KERNEL(NAME, T, MAXP, ARGP, ROW2, ROW2S)                                           \
-    static void NAME(const geom *g, const T *x, T *y, int64_t *idx) {                              \
+    TG__AVX2_CLONES static void NAME(const geom *g, const T *x, T *y, int64_t *idx) {              \
         const int64_t hw = g->h * g->w, s = g->stride;                                             \
         if (g->kh == 2 && g->kw == 2 && g->pad == 0 && g->w <= INT_MAX - 1) {                      \
             for (int64_t nc = 0; nc < g->n * g->c; nc++)                                           \
@@ -797,7 +798,7 @@ MAXPOOL_KERNEL(maxpool_f64, double, max_pass_f64, arg_pass_f64, maxpool2_row_f64
  *     scatter: dx[idx[o]] += g[o]         (dx zero elsewhere; overlapping windows add)
  *     gather:  y[o] = gg[idx[o]]          (0 where idx[o] = -1) */
 #define SCATTER_KERNEL(NAME, T)                                                                    \
-    static void NAME(int64_t n, const int64_t *idx, const T *g, T *dx) {                           \
+    TG__AVX2_CLONES static void NAME(int64_t n, const int64_t *idx, const T *g, T *dx) {           \
         for (int64_t o = 0; o < n; o++)                                                            \
             if (idx[o] >= 0) dx[idx[o]] += g[o];                                                   \
     }

@@ -61,6 +61,18 @@ void tg__gemm(tg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, co
  * dimensions are equal (at least one): the gradient of an operand broadcast over a
  * batch. Differentiable; errors name op. */
 tg_tensor *tg__matmul_sum(const char *op, tg_tensor *a, tg_tensor *b, bool ta, bool tb);
+/* TG__AVX2_CLONES before a function: on x86-64 with GCC and glibc, it is compiled twice,
+ * for AVX2 and for the x86-64 baseline (SSE2), and the dynamic loader picks one for the
+ * CPU (an ifunc); elsewhere it does nothing. For the convolution's and pooling's loops of
+ * copies, adds and comparisons: their results do not depend on the vector width (FMA
+ * is not enabled, so no multiply and add is contracted), and the AVX2 build made the
+ * Fashion-MNIST CNN's epoch about 3% faster. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__GLIBC__)
+#define TG__AVX2_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define TG__AVX2_CLONES
+#endif
+
 /* y = tg_conv2d(x, w, stride, padding) + bias[o] on every output channel o (bias [O],
  * of w's dtype): the nn conv2d layer's forward in one op, which writes the bias before
  * the product instead of adding it after. Differentiable any number of times; errors
