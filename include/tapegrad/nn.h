@@ -292,7 +292,11 @@ tg_model *tg_model_new(void);
 /* Appends a layer; the model takes ownership (also on failure, when it frees it). */
 int tg_model_add(tg_model *m, tg_module *layer);
 int tg_model_params(tg_model *m, tg_tensor **out, int cap); /* all layers' params, in order */
-/* Runs the layers in order on x (a tape tensor results). */
+/* Runs the layers in order on x (a tape tensor results). A conv2d layer followed by max
+ * pooling (a ReLU between them allowed) runs as one op that pools each image's
+ * convolution output while it is in cache, and a ReLU followed by max pooling runs as
+ * pooling then ReLU: the same values and gradients as the layers one at a time (a zero
+ * may come out with the other sign), with less memory and time. */
 tg_tensor *tg_model_forward(tg_model *m, tg_tensor *x);
 /* Trains in minibatches for epochs initial_epoch .. epochs - 1; each step resets the
  * tape to where it was on entry, so the tape stays bounded. Parameters are never
