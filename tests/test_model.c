@@ -510,6 +510,14 @@ static void conv_pool_case(const conv_pool_cfg *q) {
             ck_assert_msg(tg_tensor_get(ya, i) == tg_tensor_get(yb, i),
                           "output %lld: %.17g and %.17g", (long long)i, tg_tensor_get(ya, i),
                           tg_tensor_get(yb, i));
+        /* no-grad mode (evaluation, predict): the pooling keeps no argmax, same values */
+        bool was = tg_set_grad_enabled(false);
+        tg_tensor *yn = tg_model_forward(m, xa);
+        tg_set_grad_enabled(was);
+        ck_assert_ptr_nonnull(yn);
+        ck_assert(!yn->requires_grad);
+        for (int64_t i = 0; i < ya->numel; i++)
+            ck_assert(tg_tensor_get(yn, i) == tg_tensor_get(ya, i));
         tg_tensor *w = tg_tensor_new(q->dt, 4, ya->shape); /* weights for a scalar loss */
         for (int64_t i = 0; i < w->numel; i++)
             tg_tensor_set(w, i, 1.0 + (double)(i % 5) - 2.5);
