@@ -430,34 +430,38 @@ static tg_tensor *conv_input_grad(const char *op, tg_tensor *g3, tg_tensor *w,
                                   const int64_t *xshape, int stride, int padding);
 
 /* The gradient of w from G [N, O, L] and the unfolded input cols [N, K, L]:
- * dW2 = sum_n G[n] @ cols[n]^T, reshaped to w's shape. */
+ * dW2 = (sum_n cols[n] @ G[n]^T)^T, reshaped to w's shape: the products of
+ * conv_weight_grad_direct below, in its orientation, so that a sweep that records gives
+ * the same bits as one that does not. */
 static tg_tensor *conv_weight_grad(const char *op, tg_tensor *g3, tg_tensor *cols, tg_tensor *w) {
-    return tg_reshape(tg__matmul_sum(op, g3, cols, false, true), w->ndim, w->shape);
+    tg_tensor *dwt = tg__matmul_sum(op, cols, g3, false, true);
+    return tg_reshape(tg_transpose(dwt, 0, 1), w->ndim, w->shape);
 }
 
-/* acc[i] += the sum of row i of g [o, l], for the bias gradient: each row summed in
- * eight partial sums of g's type (independent adds that vectorise; a row is one image's
- * channel, a few hundred terms), the rows added up in double. */
+/* acc[i] += the sum of row i of g [o, l], for the bias gradient, with tg_sum_to's
+ * arithmetic (its sum of a row: eight partial sums in double, independent adds that
+ * vectorise, rounded to T and added to the result), so that a sweep that records (a
+ * sum_to) gives the same bits as one that does not (these sums, image by image). */
 #define ROW_SUMS_KERNEL(NAME, T)                                                                   \
-    TG__AVX2_CLONES static void NAME(int64_t o, int64_t l, const T *restrict g,                    \
-                                     double *restrict acc) {                                       \
+    TG__AVX2_CLONES static void NAME(int64_t o, int64_t l, const T *restrict g, T *restrict acc) { \
         for (int64_t i = 0; i < o; i++) {                                                          \
             const T *row = g + i * l;                                                              \
-            T part[8] = {0}, s = 0;                                                                \
+            double part[8] = {0}, s = 0;                                                           \
             int64_t q = 0;                                                                         \
             for (; q + 8 <= l; q += 8)                                                             \
                 for (int e = 0; e < 8; e++)                                                        \
                     part[e] += row[q + e];                                                         \
             for (; q < l; q++)                                                                     \
                 s += row[q];                                                                       \
-            acc[i] += (double)s + (double)(((part[0] + part[1]) + (part[2] + part[3])) +           \
-                                           ((part[4] + part[5]) + (part[6] + part[7])));           \
+            s += ((part[0] + part[1]) + (part[2] + part[3])) +                                     \
+                 ((part[4] + part[5]) + (part[6] + part[7]));                                      \
+            acc[i] += (T)s;                                                                        \
         }                                                                                          \
     }
 ROW_SUMS_KERNEL(row_sums_f32, float)
 ROW_SUMS_KERNEL(row_sums_f64, double)
 
-static void row_sums(tg_dtype dt, int64_t o, int64_t l, const void *g, double *acc) {
+static void row_sums(tg_dtype dt, int64_t o, int64_t l, const void *g, void *acc) {
     if (dt == TG_F64)
         row_sums_f64(o, l, g, acc);
     else
@@ -465,7 +469,7 @@ static void row_sums(tg_dtype dt, int64_t o, int64_t l, const void *g, double *a
 }
 
 /* acc[o] += sum over n and l of G [N, O, L] */
-static void bias_grad_sums(const tg_tensor *g3, double *acc) {
+static void bias_grad_sums(const tg_tensor *g3, void *acc) {
     int64_t o = g3->shape[1], l = g3->shape[2];
     size_t es = tg_dtype_size(g3->dtype);
     for (int64_t i = 0; i < g3->shape[0]; i++)
@@ -499,7 +503,7 @@ static void transpose(tg_dtype dt, int64_t r, int64_t c, const void *src, void *
  * elsewhere). The kernels group the terms of a sum differently in the two orientations,
  * so the last bits can differ. */
 static tg_tensor *conv_weight_grad_direct(const char *op, tg_tensor *g3, tg_tensor *x, tg_tensor *w,
-                                          int stride, int padding, double *db) {
+                                          int stride, int padding, void *db) {
     if (!tg__check_float2(op, g3, x)) return NULL;
     geom g;
     if (!plan(op, x->ndim, x->shape, (int)w->shape[2], (int)w->shape[3], stride, padding, &g))
@@ -534,15 +538,15 @@ static int conv_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     if (!g3) return -1;
     if (x->requires_grad && !(gin[0] = conv_input_grad(op, g3, w, x->shape, stride, padding)))
         return -1;
-    /* The bias gradient (sums of G over n and l): with nothing recorded, in double in
-     * dbsum, added up with the weight gradient's sweep over the images when there is
-     * one; a recording sweep takes a sum_to. */
+    /* The bias gradient (sums of G over n and l): with nothing recorded, into db,
+     * added up with the weight gradient's sweep over the images when there is one; a
+     * recording sweep takes a sum_to. */
     bool want_db = n->nin > 2 && n->in[2]->requires_grad, dbsum_done = false;
-    double *dbsum = NULL;
+    tg_tensor *db = NULL;
+    void *dbsum = NULL;
     if (want_db && !tg__should_record(1, &g3)) {
-        tg_tensor *acc = tg__tape_zeros(TG_F64, 1, (const int64_t[]){o});
-        if (!acc) return -1;
-        dbsum = acc->data;
+        if (!(db = tg__tape_zeros(g->dtype, 1, (const int64_t[]){o}))) return -1;
+        dbsum = db->data;
     }
     if (w->requires_grad) {
         /* A sweep that records (TG_CREATE_GRAPH) unfolds x as an op, so that w's gradient
@@ -561,14 +565,11 @@ static int conv_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     }
     if (want_db) {
         if (!dbsum) { /* recorded: a sum_to, differentiable again */
-            tg_tensor *db = tg_sum_to(g, 3, (const int64_t[]){o, 1, 1});
-            if (!(gin[2] = tg_reshape(db, 1, (const int64_t[]){o}))) return -1;
+            tg_tensor *sum = tg_sum_to(g, 3, (const int64_t[]){o, 1, 1});
+            if (!(gin[2] = tg_reshape(sum, 1, (const int64_t[]){o}))) return -1;
         } else {
             if (!dbsum_done) bias_grad_sums(g3, dbsum);
-            tg_tensor *b = n->in[2];
-            if (!(gin[2] = tg__tape_tensor(b->dtype, 1, b->shape))) return -1;
-            for (int64_t i = 0; i < o; i++)
-                tg__set(gin[2], i, dbsum[i]);
+            gin[2] = db;
         }
     }
     return 0;
@@ -969,16 +970,12 @@ static int conv_pool_backward(const tg__node *nd, tg_tensor *g, tg_tensor **gin)
     bool want_x = x->requires_grad, want_w = w->requires_grad;
     bool want_b = bias && bias->requires_grad;
     tg_tensor *dx = NULL, *dw = NULL, *cols = NULL, *buf = NULL, *dwt = NULL, *gi = NULL;
-    double *db = NULL;
+    tg_tensor *db = NULL;
     if (want_x && !(dx = gemm ? tg__tape_tensor(dt, 4, x->shape) : tg__tape_zeros(dt, 4, x->shape)))
         return -1;
     if (want_w && !(dw = gemm ? tg__tape_tensor(dt, 4, w->shape) : tg__tape_zeros(dt, 4, w->shape)))
         return -1;
-    if (want_b) {
-        tg_tensor *acc = tg__tape_zeros(TG_F64, 1, (const int64_t[]){o});
-        if (!acc) return -1;
-        db = acc->data;
-    }
+    if (want_b && !(db = tg__tape_zeros(dt, 1, (const int64_t[]){o}))) return -1;
     if ((gemm && (want_x || want_w)) || want_b) {
         gi = tg__tape_tensor(dt, 2, (const int64_t[]){o, l});
         if (!gi) return -1;
@@ -998,16 +995,12 @@ static int conv_pool_backward(const tg__node *nd, tg_tensor *g, tg_tensor **gin)
             scatter_f32(pl, ii, (const float *)g->data + i * pl, gi->data);
         if (buf) input_grad_image(&cg, w, gi->data, buf->data, i, dx);
         if (cols) weight_grad_image(&cg, x, i, gi->data, o, cols->data, i == 0, dwt->data);
-        if (db) row_sums(dt, o, l, gi->data, db);
+        if (db) row_sums(dt, o, l, gi->data, db->data);
     }
     if (dwt) transpose(dt, o, kk, dwt->data, dw->data);
     gin[0] = dx;
     gin[1] = dw;
-    if (want_b) {
-        if (!(gin[2] = tg__tape_tensor(dt, 1, bias->shape))) return -1;
-        for (int64_t q = 0; q < o; q++)
-            tg__set(gin[2], q, db[q]);
-    }
+    gin[2] = db;
     return 0;
 }
 
