@@ -438,28 +438,16 @@ static tg_tensor *conv_weight_grad(const char *op, tg_tensor *g3, tg_tensor *col
     return tg_reshape(tg_transpose(dwt, 0, 1), w->ndim, w->shape);
 }
 
-/* acc[i] += the sum of row i of g [o, l], for the bias gradient, with tg_sum_to's
- * arithmetic (its sum of a row: eight partial sums in double, independent adds that
- * vectorise, rounded to T and added to the result), so that a sweep that records (a
+/* acc[i] += the sum of row i of g [o, l], for the bias gradient: each row summed and
+ * added as tg_sum_to does (tg__row_sum, rounded to T), so that a sweep that records (a
  * sum_to) gives the same bits as one that does not (these sums, image by image). */
-#define ROW_SUMS_KERNEL(NAME, T)                                                                   \
+#define ROW_SUMS_KERNEL(NAME, T, ROW_SUM)                                                          \
     TG__AVX2_CLONES static void NAME(int64_t o, int64_t l, const T *restrict g, T *restrict acc) { \
-        for (int64_t i = 0; i < o; i++) {                                                          \
-            const T *row = g + i * l;                                                              \
-            double part[8] = {0}, s = 0;                                                           \
-            int64_t q = 0;                                                                         \
-            for (; q + 8 <= l; q += 8)                                                             \
-                for (int e = 0; e < 8; e++)                                                        \
-                    part[e] += row[q + e];                                                         \
-            for (; q < l; q++)                                                                     \
-                s += row[q];                                                                       \
-            s += ((part[0] + part[1]) + (part[2] + part[3])) +                                     \
-                 ((part[4] + part[5]) + (part[6] + part[7]));                                      \
-            acc[i] += (T)s;                                                                        \
-        }                                                                                          \
+        for (int64_t i = 0; i < o; i++)                                                            \
+            acc[i] += (T)ROW_SUM(g + i * l, l);                                                    \
     }
-ROW_SUMS_KERNEL(row_sums_f32, float)
-ROW_SUMS_KERNEL(row_sums_f64, double)
+ROW_SUMS_KERNEL(row_sums_f32, float, tg__row_sum_f32)
+ROW_SUMS_KERNEL(row_sums_f64, double, tg__row_sum_f64)
 
 static void row_sums(tg_dtype dt, int64_t o, int64_t l, const void *g, void *acc) {
     if (dt == TG_F64)
@@ -541,13 +529,11 @@ static int conv_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     /* The bias gradient (sums of G over n and l): with nothing recorded, into db,
      * added up with the weight gradient's sweep over the images when there is one; a
      * recording sweep takes a sum_to. */
-    bool want_db = n->nin > 2 && n->in[2]->requires_grad, dbsum_done = false;
-    tg_tensor *db = NULL;
-    void *dbsum = NULL;
-    if (want_db && !tg__should_record(1, &g3)) {
-        if (!(db = tg__tape_zeros(g->dtype, 1, (const int64_t[]){o}))) return -1;
-        dbsum = db->data;
-    }
+    bool want_db = n->nin > 2 && n->in[2]->requires_grad, db_summed = false;
+    tg_tensor *db = NULL; /* the plain sweep's bias gradient, summed into */
+    if (want_db && !tg__should_record(1, &g3) &&
+        !(db = tg__tape_zeros(g->dtype, 1, (const int64_t[]){o})))
+        return -1;
     if (w->requires_grad) {
         /* A sweep that records (TG_CREATE_GRAPH) unfolds x as an op, so that w's gradient
          * depends on x and G; otherwise each image is unfolded again into a scratch
@@ -558,17 +544,18 @@ static int conv_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
                 unfold_op(op, x, (int)w->shape[2], (int)w->shape[3], stride, padding, 0.0);
             if (!cols || !(gin[1] = conv_weight_grad(op, g3, cols, w))) return -1;
         } else {
-            if (!(gin[1] = conv_weight_grad_direct(op, g3, x, w, stride, padding, dbsum)))
+            if (!(gin[1] =
+                      conv_weight_grad_direct(op, g3, x, w, stride, padding, db ? db->data : NULL)))
                 return -1;
-            dbsum_done = dbsum != NULL;
+            db_summed = true;
         }
     }
     if (want_db) {
-        if (!dbsum) { /* recorded: a sum_to, differentiable again */
+        if (!db) { /* recorded: a sum_to, differentiable again */
             tg_tensor *sum = tg_sum_to(g, 3, (const int64_t[]){o, 1, 1});
             if (!(gin[2] = tg_reshape(sum, 1, (const int64_t[]){o}))) return -1;
         } else {
-            if (!dbsum_done) bias_grad_sums(g3, dbsum);
+            if (!db_summed) bias_grad_sums(g3, db->data);
             gin[2] = db;
         }
     }
@@ -878,10 +865,8 @@ static tg_tensor *pool_gather(tg_tensor *gg, const tg_tensor *idx) {
     return y;
 }
 
-/* The checks both poolings share: a float 4-D input, the window (plan) and PyTorch's
- * padding <= k / 2. */
-/* The window checks of pooling over an input of this shape; false with an error naming
- * op. */
+/* The window checks of pooling over an input of this shape (plan, and PyTorch's
+ * padding <= k / 2); false with an error naming op. */
 static bool pool_plan_shape(const char *op, int ndim, const int64_t *shape, int k, int stride,
                             int padding, geom *g) {
     if (!plan(op, ndim, shape, k, k, stride, padding, g)) return false;
@@ -893,6 +878,7 @@ static bool pool_plan_shape(const char *op, int ndim, const int64_t *shape, int 
     return true;
 }
 
+/* The checks both poolings share: a float 4-D input and the window. */
 static bool pool_plan(const char *op, tg_tensor *x, int k, int stride, int padding, geom *g) {
     return tg__check_float(op, x) && pool_plan_shape(op, x->ndim, x->shape, k, stride, padding, g);
 }

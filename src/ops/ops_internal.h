@@ -61,6 +61,26 @@ void tg__gemm(tg_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, co
  * dimensions are equal (at least one): the gradient of an operand broadcast over a
  * batch. Differentiable; errors name op. */
 tg_tensor *tg__matmul_sum(const char *op, tg_tensor *a, tg_tensor *b, bool ta, bool tb);
+/* The sum of x[0..n) the way tg_sum_to adds up a row: eight partial sums in double
+ * (independent adds that vectorise, where one running sum waits for each add), the
+ * tail, then the partials in pairs. Every row sum of a gradient goes through it, so a
+ * sweep that records (a sum_to) and one that does not (the convolution's bias sums)
+ * give the same bits. */
+#define TG__ROW_SUM(NAME, T)                                                                       \
+    static inline double NAME(const T *x, int64_t n) {                                             \
+        double acc[8] = {0}, s = 0;                                                                \
+        int64_t i = 0;                                                                             \
+        for (; i + 8 <= n; i += 8)                                                                 \
+            for (int l = 0; l < 8; l++)                                                            \
+                acc[l] += x[i + l];                                                                \
+        for (; i < n; i++)                                                                         \
+            s += x[i];                                                                             \
+        return s + (((acc[0] + acc[1]) + (acc[2] + acc[3])) +                                      \
+                    ((acc[4] + acc[5]) + (acc[6] + acc[7])));                                      \
+    }
+TG__ROW_SUM(tg__row_sum_f32, float)
+TG__ROW_SUM(tg__row_sum_f64, double)
+
 /* TG__AVX2_CLONES before a function: on x86-64 with GCC and glibc, it is compiled twice,
  * for AVX2 and for the x86-64 baseline (SSE2), and the dynamic loader picks one for the
  * CPU (an ifunc); elsewhere it does nothing. For the convolution's and pooling's loops of

@@ -127,7 +127,7 @@ tg_tensor *tg_broadcast_to(tg_tensor *x, int ndim, const int64_t *shape) {
  * summed dimensions, so each run adds x's elements into y (a row sum when the run's
  * output stride is 0, an elementwise add when it is 1). */
 
-#define SUMTO_RUN(NAME, T)                                                                         \
+#define SUMTO_RUN(NAME, T, ROW_SUM)                                                                \
     static void NAME(int64_t n, int64_t ox, const int64_t *off, const int64_t *st, void *vc) {     \
         const copy_ctx *c = vc;                                                                    \
         const T *x = (const T *)c->x + ox;                                                         \
@@ -136,22 +136,11 @@ tg_tensor *tg_broadcast_to(tg_tensor *x, int ndim, const int64_t *shape) {
             for (int64_t i = 0; i < n; i++)                                                        \
                 y[i] += x[i];                                                                      \
         } else {                                                                                   \
-            /* eight partial sums: independent adds the compiler vectorises, where one             \
-             * running sum waits for each add to finish */                                         \
-            double acc[8] = {0}, s = 0;                                                            \
-            int64_t i = 0;                                                                         \
-            for (; i + 8 <= n; i += 8)                                                             \
-                for (int l = 0; l < 8; l++)                                                        \
-                    acc[l] += x[i + l];                                                            \
-            for (; i < n; i++)                                                                     \
-                s += x[i];                                                                         \
-            s +=                                                                                   \
-                ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])); \
-            y[0] += (T)s;                                                                          \
+            y[0] += (T)ROW_SUM(x, n);                                                              \
         }                                                                                          \
     }
-SUMTO_RUN(sumto_f32, float)
-SUMTO_RUN(sumto_f64, double)
+SUMTO_RUN(sumto_f32, float, tg__row_sum_f32)
+SUMTO_RUN(sumto_f64, double, tg__row_sum_f64)
 
 static int sum_to_backward(const tg__node *n, tg_tensor *g, tg_tensor **gin) {
     tg_tensor *x = n->in[0];
